@@ -1,0 +1,9 @@
+"""tgjax: symbolic tensor calculus with named edges, compiled to XLA through JAX."""
+
+from sympy import symbols
+
+from ._ir.nodes import Delta, Derivative, Expr, Variable, Zero
+
+__version__ = "0.1.0"
+
+__all__ = ["symbols", "Variable", "Delta", "Derivative", "Expr", "Zero", "__version__"]

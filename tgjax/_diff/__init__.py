@@ -1,0 +1,5 @@
+"""Symbolic differentiation."""
+
+from .derivative import derivative
+
+__all__ = ["derivative"]

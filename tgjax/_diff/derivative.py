@@ -1,0 +1,109 @@
+"""The derivative pass: product rule over networks, linearity over sums, chain rule through functions.
+
+``derivative(t, x, new_names)`` returns an expression with edges
+``t.edges + (new_names[e] for e in x's declared edges)``. It is not
+simplified; ``simplify`` cleans up the Deltas and Zeros it introduces.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .._ir.nodes import (
+    Delta,
+    Derivative,
+    Expr,
+    Function,
+    Product,
+    Sum,
+    Variable,
+    Zero,
+    elementwise_product,
+)
+from .._ir.rename import freshen_inner
+
+
+def _zero(t: Expr, x: Variable, new_names: dict) -> Zero:
+    return Zero({**t.shape, **{new_names[e]: s for e, s in x.decl}})
+
+
+def _order(t: Expr, x: Variable, new_names: dict):
+    return t.edges + tuple(new_names[e] for e, _ in x.decl)
+
+
+def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
+    """d t / d x, with x's declared edge ``e`` becoming the new free edge ``new_names[e]``."""
+    if not isinstance(x, Variable):
+        raise TypeError(f"grad: can only differentiate with respect to a Variable; got {type(x).__name__}.")
+    x = x.declared
+    if not t.depends_on(x):
+        return _zero(t, x, new_names)
+    return _derivative(t, x, new_names)
+
+
+@functools.singledispatch
+def _derivative(t: Expr, x, new_names) -> Expr:
+    raise NotImplementedError(f"derivative: no rule for node type {type(t).__name__}")
+
+
+@_derivative.register
+def _(t: Variable, x, new_names):
+    if t.key != x.key:
+        return _zero(t, x, new_names)
+    # d x[a, b] / d x[a', b'] = delta(a, a') delta(b, b'): one identity per edge.
+    deltas = [Delta._make(s, (t.edge_of(e), new_names[e])) for e, s in x.decl]
+    return Product(deltas, edges=_order(t, x, new_names))
+
+
+@_derivative.register(Delta)
+@_derivative.register(Zero)
+def _(t, x, new_names):
+    return _zero(t, x, new_names)
+
+
+@_derivative.register
+def _(t: Sum, x, new_names):
+    return Sum([derivative(u, x, new_names) for u in t.terms], t.weights, edges=_order(t, x, new_names))
+
+
+@_derivative.register
+def _(t: Product, x, new_names):
+    # The new edges must not meet an inner edge of the same name.
+    t = freshen_inner(t, set(new_names.values()))
+    terms = []
+    for k, f in enumerate(t.factors):
+        if not f.depends_on(x):
+            continue
+        factors = list(t.factors)
+        factors[k] = derivative(f, x, new_names)
+        terms.append(Product(factors, edges=_order(t, x, new_names)))
+    if not terms:
+        return _zero(t, x, new_names)
+    return Sum(terms, [1] * len(terms), edges=_order(t, x, new_names))
+
+
+@_derivative.register
+def _(t: Function, x, new_names):
+    partials = t.spec.partials(*t.inputs)
+    terms = []
+    for u, partial in zip(t.inputs, partials):
+        if not u.depends_on(x) or isinstance(partial, Zero):
+            continue
+        # chain rule: f'(u) multiplied elementwise on u's edges with du/dx
+        terms.append(elementwise_product(partial, derivative(u, x, new_names), where="chain rule"))
+    if not terms:
+        return _zero(t, x, new_names)
+    order = _order(t, x, new_names)
+    return Sum([_reorder(term, order) for term in terms], [1] * len(terms), edges=order)
+
+
+def _reorder(t: Expr, order) -> Expr:
+    if t.edges == tuple(order):
+        return t
+    return Product([t], edges=order)
+
+
+@_derivative.register
+def _(t: Derivative, x, new_names):
+    inner = derivative(t.expr, t.x, t.new_names)
+    return derivative(inner, x, new_names)

@@ -1,0 +1,6 @@
+"""Expression nodes, edges and sizes, identity (canonical hashing)."""
+
+from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .elementwise import FunctionSpec
+
+__all__ = ["Delta", "Derivative", "Expr", "Function", "FunctionSpec", "Product", "Sum", "Variable", "Zero"]

@@ -1,0 +1,289 @@
+"""Identity of expressions: a canonical hash and an exact isomorphism check.
+
+Two expressions are equal when they are the same tensor network up to the
+names of inner edges (API.md). ``signature`` computes, bottom-up and cached,
+a hash of the structure that ignores all edge names plus a colour per free
+edge (its role); products refine colours over the network (Weisfeiler-Lehman
+style). The named hash combines both with the free edge names. Colour
+refinement cannot tell some networks apart (a 6-cycle and two 3-cycles), so
+equal hashes are confirmed by an exact isomorphism test on a labelled graph.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import Counter, defaultdict
+
+import networkx as nx
+
+from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .util import combine, stable_hash
+
+
+class Signature:
+    """``shape``: hash of the structure ignoring edge names; ``ports``: edge -> colour."""
+
+    __slots__ = ("shape", "ports")
+
+    def __init__(self, shape: int, ports: dict):
+        self.shape = shape
+        self.ports = ports
+
+
+def signature(t: Expr) -> Signature:
+    if t._sig is None:
+        t._sig = _signature(t)
+    return t._sig
+
+
+def named_hash(t: Expr) -> int:
+    sig = signature(t)
+    return combine(sig.shape, tuple(sorted((stable_hash(e), c) for e, c in sig.ports.items())))
+
+
+def sort_key(t: Expr) -> int:
+    """A deterministic, name-aware order for canonical term and factor order."""
+    return hash(t)
+
+
+@functools.singledispatch
+def _signature(t: Expr) -> Signature:
+    raise NotImplementedError(f"signature: no rule for node type {type(t).__name__}")
+
+
+@_signature.register
+def _(t: Variable):
+    shape = combine(stable_hash("var"), stable_hash(t.name), stable_hash(t.decl))
+    return Signature(shape, {n: combine(stable_hash("port"), stable_hash(e)) for (e, _), n in zip(t.decl, t.edges)})
+
+
+@_signature.register
+def _(t: Delta):
+    shape = combine(stable_hash("delta"), stable_hash(t.size), len(t.edges))
+    colour = stable_hash("delta-port")
+    return Signature(shape, {e: colour for e in t.edges})
+
+
+@_signature.register
+def _(t: Zero):
+    sizes = tuple(sorted(stable_hash(s) for s in t._shape.values()))
+    return Signature(combine(stable_hash("zero"), sizes), {e: combine(stable_hash("zero-port"), stable_hash(s)) for e, s in t._shape.items()})
+
+
+@_signature.register
+def _(t: Sum):
+    subs = [(stable_hash(w), signature(u)) for w, u in zip(t.weights, t.terms)]
+    ports = {
+        e: combine(stable_hash("sum-port"), tuple(sorted(combine(w, s.shape, s.ports[e]) for w, s in subs)))
+        for e in t.edges
+    }
+    terms = tuple(sorted(combine(w, s.shape, tuple(sorted(s.ports.values()))) for w, s in subs))
+    return Signature(combine(stable_hash("sum"), terms), ports)
+
+
+@_signature.register
+def _(t: Function):
+    subs = [signature(u) for u in t.inputs]
+    shape = combine(stable_hash("fn"), stable_hash(t.spec.key), tuple(s.shape for s in subs))
+    ports = {e: combine(stable_hash("fn-port"), tuple(s.ports[e] for s in subs)) for e in t.edges}
+    return Signature(shape, ports)
+
+
+@_signature.register
+def _(t: Derivative):
+    sub = signature(t.expr)
+    new = {n: combine(stable_hash("new-port"), stable_hash(e)) for e, n in t.new_names.items()}
+    ports = {e: combine(stable_hash("d-port"), sub.ports[e]) for e in t.expr.edges}
+    return Signature(combine(stable_hash("d"), sub.shape, stable_hash(t.x.key)), {**ports, **new})
+
+
+@_signature.register
+def _(t: Product):
+    sigs = [signature(f) for f in t.factors]
+    where = defaultdict(list)  # edge -> [(factor index, port colour)]
+    for k, (f, s) in enumerate(zip(t.factors, sigs)):
+        for e in f.edges:
+            where[e].append((k, s.ports[e]))
+    colours = [s.shape for s in sigs]
+    free_mark = stable_hash("free")
+    n_classes = len(set(colours))
+    for _ in range(len(colours)):
+        neighbourhoods = [[] for _ in colours]
+        for e, ends in where.items():
+            if len(ends) == 2:
+                (a, pa), (b, pb) = ends
+                neighbourhoods[a].append(combine(pa, colours[b], pb))
+                neighbourhoods[b].append(combine(pb, colours[a], pa))
+            else:
+                (a, pa), = ends
+                neighbourhoods[a].append(combine(pa, free_mark))
+        colours = [combine(c, tuple(sorted(nb))) for c, nb in zip(colours, neighbourhoods)]
+        refined = len(set(colours))
+        if refined == n_classes:
+            break
+        n_classes = refined
+    ports = {e: combine(colours[where[e][0][0]], where[e][0][1]) for e in t.edges}
+    return Signature(combine(stable_hash("prod"), tuple(sorted(colours))), ports)
+
+
+# -- exact check --------------------------------------------------------------
+
+
+def isomorphic(a: Expr, b: Expr) -> bool:
+    """Exact test: same network up to inner edge names, same free edge names."""
+    if set(a.edges) != set(b.edges):
+        return False
+    if tree_key(a) == tree_key(b):
+        return True
+    return nx.is_isomorphic(graph(a), graph(b), node_match=_label_match)
+
+
+def _label_match(x, y):
+    return x["label"] == y["label"]
+
+
+def tree_key(t: Expr):
+    """A cheap sufficient test for equality: the tree with inner edge names
+    replaced by numbers in order of first appearance.
+
+    Most equal pairs met during simplification were built the same way; a
+    match here is a bijective renaming of non-free names, which preserves the
+    meaning, so it avoids a graph isomorphism search for them.
+    """
+    free = set(t.edges)
+    numbers: dict = {}
+
+    def edge(e):
+        if e in free:
+            return e
+        return numbers.setdefault(e, len(numbers))
+
+    def walk(p: Expr):
+        if isinstance(p, Variable):
+            head = ("v", p.name, p.decl)
+        elif isinstance(p, Delta):
+            head = ("δ", str(p.size))
+        elif isinstance(p, Zero):
+            head = ("0", tuple(str(p._shape[e]) for e in p.edges))
+        elif isinstance(p, Sum):
+            head = ("+", tuple(map(str, p.weights)))
+        elif isinstance(p, Function):
+            head = ("f", p.spec.key)
+        elif isinstance(p, Derivative):
+            head = ("d", p.x.key, tuple(p.new_names))
+        elif isinstance(p, Product):
+            head = ("*",)
+        else:
+            raise NotImplementedError(f"tree_key: no rule for node type {type(p).__name__}")
+        children = tuple(walk(c) for c in p.args if not (isinstance(p, Derivative) and c is p.x))
+        return head, tuple(edge(e) for e in p.edges), children
+
+    return walk(t)
+
+
+def graph(t: Expr) -> nx.Graph:
+    """A labelled graph whose isomorphism class is exactly the expression's equality class."""
+    if t._graph is None:
+        g = nx.Graph()
+        ids = itertools.count()
+        _, ports = _build(t, g, ids)
+        for e, p in ports.items():
+            node = _node(g, ids, ("free", e))
+            g.add_edge(node, p)
+        t._graph = g
+    return t._graph
+
+
+def _node(g, ids, label):
+    n = next(ids)
+    g.add_node(n, label=label)
+    return n
+
+
+def _leaf(g, ids, label, port_labels):
+    root = _node(g, ids, label)
+    ports = {}
+    for e, plabel in port_labels:
+        ports[e] = _node(g, ids, plabel)
+        g.add_edge(root, ports[e])
+    return root, ports
+
+
+@functools.singledispatch
+def _build(t: Expr, g, ids):
+    """Add ``t`` to ``g``; return its root node and its free edge -> port node."""
+    raise NotImplementedError(f"graph: no rule for node type {type(t).__name__}")
+
+
+@_build.register
+def _(t: Variable, g, ids):
+    return _leaf(g, ids, ("var", t.name, t.decl), [(n, ("port", e)) for (e, _), n in zip(t.decl, t.edges)])
+
+
+@_build.register
+def _(t: Delta, g, ids):
+    return _leaf(g, ids, ("delta", str(t.size)), [(e, ("delta-port",)) for e in t.edges])
+
+
+@_build.register
+def _(t: Zero, g, ids):
+    return _leaf(g, ids, ("zero",), [(e, ("zero-port", str(s))) for e, s in t._shape.items()])
+
+
+@_build.register
+def _(t: Product, g, ids):
+    root, ports = _leaf(g, ids, ("prod",), [(e, ("prod-port",)) for e in t.edges])
+    open_ends = {}
+    for f in t.factors:
+        sub_root, sub_ports = _build(f, g, ids)
+        g.add_edge(root, sub_root)
+        for e, p in sub_ports.items():
+            if e in ports:
+                g.add_edge(ports[e], p)
+            elif e in open_ends:
+                wire = _node(g, ids, ("wire",))
+                g.add_edge(open_ends.pop(e), wire)
+                g.add_edge(wire, p)
+            else:
+                open_ends[e] = p
+    assert not open_ends, "internal error: a product edge is neither free nor contracted"
+    return root, ports
+
+
+@_build.register
+def _(t: Sum, g, ids):
+    root, ports = _leaf(g, ids, ("sum",), [(e, ("sum-port",)) for e in t.edges])
+    for w, u in zip(t.weights, t.terms):
+        weight = _node(g, ids, ("weight", str(w)))
+        g.add_edge(root, weight)
+        sub_root, sub_ports = _build(u, g, ids)
+        g.add_edge(weight, sub_root)
+        for e, p in sub_ports.items():
+            g.add_edge(ports[e], p)
+    return root, ports
+
+
+@_build.register
+def _(t: Function, g, ids):
+    root, ports = _leaf(g, ids, ("fn", t.spec.key), [(e, ("fn-port",)) for e in t.edges])
+    for k, u in enumerate(t.inputs):
+        arg = _node(g, ids, ("arg", k))
+        g.add_edge(root, arg)
+        sub_root, sub_ports = _build(u, g, ids)
+        g.add_edge(arg, sub_root)
+        for e, p in sub_ports.items():
+            g.add_edge(ports[e], p)
+    return root, ports
+
+
+@_build.register
+def _(t: Derivative, g, ids):
+    new = [(n, ("new-port", e)) for e, n in t.new_names.items()]
+    root, ports = _leaf(g, ids, ("d", t.x.name, t.x.decl), new)
+    sub_root, sub_ports = _build(t.expr, g, ids)
+    g.add_edge(root, sub_root)
+    for e, p in sub_ports.items():
+        ports[e] = _node(g, ids, ("d-port",))
+        g.add_edge(ports[e], p)
+    return root, ports

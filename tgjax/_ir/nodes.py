@@ -1,0 +1,542 @@
+"""Expression nodes: tensors with named free edges and sympy sizes.
+
+Every node is immutable, exposes its children as ``args`` and its free edges
+as ``edges`` (ordered) and ``shape`` (edge -> size). Equality is isomorphism
+of the tensor network up to inner edge names (see ``identity.py``).
+
+The public constructors (``Variable``, ``Delta``) and operators build what the
+user wrote; the lower-case helpers at the bottom (``product``, ``weighted_sum``,
+...) are the private builders used by the passes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Mapping
+
+import sympy
+
+from .util import as_size, as_weight, fresh_edge, is_fresh
+
+__all__ = ["Expr", "Variable", "Delta", "Zero", "Product", "Sum", "Function", "Derivative"]
+
+
+def _check_edge_name(edge, where: str) -> str:
+    if not isinstance(edge, str) or not edge:
+        raise TypeError(f"{where}: an edge name must be a non-empty str; got {edge!r}.")
+    if is_fresh(edge):
+        raise ValueError(f"{where}: edge names starting with '#' are reserved for inner edges; got {edge!r}.")
+    return edge
+
+
+def _merge_shapes(parts, where: str) -> dict:
+    """Union of several shapes; one edge name with two sizes is the user's mistake."""
+    shape: dict = {}
+    for part in parts:
+        for edge, size in part.items():
+            if edge in shape and shape[edge] != size:
+                raise ValueError(
+                    f"{where}: edge {edge!r} has size {shape[edge]} on one side and {size} on the other; "
+                    f"an edge name must mean one size. Rename one of them with .rename({edge}=...)."
+                )
+            shape[edge] = size
+    return shape
+
+
+class Expr:
+    """Base class of tensor expressions."""
+
+    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars")
+
+    args: tuple = ()
+
+    def _init(self, edges, shape):
+        self.edges = tuple(edges)
+        self._shape = dict(shape)
+        self._hash = None
+        self._sig = None
+        self._graph = None
+        self._simplified = None
+        self._vars = None
+
+    @property
+    def shape(self) -> dict:
+        """Edge name -> size (a sympy expression), in the order of ``edges``."""
+        return {e: self._shape[e] for e in self.edges}
+
+    @property
+    def order(self) -> int:
+        return len(self.edges)
+
+    # -- identity ---------------------------------------------------------
+    def __hash__(self):
+        if self._hash is None:
+            from .identity import named_hash
+
+            self._hash = named_hash(self)
+        return self._hash
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not isinstance(other, Expr):
+            return NotImplemented
+        if hash(self) != hash(other):
+            return False
+        from .identity import isomorphic
+
+        return isomorphic(self, other)
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __bool__(self):
+        raise TypeError(
+            "The truth value of a tensor expression is ambiguous; compare expressions with == "
+            "and use the result in an if, or evaluate them with tg.lower."
+        )
+
+    # -- operators (API.md, "Building expressions") ----------------------
+    def __matmul__(self, other):
+        if not isinstance(other, Expr):
+            return NotImplemented
+        return product([self, other], where="a @ b")
+
+    def __rmatmul__(self, other):
+        if not isinstance(other, Expr):
+            return NotImplemented
+        return product([other, self], where="a @ b")
+
+    def __mul__(self, other):
+        if isinstance(other, Expr):
+            return elementwise_product(self, other, where="a * b")
+        return scale(self, as_weight(other, "a * b"))
+
+    def __rmul__(self, other):
+        if isinstance(other, Expr):
+            return elementwise_product(other, self, where="a * b")
+        return scale(self, as_weight(other, "a * b"))
+
+    def __truediv__(self, other):
+        if isinstance(other, Expr):
+            from ..functions import pow as _pow
+
+            return elementwise_product(self, _pow(other, -1), where="a / b")
+        weight = as_weight(other, "a / b")
+        if weight == 0:
+            raise ZeroDivisionError("a / b: division of a tensor expression by the scalar 0.")
+        return scale(self, 1 / weight)
+
+    def __rtruediv__(self, other):
+        from ..functions import pow as _pow
+
+        return scale(_pow(self, -1), as_weight(other, "a / b"))
+
+    def __pow__(self, k):
+        from ..functions import pow as _pow
+
+        return _pow(self, k)
+
+    def __add__(self, other):
+        return broadcast_sum([self, _as_tensor(other, "a + b")], [1, 1], where="a + b")
+
+    def __radd__(self, other):
+        return broadcast_sum([_as_tensor(other, "a + b"), self], [1, 1], where="a + b")
+
+    def __sub__(self, other):
+        return broadcast_sum([self, _as_tensor(other, "a - b")], [1, -1], where="a - b")
+
+    def __rsub__(self, other):
+        return broadcast_sum([_as_tensor(other, "a - b"), self], [1, -1], where="a - b")
+
+    def __neg__(self):
+        return scale(self, sympy.Integer(-1))
+
+    def __pos__(self):
+        return self
+
+    # -- edges ------------------------------------------------------------
+    def rename(self, mapping: Mapping[str, str] | None = None, **kwargs) -> "Expr":
+        """Relabel free edges, all at once: ``t.rename(i="k", k="i")`` swaps ``i`` and ``k``.
+
+        Returns a new expression whose ``edges`` are those of ``t`` with each
+        renamed edge replaced in place.
+        """
+        mapping = {**(mapping or {}), **kwargs}
+        for old, new in mapping.items():
+            if old not in self._shape:
+                raise ValueError(
+                    f"rename: edge {old!r} is not a free edge of this expression; its free edges are {list(self.edges)}."
+                )
+            _check_edge_name(new, "rename")
+        result = [mapping.get(e, e) for e in self.edges]
+        duplicates = sorted(e for e, n in Counter(result).items() if n > 1)
+        if duplicates:
+            raise ValueError(
+                f"rename: after renaming {mapping}, edge name(s) {duplicates} would appear twice "
+                f"among the free edges {result}; rename the clashing edge too (renames happen all at once)."
+            )
+        from .rename import rename
+
+        return rename(self, {o: n for o, n in mapping.items() if o != n})
+
+    # -- passes -----------------------------------------------------------
+    # These methods are entry points for the user; the passes themselves live
+    # in later stages of the pipeline and are imported at call time.
+    def grad(self, x: "Variable", new_names: Mapping[str, str] | None = None) -> "Expr":
+        """The derivative of this expression with respect to Variable ``x``.
+
+        Edges: ``self.edges`` followed by one new edge per edge of ``x`` (in
+        ``x``'s declared order), named as ``x``'s edge, with ``_`` appended while
+        that name is already free here; ``new_names`` overrides this.
+        """
+        from .._diff import derivative
+
+        d = Derivative(self, x, new_names)
+        return derivative(self, x, d.new_names)
+
+    def simplify(self) -> "Expr":
+        """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly."""
+        from .._simplify import simplify
+
+        return simplify(self)
+
+    def variables(self) -> tuple:
+        """The Variables this expression depends on (as declared, not renamed), in first-seen order."""
+        if self._vars is None:
+            seen: dict = {}
+            for arg in self.args:
+                for v in arg.variables():
+                    seen.setdefault(v, None)
+            self._vars = tuple(seen)
+        return self._vars
+
+    def depends_on(self, x: "Variable") -> bool:
+        key = x.key
+        return any(v.key == key for v in self.variables())
+
+    def __repr__(self):
+        from .._viz.notation import to_string
+
+        return to_string(self)
+
+    __str__ = __repr__
+
+
+def _as_tensor(value, where: str) -> Expr:
+    if isinstance(value, Expr):
+        return value
+    return scale(Product(()), as_weight(value, where))
+
+
+class Variable(Expr):
+    """A leaf tensor.
+
+    ``Variable("x", i)`` has one edge named ``"i"`` of size ``i``;
+    ``Variable("S", i=n, j=n)`` is an n-by-n matrix with edges ``i`` and ``j``.
+    Declaration order is the axis order of the array bound to it at call time.
+
+    Example:
+        >>> i, j = tg.symbols("i j")
+        >>> A = tg.Variable("A", i, j)
+    """
+
+    __slots__ = ("name", "decl", "_names")
+
+    def __init__(self, name: str, *sizes, **named_edges):
+        where = f"Variable({name!r}, ...)"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"Variable: the name must be a Python identifier (it is the keyword of the lowered function); got {name!r}.")
+        decl = []
+        for size in sizes:
+            if not isinstance(size, sympy.Symbol):
+                raise TypeError(
+                    f"{where}: a positional size must be a sympy symbol, whose name becomes the edge name; "
+                    f"got {size!r}. Give numeric sizes as keywords: Variable({name!r}, i=3)."
+                )
+            decl.append((str(size), size))
+        for edge, size in named_edges.items():
+            decl.append((edge, as_size(size, where)))
+        names = [e for e, _ in decl]
+        for e in names:
+            _check_edge_name(e, where)
+        duplicates = sorted(e for e, n in Counter(names).items() if n > 1)
+        if duplicates:
+            raise ValueError(
+                f"{where}: edge {duplicates[0]!r} appears twice; each edge name must be unique. "
+                f"Give the second one its own name, e.g. Variable({name!r}, i=n, j=n)."
+            )
+        self._setup(name, tuple(decl), tuple(names))
+
+    def _setup(self, name, decl, names):
+        self.name = name
+        self.decl = decl
+        self._names = names
+        self._init(names, {n: s for n, (_, s) in zip(names, decl)})
+
+    @classmethod
+    def _renamed(cls, base: "Variable", names) -> "Variable":
+        obj = cls.__new__(cls)
+        obj._setup(base.name, base.decl, tuple(names))
+        return obj
+
+    @property
+    def key(self):
+        """What makes two Variables the same variable: name and declared edges."""
+        return (self.name, self.decl)
+
+    @property
+    def declared(self) -> "Variable":
+        """This variable with its declared edge names."""
+        return self if self._names == tuple(e for e, _ in self.decl) else Variable._renamed(self, [e for e, _ in self.decl])
+
+    def edge_of(self, declared_edge: str) -> str:
+        """The current name of a declared edge."""
+        for (e, _), n in zip(self.decl, self._names):
+            if e == declared_edge:
+                return n
+        raise KeyError(declared_edge)
+
+    def variables(self):
+        return (self.declared,)
+
+
+class Delta(Expr):
+    """The copy tensor: 1 where all its indices agree, else 0.
+
+    With two edges it is the identity matrix, with one the all-ones vector,
+    with none the scalar ``size``. Inside a network it just joins edges.
+
+    Example:
+        >>> I = tg.Delta(n, "i", "j")
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self, size, *edges):
+        where = f"Delta({size}, {', '.join(map(repr, edges))})"
+        size = as_size(size, where)
+        for e in edges:
+            _check_edge_name(e, where) if not is_fresh(e) else None
+        duplicates = sorted(e for e, n in Counter(edges).items() if n > 1)
+        if duplicates:
+            raise ValueError(f"{where}: edge {duplicates[0]!r} appears twice; each edge name must be unique.")
+        self.size = size
+        self._init(edges, {e: size for e in edges})
+
+    @classmethod
+    def _make(cls, size, edges):
+        obj = cls.__new__(cls)
+        obj.size = size
+        obj._init(edges, {e: size for e in edges})
+        return obj
+
+
+class Zero(Expr):
+    """The zero tensor with the given edges and sizes."""
+
+    __slots__ = ()
+
+    def __init__(self, shape: Mapping[str, sympy.Expr]):
+        self._init(tuple(shape), shape)
+
+
+class Product(Expr):
+    """A tensor network: an edge name shared by two factors is contracted, the rest stay free.
+
+    ``edges`` is the free edges in order of first appearance, unless given.
+    """
+
+    __slots__ = ("factors",)
+
+    def __init__(self, factors, edges=None, where: str = "product"):
+        factors = tuple(factors)
+        counts = Counter(e for f in factors for e in f.edges)
+        crowded = sorted(e for e, n in counts.items() if n > 2)
+        if crowded:
+            e = crowded[0]
+            holders = [repr(f) for f in factors if e in f._shape]
+            raise ValueError(
+                f"{where}: edge {e!r} is shared by {counts[e]} factors ({', '.join(holders)}); "
+                f"an edge joins at most two. Use a * b for elementwise products, or rename one of them."
+            )
+        shape = _merge_shapes([f._shape for f in factors], where)
+        free = [e for f in factors for e in f.edges if counts[e] == 1]
+        if edges is not None:
+            assert sorted(edges) == sorted(free), f"internal error: Product edge order {edges} is not a permutation of {free}"
+            free = list(edges)
+        self.factors = factors
+        self._init(free, {e: shape[e] for e in free})
+
+    @property
+    def args(self):
+        return self.factors
+
+    @property
+    def inner_edges(self) -> set:
+        counts = Counter(e for f in self.factors for e in f.edges)
+        return {e for e, n in counts.items() if n == 2}
+
+
+class Sum(Expr):
+    """A weighted sum of terms that all have the same free edges."""
+
+    __slots__ = ("terms", "weights")
+
+    def __init__(self, terms, weights, edges=None, where: str = "sum"):
+        terms = tuple(terms)
+        weights = tuple(as_weight(w, where) for w in weights)
+        assert terms and len(terms) == len(weights), "internal error: a Sum needs one weight per term and at least one term"
+        edge_set = set(terms[0].edges)
+        for t in terms[1:]:
+            assert set(t.edges) == edge_set, f"internal error: Sum terms with edges {terms[0].edges} and {t.edges}; broadcast first"
+        shape = _merge_shapes([t._shape for t in terms], where)
+        order = tuple(edges) if edges is not None else terms[0].edges
+        assert set(order) == edge_set
+        self.terms = terms
+        self.weights = weights
+        self._init(order, shape)
+
+    @property
+    def args(self):
+        return self.terms
+
+
+class Function(Expr):
+    """An elementwise function of one or more tensors with the same edges.
+
+    ``spec`` (a ``FunctionSpec``) says what it computes and how to differentiate it.
+    """
+
+    __slots__ = ("spec", "inputs")
+
+    def __init__(self, spec, inputs, edges=None):
+        inputs = tuple(inputs)
+        assert inputs, "internal error: a Function needs an input"
+        edge_set = set(inputs[0].edges)
+        for u in inputs[1:]:
+            assert set(u.edges) == edge_set, "internal error: elementwise inputs must be broadcast first"
+        shape = _merge_shapes([u._shape for u in inputs], f"{spec.name}(...)")
+        self.spec = spec
+        self.inputs = inputs
+        self._init(tuple(edges) if edges is not None else inputs[0].edges, shape)
+
+    @property
+    def args(self):
+        return self.inputs
+
+
+class Derivative(Expr):
+    """The derivative of ``expr`` with respect to Variable ``x``, unevaluated.
+
+    Edges: ``expr.edges`` then one new edge per edge of ``x`` (see ``Expr.grad``).
+    ``.simplify()`` evaluates it.
+    """
+
+    __slots__ = ("expr", "x", "new_names")
+
+    def __init__(self, expr: Expr, x: Variable, new_names: Mapping[str, str] | None = None):
+        if not isinstance(expr, Expr):
+            raise TypeError(f"Derivative: expected a tensor expression to differentiate; got {type(expr).__name__}.")
+        if not isinstance(x, Variable):
+            raise TypeError(
+                f"Derivative: can only differentiate with respect to a Variable; got {type(x).__name__} {x!r}. "
+                f"Differentiate with respect to the Variable itself, then rename edges if needed."
+            )
+        x = x.declared
+        given = dict(new_names or {})
+        declared = [e for e, _ in x.decl]
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise ValueError(f"Derivative: new_names has key(s) {unknown} that are not edges of {x.name}; its edges are {declared}.")
+        taken = set(expr.edges)
+        names = {}
+        for e in declared:
+            if e in given:
+                name = _check_edge_name(given[e], "Derivative")
+                if name in taken:
+                    raise ValueError(
+                        f"Derivative: new edge name {name!r} (for edge {e!r} of {x.name}) is already used by "
+                        f"{sorted(taken)}; choose another name."
+                    )
+            else:
+                name = e
+                while name in taken:
+                    name += "_"
+            taken.add(name)
+            names[e] = name
+        self.expr = expr
+        self.x = x
+        self.new_names = names
+        self._init(
+            expr.edges + tuple(names[e] for e in declared),
+            {**expr._shape, **{names[e]: s for e, s in x.decl}},
+        )
+
+    @property
+    def args(self):
+        return (self.expr, self.x)
+
+
+# -- private builders used by operators and passes ---------------------------
+
+
+def product(factors, where="product", edges=None) -> Expr:
+    """Contract the factors on the edge names they share."""
+    return Product(factors, edges=edges, where=where)
+
+
+def scale(t: Expr, weight) -> Expr:
+    """``weight * t``."""
+    if weight == 1:
+        return t
+    return Sum([t], [weight], edges=t.edges)
+
+
+def ones(shape: Mapping) -> Expr:
+    """The all-ones tensor with these edges: an outer product of Delta vectors."""
+    return Product([Delta._make(s, (e,)) for e, s in shape.items()], edges=tuple(shape))
+
+
+def broadcast_to(t: Expr, shape: Mapping, order=None) -> Expr:
+    """``t`` multiplied by ones on every edge of ``shape`` that it lacks."""
+    missing = {e: s for e, s in shape.items() if e not in t._shape}
+    if not missing:
+        return t
+    if isinstance(t, Product):
+        inner = t.inner_edges & set(missing)
+        if inner:
+            from .rename import freshen_inner
+
+            t = freshen_inner(t, set(missing))
+    order = order or (t.edges + tuple(missing))
+    return Product([t, *(Delta._make(s, (e,)) for e, s in missing.items())], edges=order)
+
+
+def broadcast_sum(terms, weights, where="sum") -> Expr:
+    """A weighted sum; an edge missing from some term is broadcast (API.md)."""
+    shape = _merge_shapes([t._shape for t in terms], where)
+    order = []
+    for t in terms:
+        order.extend(e for e in t.edges if e not in order)
+    return Sum([broadcast_to(t, shape) for t in terms], weights, edges=order, where=where)
+
+
+def elementwise_product(a: Expr, b: Expr, where="a * b") -> Expr:
+    """Elementwise on shared edges, outer product on the others.
+
+    Each shared edge ``e`` becomes a three-legged Delta joining ``a``'s copy,
+    ``b``'s copy and the free ``e``: the tensor-network form of a Hadamard product.
+    """
+    _merge_shapes([a._shape, b._shape], where)
+    shared = [e for e in a.edges if e in b._shape]
+    if not shared:
+        return Product([a, b], where=where)
+    from .rename import rename
+
+    left = {e: fresh_edge() for e in shared}
+    right = {e: fresh_edge() for e in shared}
+    deltas = [Delta._make(a._shape[e], (left[e], right[e], e)) for e in shared]
+    order = a.edges + tuple(e for e in b.edges if e not in a._shape)
+    return Product([rename(a, left), rename(b, right), *deltas], edges=order, where=where)

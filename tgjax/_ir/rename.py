@@ -1,0 +1,90 @@
+"""Renaming free edges: one singledispatch pass over the node types.
+
+``rename(t, mapping)`` assumes the mapping was validated (keys are free edges
+of ``t``, the result has unique names). Inner edges that would clash with a
+new name are given fresh names first, so nothing is ever captured.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .util import fresh_edge
+
+
+@functools.singledispatch
+def rename(t: Expr, mapping: dict) -> Expr:
+    raise NotImplementedError(f"rename: no rule for node type {type(t).__name__}")
+
+
+def _new_order(t: Expr, mapping: dict):
+    return tuple(mapping.get(e, e) for e in t.edges)
+
+
+@rename.register
+def _(t: Variable, mapping):
+    if not mapping:
+        return t
+    return Variable._renamed(t, _new_order(t, mapping))
+
+
+@rename.register
+def _(t: Delta, mapping):
+    if not mapping:
+        return t
+    return Delta._make(t.size, _new_order(t, mapping))
+
+
+@rename.register
+def _(t: Zero, mapping):
+    if not mapping:
+        return t
+    return Zero({mapping.get(e, e): s for e, s in t.shape.items()})
+
+
+def freshen_inner(t: Product, avoid: set) -> Product:
+    """The same product with every inner edge that is in ``avoid`` renamed to a fresh name."""
+    clash = t.inner_edges & set(avoid)
+    if not clash:
+        return t
+    fresh = {e: fresh_edge() for e in clash}
+    factors = [rename(f, {e: fresh[e] for e in f.edges if e in fresh}) for f in t.factors]
+    return Product(factors, edges=t.edges)
+
+
+@rename.register
+def _(t: Product, mapping):
+    if not mapping:
+        return t
+    t = freshen_inner(t, set(mapping.values()))
+    free = set(t.edges)
+    factors = [rename(f, {e: mapping[e] for e in f.edges if e in mapping and e in free}) for f in t.factors]
+    return Product(factors, edges=_new_order(t, mapping))
+
+
+@rename.register
+def _(t: Sum, mapping):
+    if not mapping:
+        return t
+    return Sum([rename(u, mapping) for u in t.terms], t.weights, edges=_new_order(t, mapping))
+
+
+@rename.register
+def _(t: Function, mapping):
+    if not mapping:
+        return t
+    return Function(t.spec, [rename(u, mapping) for u in t.inputs], edges=_new_order(t, mapping))
+
+
+@rename.register
+def _(t: Derivative, mapping):
+    if not mapping:
+        return t
+    inner = {e: n for e, n in mapping.items() if e in t.expr._shape}
+    new_names = {e: mapping.get(n, n) for e, n in t.new_names.items()}
+    # The inner expression's free edges may need to pass through names that
+    # the new edges give up, so rename it through temporary fresh names.
+    temp = {e: fresh_edge() for e in inner}
+    expr = rename(rename(t.expr, temp), {temp[e]: n for e, n in inner.items()})
+    return Derivative(expr, t.x, new_names)

@@ -1,0 +1,73 @@
+"""Small shared helpers for the IR: deterministic hashing, fresh inner edge names, sizes."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+
+import sympy
+
+# Inner (contracted) edges get names no user writes, so that renaming a free
+# edge can never capture one by accident.
+_FRESH_PREFIX = "#"
+_counter = itertools.count()
+
+
+def fresh_edge() -> str:
+    """A new inner edge name, unique in this process."""
+    return f"{_FRESH_PREFIX}{next(_counter)}"
+
+
+def is_fresh(edge: str) -> bool:
+    return edge.startswith(_FRESH_PREFIX)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def stable_hash(obj) -> int:
+    """A hash of str(obj) that does not change between processes.
+
+    Python salts str hashes per process; canonical term order (and so the
+    printed form and the generated code) must not depend on that salt.
+    """
+    digest = hashlib.blake2b(str(obj).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def combine(*parts) -> int:
+    """Hash a tuple of ints (and tuples of ints) deterministically."""
+    return hash(parts)
+
+
+def as_size(size, where: str) -> sympy.Expr:
+    """Check and convert an edge size: a positive int or a sympy expression."""
+    if isinstance(size, bool):
+        raise TypeError(f"{where}: an edge size must be a sympy symbol or a positive int; got {size!r}.")
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"{where}: an edge size must be positive; got {size}.")
+        return sympy.Integer(size)
+    if isinstance(size, sympy.Expr):
+        return size
+    raise TypeError(
+        f"{where}: an edge size must be a sympy symbol (tg.symbols('n')) or a positive int; "
+        f"got {size!r} of type {type(size).__name__}."
+    )
+
+
+def as_weight(value, where: str) -> sympy.Expr:
+    """Scalar weights of sums are sympy numbers (or expressions in sizes, as in mean = sum / n)."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, (int, float)):
+        return sympy.sympify(value)
+    if isinstance(value, sympy.Expr):
+        return value
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic) or (hasattr(value, "shape") and value.shape == ()):
+            return sympy.Float(float(value))
+    except (TypeError, ValueError):
+        pass
+    raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.")

@@ -1,0 +1,1 @@
+"""Planning (DAG, CSE, contraction paths) and JAX code emission."""

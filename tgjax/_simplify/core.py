@@ -1,0 +1,100 @@
+"""The simplify pass: dispatch, caching, and the normal form of sums.
+
+Normal form:
+- a Sum has at least two terms or a weight other than 1; its terms are
+  cores, pairwise non-isomorphic, in canonical order, none of them a Sum;
+- a core is an atom or a Product of atoms with every Delta merged away
+  where an edge can carry it;
+- an atom is a Variable, a Delta, a Function of simplified inputs, or a Sum
+  factor (a sum inside a product, scaled so its first term has weight 1).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy
+
+from .._ir.identity import sort_key
+from .._ir.nodes import Delta, Expr, Product, Sum, Variable, Zero
+
+
+def simplify(t: Expr) -> Expr:
+    """An equal-valued expression in normal form, with ``t.edges`` kept exactly."""
+    return with_order(simplified(t), t.edges)
+
+
+def simplified(t: Expr) -> Expr:
+    """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
+    if t._simplified is None:
+        result = simplify_node(t)
+        assert set(result.edges) == set(t.edges), (
+            f"internal error: simplify changed the edges {t.edges} into {result.edges} for {type(t).__name__}"
+        )
+        result._simplified = result
+        t._simplified = result
+    return t._simplified
+
+
+@functools.singledispatch
+def simplify_node(t: Expr) -> Expr:
+    raise NotImplementedError(f"simplify: no rule for node type {type(t).__name__}")
+
+
+@simplify_node.register(Variable)
+@simplify_node.register(Zero)
+def _(t):
+    return t
+
+
+@simplify_node.register
+def _(t: Delta):
+    if not t.edges:
+        return Sum([Product(())], [t.size]) if t.size != 1 else Product(())
+    return t
+
+
+def with_order(t: Expr, order) -> Expr:
+    """``t`` with its free edges listed in ``order`` (a permutation of them)."""
+    order = tuple(order)
+    if t.edges == order:
+        return t
+    if isinstance(t, Product):
+        return Product(t.factors, edges=order)
+    if isinstance(t, Sum):
+        return Sum(t.terms, t.weights, edges=order)
+    if isinstance(t, Zero):
+        return Zero({e: t._shape[e] for e in order})
+    return Product([t], edges=order)
+
+
+def terms_of(t: Expr) -> list:
+    """A simplified expression as a list of (weight, core)."""
+    if isinstance(t, Zero):
+        return []
+    if isinstance(t, Sum):
+        return list(zip(t.weights, t.terms))
+    return [(sympy.Integer(1), t)]
+
+
+def make_sum(pairs, shape: dict) -> Expr:
+    """Merge isomorphic cores (adding weights), drop zeros, order canonically."""
+    merged: dict = {}
+    for w, core in pairs:
+        merged[core] = merged.get(core, 0) + w
+    kept = [(sympy.nsimplify(w) if isinstance(w, sympy.Float) and w == int(w) else w, c) for c, w in merged.items() if w != 0]
+    if not kept:
+        return Zero(shape)
+    if len(kept) == 1 and kept[0][0] == 1:
+        return kept[0][1]
+    kept.sort(key=lambda wc: sort_key(wc[1]))
+    return Sum([c for _, c in kept], [w for w, _ in kept], edges=kept[0][1].edges)
+
+
+def scaled(t: Expr, w) -> Expr:
+    """``w * t`` for simplified ``t``, staying in normal form."""
+    if w == 0:
+        return Zero(t.shape)
+    if w == 1:
+        return t
+    return make_sum([(w * v, c) for v, c in terms_of(t)], t.shape)

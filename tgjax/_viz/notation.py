@@ -1,0 +1,115 @@
+"""Einstein-style text notation: ``2 X[b,i] (X[b,j] W[j,k] - Y[b,k])``.
+
+Factors written side by side are multiplied, and an index that appears twice
+is summed over. Inner edges, which have machine names, are shown as short
+letters that are not free edges of the expression.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import string
+
+import sympy
+
+from .._ir.nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.util import is_fresh
+
+
+def to_string(t: Expr) -> str:
+    used = set()
+    fresh = []
+    _collect_edges(t, used, fresh)
+    letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
+    names = {e: next(letters) for e in dict.fromkeys(fresh)}
+    return _str(t, names)
+
+
+def _collect_edges(t: Expr, used: set, fresh: list):
+    for e in t.edges:
+        (fresh.append if is_fresh(e) else used.add)(e)
+    for a in t.args:
+        _collect_edges(a, used, fresh)
+
+
+def _idx(edges, names) -> str:
+    return "[" + ",".join(names.get(e, e) for e in edges) + "]" if edges else ""
+
+
+@functools.singledispatch
+def _str(t: Expr, names) -> str:
+    return f"<{type(t).__name__}>"
+
+
+@_str.register
+def _(t: Variable, names):
+    return t.name + _idx(t.edges, names)
+
+
+@_str.register
+def _(t: Delta, names):
+    if not t.edges:
+        return str(t.size)
+    return "δ" + _idx(t.edges, names)
+
+
+@_str.register
+def _(t: Zero, names):
+    return "0" + _idx(t.edges, names)
+
+
+def _weight(w, body: str, first: bool) -> str:
+    if w == 1:
+        return body if first else f" + {body}"
+    if w == -1:
+        return f"-{body}" if first else f" - {body}"
+    if (w.is_number and w.is_real and w < 0):
+        return f"{w} {body}" if first else f" - {-w} {body}"
+    shown = str(w) if (w.is_Atom) else f"({w})"
+    return f"{shown} {body}" if first else f" + {shown} {body}"
+
+
+@_str.register
+def _(t: Sum, names):
+    parts = []
+    for k, (w, u) in enumerate(zip(t.weights, t.terms)):
+        if isinstance(u, Product) and not u.factors:
+            parts.append(str(w) if k == 0 else (f" + {w}" if not (w.is_number and w < 0) else f" - {-w}"))
+            continue
+        body = _str(u, names)
+        if isinstance(u, Sum) and (w != 1 or len(u.terms) > 1):
+            body = f"({body})"
+        parts.append(_weight(w, body, k == 0))
+    return "".join(parts)
+
+
+@_str.register
+def _(t: Product, names):
+    if not t.factors:
+        return "1"
+    parts = []
+    for f in t.factors:
+        s = _str(f, names)
+        if isinstance(f, Sum):
+            s = f"({s})"
+        parts.append(s)
+    return " ".join(parts)
+
+
+@_str.register
+def _(t: Function, names):
+    inner = ", ".join(_str(u, names) for u in t.inputs)
+    if t.spec.name == "pow":
+        k = t.spec.params[0]
+        if k == sympy.Rational(1, 2):
+            return f"sqrt({inner})"
+        base = inner if isinstance(t.inputs[0], (Variable, Function)) else f"({inner})"
+        return f"{base}^{k}" if k.is_Integer and k > 0 else f"{base}^({k})"
+    return f"{t.spec.name}({inner})"
+
+
+@_str.register
+def _(t: Derivative, names):
+    new = ",".join(t.new_names[e] for e, _ in t.x.decl)
+    return f"D[{t.x.name}[{new}]]({_str(t.expr, names)})"

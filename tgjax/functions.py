@@ -1,0 +1,111 @@
+"""The user-facing function library: ``import tgjax.functions as F``.
+
+Every function takes and returns tensor expressions with named edges; each
+carries a symbolic derivative rule, so derivatives of any order work through
+compositions.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import sympy
+
+from ._ir import elementwise as _ew
+from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale
+from ._ir.util import as_weight
+
+__all__ = [
+    "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
+    "dot", "frobenius2",
+]
+
+
+def _tensor(t, where: str) -> Expr:
+    if not isinstance(t, Expr):
+        raise TypeError(f"{where}: expected a tensor expression (a tg.Variable or an expression built from one); got {type(t).__name__} {t!r}.")
+    return t
+
+
+def _edges(t: Expr, edges, where: str) -> tuple:
+    if edges is None:
+        return t.edges
+    if isinstance(edges, str):
+        edges = (edges,)
+    edges = tuple(edges)
+    for e in edges:
+        if e not in t._shape:
+            raise ValueError(f"{where}: edge {e!r} is not a free edge of the tensor; its edges are {list(t.edges)}.")
+    if len(set(edges)) != len(edges):
+        raise ValueError(f"{where}: edges {list(edges)} name an edge twice.")
+    return edges
+
+
+def sum(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
+    """Sum over ``edges`` (a name or a list; None: all edges). The result keeps the other edges.
+
+    Example: ``F.sum(X, "b")`` sums the rows of X[b, i], leaving edge ``i``.
+    """
+    t = _tensor(t, "F.sum")
+    edges = _edges(t, edges, "F.sum")
+    if not edges:
+        return t
+    return Product([t, *(Delta._make(t._shape[e], (e,)) for e in edges)], edges=tuple(e for e in t.edges if e not in edges))
+
+
+def mean(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
+    """Mean over ``edges`` (None: all edges): ``F.sum(t, edges)`` divided by the product of their sizes."""
+    t = _tensor(t, "F.mean")
+    edges = _edges(t, edges, "F.mean")
+    count = sympy.Mul(*(t._shape[e] for e in edges))
+    return scale(sum(t, edges), 1 / count)
+
+
+def _unary(spec, name):
+    def f(t: Expr) -> Expr:
+        return spec(_tensor(t, f"F.{name}"))
+
+    f.__name__ = name
+    f.__doc__ = f"Elementwise ``{name}``; the result has the edges of ``t``."
+    return f
+
+
+exp = _unary(_ew.exp, "exp")
+log = _unary(_ew.log, "log")
+tanh = _unary(_ew.tanh, "tanh")
+sigmoid = _unary(_ew.sigmoid, "sigmoid")
+relu = _unary(_ew.relu, "relu")
+abs = _unary(_ew.abs_, "abs")
+softplus = _unary(_ew.softplus, "softplus")
+
+
+def pow(t: Expr, k) -> Expr:
+    """Elementwise ``t ** k`` for a scalar exponent ``k`` (integer, fractional or negative)."""
+    t = _tensor(t, "F.pow")
+    if isinstance(k, Expr):
+        raise TypeError("F.pow: the exponent must be a scalar number; for a tensor exponent write F.exp(k * F.log(t)).")
+    k = as_weight(k, "F.pow")
+    if isinstance(k, sympy.Float) and k == int(k):
+        k = sympy.Integer(int(k))
+    elif isinstance(k, sympy.Float):
+        k = sympy.nsimplify(k, rational=True) if sympy.nsimplify(k, rational=True).q <= 16 else k
+    return _ew.power(k)(t)
+
+
+def sqrt(t: Expr) -> Expr:
+    """Elementwise square root: ``F.pow(t, 1/2)``."""
+    return _ew.power(sympy.Rational(1, 2))(_tensor(t, "F.sqrt"))
+
+
+def dot(a: Expr, b: Expr, edges: str | Iterable[str]) -> Expr:
+    """Contract ``a`` and ``b`` over ``edges`` only; other shared edges are multiplied elementwise."""
+    a, b = _tensor(a, "F.dot"), _tensor(b, "F.dot")
+    edges = _edges(a, edges, "F.dot")
+    _edges(b, edges, "F.dot")
+    return sum(elementwise_product(a, b, where="F.dot"), edges)
+
+
+def frobenius2(t: Expr) -> Expr:
+    """The squared Frobenius norm: the sum of squares of every entry (a scalar)."""
+    t = _tensor(t, "F.frobenius2")
+    return sum(pow(t, 2))
