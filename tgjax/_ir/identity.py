@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import networkx as nx
 
 from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
-from .util import combine, stable_hash
+from .rename import rename
+from .util import combine, fresh_edge, stable_hash
 
 
 class Signature:
@@ -71,9 +72,48 @@ def _(t: Zero):
     return Signature(combine(stable_hash("zero"), sizes), {e: combine(stable_hash("zero-port"), stable_hash(s)) for e, s in t._shape.items()})
 
 
+def flat_factors(p: Product) -> list:
+    """The factors of a product with nested products expanded: ``(a @ b) @ c`` is one network."""
+    out = []
+    for f in p.factors:
+        if isinstance(f, Product):
+            fresh = {e: fresh_edge() for e in f.inner_edges}
+            out.extend(flat_factors(Product([rename(g, {e: fresh[e] for e in g.edges if e in fresh}) for g in f.factors], edges=f.edges)))
+        else:
+            out.append(f)
+    return out
+
+
+def flat_terms(s: Sum) -> list:
+    """(weight, term) pairs of a sum with nested sums expanded: ``a + (b + c)`` is ``(a + b) + c``."""
+    out = []
+    for w, u in zip(s.weights, s.terms):
+        if isinstance(u, Sum):
+            out.extend((w * v, x) for v, x in flat_terms(u))
+        else:
+            out.append((w, u))
+    return out
+
+
+def _transparent(t: Expr):
+    """The node that ``t`` is the same network as, when ``t`` is only a wrapper around it."""
+    if isinstance(t, Product):
+        factors = flat_factors(t)
+        if len(factors) == 1 and set(factors[0].edges) == set(t.edges):
+            return factors[0]
+    if isinstance(t, Sum):
+        pairs = flat_terms(t)
+        if len(pairs) == 1 and pairs[0][0] == 1:
+            return pairs[0][1]
+    return None
+
+
 @_signature.register
 def _(t: Sum):
-    subs = [(stable_hash(w), signature(u)) for w, u in zip(t.weights, t.terms)]
+    inner = _transparent(t)
+    if inner is not None:
+        return signature(inner)
+    subs = [(stable_hash(w), signature(u)) for w, u in flat_terms(t)]
     ports = {
         e: combine(stable_hash("sum-port"), tuple(sorted(combine(w, s.shape, s.ports[e]) for w, s in subs)))
         for e in t.edges
@@ -100,9 +140,13 @@ def _(t: Derivative):
 
 @_signature.register
 def _(t: Product):
-    sigs = [signature(f) for f in t.factors]
+    inner = _transparent(t)
+    if inner is not None:
+        return signature(inner)
+    factors = flat_factors(t)
+    sigs = [signature(f) for f in factors]
     where = defaultdict(list)  # edge -> [(factor index, port colour)]
-    for k, (f, s) in enumerate(zip(t.factors, sigs)):
+    for k, (f, s) in enumerate(zip(factors, sigs)):
         for e in f.edges:
             where[e].append((k, s.ports[e]))
     colours = [s.shape for s in sigs]
@@ -233,9 +277,12 @@ def _(t: Zero, g, ids):
 
 @_build.register
 def _(t: Product, g, ids):
+    inner = _transparent(t)
+    if inner is not None:
+        return _build(inner, g, ids)
     root, ports = _leaf(g, ids, ("prod",), [(e, ("prod-port",)) for e in t.edges])
     open_ends = {}
-    for f in t.factors:
+    for f in flat_factors(t):
         sub_root, sub_ports = _build(f, g, ids)
         g.add_edge(root, sub_root)
         for e, p in sub_ports.items():
@@ -253,8 +300,11 @@ def _(t: Product, g, ids):
 
 @_build.register
 def _(t: Sum, g, ids):
+    inner = _transparent(t)
+    if inner is not None:
+        return _build(inner, g, ids)
     root, ports = _leaf(g, ids, ("sum",), [(e, ("sum-port",)) for e in t.edges])
-    for w, u in zip(t.weights, t.terms):
+    for w, u in flat_terms(t):
         weight = _node(g, ids, ("weight", str(w)))
         g.add_edge(root, weight)
         sub_root, sub_ports = _build(u, g, ids)
