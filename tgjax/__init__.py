@@ -3,7 +3,11 @@
 from sympy import symbols
 
 from ._ir.nodes import Delta, Derivative, Expr, Variable, Zero
+from ._lower.api import check_grads, lower, to_source
 
 __version__ = "0.1.0"
 
-__all__ = ["symbols", "Variable", "Delta", "Derivative", "Expr", "Zero", "__version__"]
+__all__ = [
+    "symbols", "Variable", "Delta", "Derivative", "Expr", "Zero",
+    "lower", "to_source", "check_grads", "__version__",
+]

@@ -43,9 +43,24 @@ def named_hash(t: Expr) -> int:
     return combine(sig.shape, tuple(sorted((stable_hash(e), c) for e, c in sig.ports.items())))
 
 
-def sort_key(t: Expr) -> int:
-    """A deterministic, name-aware order for canonical term and factor order."""
-    return hash(t)
+def sort_key(t: Expr) -> tuple:
+    """A deterministic order for canonical term order.
+
+    The structure comes first, so that the same terms embedded with other
+    free edge names (inside different products) still sort the same way.
+    """
+    return (signature(t).shape, hash(t))
+
+
+def canonical_names(t: Expr) -> dict:
+    """Free edge -> a name that depends only on the edge's role in ``t``.
+
+    Edges with equal roles (symmetric ports) are told apart by their names;
+    this only matters for how often equal work is found, never for correctness.
+    """
+    ports = signature(t).ports
+    ordered = sorted(t.edges, key=lambda e: (ports[e], e))
+    return {e: f"@{k}" for k, e in enumerate(ordered)}
 
 
 @functools.singledispatch

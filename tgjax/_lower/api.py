@@ -1,0 +1,249 @@
+"""``tg.lower``, ``tg.to_source`` and ``tg.check_grads``: the public face of the compiler."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy
+from jax import lax
+
+from .._ir.nodes import Expr, Variable
+from .._simplify import simplify
+from .program import RUNTIME_GLOBALS, build
+
+_NOMINAL_SIZE = 64
+
+
+def _as_outputs(exprs, where: str):
+    single = isinstance(exprs, Expr)
+    outputs = [exprs] if single else list(exprs) if isinstance(exprs, (list, tuple)) else None
+    if outputs is None or not outputs or not all(isinstance(t, Expr) for t in outputs):
+        raise TypeError(f"{where}: expected a tensor expression or a non-empty list of them; got {exprs!r}.")
+    return single, outputs
+
+
+def _variables(outputs, where: str) -> dict:
+    found: dict = {}
+    for t in outputs:
+        for v in t.variables():
+            other = found.setdefault(v.name, v)
+            if other.key != v.key:
+                raise ValueError(
+                    f"{where}: two different variables are both named {v.name!r} "
+                    f"(edges {[e for e, _ in other.decl]} and {[e for e, _ in v.decl]}); give them distinct names."
+                )
+    return found
+
+
+def _size_symbols(outputs) -> set:
+    symbols = set()
+
+    def visit(t):
+        for s in t._shape.values():
+            symbols.update(sympy.sympify(s).free_symbols)
+        weights = getattr(t, "weights", ())
+        for w in weights:
+            symbols.update(sympy.sympify(w).free_symbols)
+        for a in t.args:
+            visit(a)
+
+    for t in outputs:
+        visit(t)
+    return symbols
+
+
+def _normalise_sizes(sizes, where: str) -> dict:
+    env = {}
+    for k, v in (sizes or {}).items():
+        sym = k if isinstance(k, sympy.Basic) else sympy.Symbol(str(k))
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise ValueError(f"{where}: sizes[{k}] must be a positive int; got {v!r}.")
+        env[sym] = int(v)
+    return env
+
+
+class Lowered:
+    """A compiled tgjax program: call it with arrays bound to variable names.
+
+    ``fn(x=x_array, A=A_array)`` or ``fn({x: x_array, "A": A_array})``. Result
+    axes follow ``expr.edges``. Programs are planned and jitted once per set
+    of sizes.
+    """
+
+    def __init__(self, exprs, sizes: Mapping | None = None):
+        self._single, outputs = _as_outputs(exprs, "tg.lower")
+        self.exprs = tuple(outputs)
+        self.outputs = tuple(simplify(t) for t in outputs)
+        self.variables = _variables(self.outputs + self.exprs, "tg.lower")
+        self._fixed = _normalise_sizes(sizes, "tg.lower")
+        self._symbols = _size_symbols(self.outputs)
+        self._programs: dict = {}
+
+    # -- binding -----------------------------------------------------------
+    def _bind(self, values, kwargs) -> tuple[list, dict]:
+        given = {}
+        if values is not None:
+            if not isinstance(values, Mapping):
+                raise TypeError(
+                    f"tgjax function: pass arrays as keywords fn(x=...) or as one dict fn({{x: ...}}); got {type(values).__name__}."
+                )
+            for k, v in values.items():
+                given[k.name if isinstance(k, Variable) else k] = v
+        given.update(kwargs)
+        env = dict(self._fixed)
+        origin = {s: "tg.lower(..., sizes=...)" for s in env}
+        arrays = []
+        for name, var in self.variables.items():
+            if name not in given:
+                edges = ", ".join(e for e, _ in var.decl)
+                raise ValueError(f"tgjax function: missing variable {name!r} (edges {edges}); pass it as fn({name}=array).")
+            array = given[name]
+            if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+                array = jnp.asarray(array)
+            shape = tuple(array.shape)
+            if len(shape) != len(var.decl):
+                raise ValueError(
+                    f"tgjax function: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
+                    f"must have {len(var.decl)} axes; got an array of shape {shape}."
+                )
+            for (edge, size), n in zip(var.decl, shape):
+                size = sympy.sympify(size)
+                if size.is_Symbol:
+                    if size in env and env[size] != n:
+                        raise ValueError(
+                            f"tgjax function: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
+                            f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape})."
+                        )
+                    env.setdefault(size, int(n))
+                    origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
+            arrays.append(array)
+        for name, var in self.variables.items():
+            shape = tuple(given[name].shape) if hasattr(given[name], "shape") else jnp.shape(given[name])
+            for (edge, size), n in zip(var.decl, shape):
+                size = sympy.sympify(size)
+                if not size.is_Symbol and size.free_symbols <= set(env):
+                    expected = int(size.subs(env))
+                    if expected != n:
+                        raise ValueError(
+                            f"tgjax function: edge {edge!r} of variable {name!r} has size {size} = {expected}, "
+                            f"but its array has {n} along that axis (shape {shape})."
+                        )
+        missing = sorted(str(s) for s in self._symbols if s not in env)
+        if missing:
+            raise ValueError(
+                f"tgjax function: size(s) {missing} are not fixed by any input array; "
+                f"give them as tg.lower(expr, sizes={{{missing[0]}: ...}})."
+            )
+        return arrays, env
+
+    def _program(self, env: dict):
+        key = tuple(sorted((str(s), n) for s, n in env.items() if s in self._symbols))
+        entry = self._programs.get(key)
+        if entry is None:
+            source, inputs, extra, flops = build(self.outputs, env)
+            namespace = {"jax": jax, "jnp": jnp, "lax": lax, **RUNTIME_GLOBALS, **extra}
+            exec(compile(source, "<tgjax program>", "exec"), namespace)
+            entry = (source, inputs, jax.jit(namespace["program"]), flops)
+            self._programs[key] = entry
+        return entry
+
+    def __call__(self, values=None, /, **kwargs):
+        arrays, env = self._bind(values, kwargs)
+        _, inputs, fn, _ = self._program(env)
+        by_name = dict(zip(self.variables, arrays))
+        return fn(*(by_name[n] for n in inputs))
+
+    def source(self, values=None, /, **kwargs) -> str:
+        """The generated source for the sizes of these inputs."""
+        _, env = self._bind(values, kwargs)
+        return self._program(env)[0]
+
+    def __repr__(self):
+        return f"<tgjax.lower of {len(self.outputs)} expression(s) in {sorted(self.variables)}>"
+
+
+def lower(exprs, sizes: Mapping | None = None) -> Lowered:
+    """Compile one expression, or a list of them, into one jitted JAX function.
+
+    Derivatives are evaluated and everything is simplified first; common
+    subexpressions across all outputs are computed once.
+
+    Args:
+        exprs: an expression, or a list of them (then the call returns a tuple).
+        sizes: values for size symbols that no input array fixes, e.g. ``{n: 5}``.
+
+    Returns:
+        A callable: ``fn(x=x_array, A=A_array)`` or ``fn({x: x_array})``.
+
+    Example:
+        >>> fn = tg.lower(x @ A @ x.rename(i="j"))
+        >>> fn(x=jnp.ones(3), A=jnp.eye(3))
+    """
+    return Lowered(exprs, sizes)
+
+
+def to_source(exprs, sizes: Mapping | None = None) -> str:
+    """The generated JAX source of ``tg.lower(exprs)`` as a string.
+
+    Contraction order and literal sizes depend on the sizes; those not given
+    in ``sizes`` are planned at a nominal 64.
+    """
+    lowered = Lowered(exprs, sizes)
+    env = {s: _NOMINAL_SIZE for s in lowered._symbols}
+    for v in lowered.variables.values():
+        for _, s in v.decl:
+            for sym in sympy.sympify(s).free_symbols:
+                env.setdefault(sym, _NOMINAL_SIZE)
+    env.update(lowered._fixed)
+    return build(lowered.outputs, env)[0]
+
+
+def check_grads(f: Expr, wrt: Iterable[Variable], values: Mapping, order: int = 1, rtol: float | None = None):
+    """Check tgjax's symbolic derivatives of scalar ``f`` against JAX autodiff.
+
+    For each Variable ``x`` in ``wrt``: ``f.grad(x)`` against ``jax.grad`` of the
+    lowered ``f`` (and for ``order=2`` also ``f.grad(x).grad(x)`` against
+    ``jax.hessian``), at ``values``. Raises ``AssertionError`` naming the worst
+    error. Returns a dict ``(name, order) -> max relative error``.
+    """
+    if not isinstance(f, Expr) or f.edges:
+        raise ValueError(f"tg.check_grads: f must be a scalar expression (no free edges); got edges {getattr(f, 'edges', f)!r}.")
+    if order not in (1, 2):
+        raise ValueError(f"tg.check_grads: order must be 1 or 2; got {order!r}.")
+    wrt = [wrt] if isinstance(wrt, Variable) else list(wrt)
+    for x in wrt:
+        if not isinstance(x, Variable):
+            raise TypeError(f"tg.check_grads: wrt must hold Variables; got {type(x).__name__} {x!r}.")
+    values = {(k.name if isinstance(k, Variable) else k): jnp.asarray(v) for k, v in values.items()}
+    f_fn = lower(f)
+    # Derivatives may not mention every variable (a zero Hessian), so give
+    # them the sizes that f's inputs fix.
+    _, env = f_fn._bind(values, {})
+    errors = {}
+    for x in wrt:
+        if x.name not in values:
+            raise ValueError(f"tg.check_grads: no value for variable {x.name!r}.")
+
+        def scalar(array, x=x):
+            return f_fn({**values, x.name: array})
+
+        checks = [(1, f.grad(x), jax.grad(scalar))]
+        if order == 2:
+            checks.append((2, f.grad(x).grad(x), jax.hessian(scalar)))
+        for k, symbolic, autodiff in checks:
+            ours = lower(symbolic, sizes=env)(values)
+            theirs = autodiff(values[x.name])
+            scale = float(jnp.max(jnp.abs(theirs))) if theirs.size else 0.0
+            err = float(jnp.max(jnp.abs(ours - theirs))) if theirs.size else 0.0
+            rel = err / max(scale, 1e-30) if scale else err
+            tol = rtol if rtol is not None else (1e-8 if ours.dtype == jnp.float64 else 1e-4)
+            errors[(x.name, k)] = rel
+            if not rel <= tol:
+                raise AssertionError(
+                    f"tg.check_grads: derivative of order {k} with respect to {x.name!r} differs from JAX autodiff: "
+                    f"max abs error {err:.3g}, relative {rel:.3g} > {tol:g}."
+                )
+    return errors

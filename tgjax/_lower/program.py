@@ -1,0 +1,247 @@
+"""Building the program: a DAG of steps with shared subexpressions, emitted as JAX source.
+
+Each distinct subexpression (equal as API.md defines it: up to inner edge
+names and axis order) gets one statement; every later use reads its variable,
+transposed when it needs another axis order. Products become planned einsum
+steps (``contract.py``), sums weighted additions, functions one JAX call.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sympy
+
+from .._ir.identity import canonical_names
+from .._ir.nodes import Delta, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.rename import rename
+from .._viz.notation import to_string
+from . import runtime
+from .contract import plan
+
+
+@dataclass(frozen=True)
+class Value:
+    """A computed array: its variable name and the edge carried by each axis."""
+
+    name: str
+    edges: tuple
+
+
+class Program:
+    """Statements of one generated function, at fixed sizes."""
+
+    def __init__(self, env: dict):
+        self.env = env          # size symbol -> int
+        self.lines = []          # generated statements, with comment lines
+        self.memo = {}           # Expr -> Value
+        self.inputs = {}         # variable name -> None, in first-use order
+        self.extra_globals = {}  # callables that have no jnp spelling
+        self._count = 0
+        self.flops = 0.0
+
+    # -- names and sizes ---------------------------------------------------
+    def new_name(self) -> str:
+        name = f"t{self._count}"
+        self._count += 1
+        return name
+
+    def size(self, s) -> int:
+        return int(sympy.sympify(s).subs(self.env)) if not isinstance(s, int) else s
+
+    def number(self, w) -> str:
+        value = sympy.sympify(w).subs(self.env)
+        if value.is_Integer:
+            return str(int(value))
+        return repr(float(value))
+
+    def emit(self, code: str, comment: str | None = None) -> str:
+        if comment:
+            self.lines.append(f"# {_short(comment)}")
+        name = self.new_name()
+        self.lines.append(f"{name} = {code}")
+        return name
+
+    # -- values ------------------------------------------------------------
+    def value(self, t: Expr) -> Value:
+        if isinstance(t, Variable):
+            self.inputs.setdefault(t.name, None)
+            return Value(t.name, t.edges)
+        # Memoise on a canonical naming of the free edges: the same work often
+        # appears inside different terms under other edge names.
+        canon = canonical_names(t)
+        key = rename(t, canon)
+        found = self.memo.get(key)
+        if found is None:
+            v = _lower(t, self)
+            found = Value(v.name, tuple(canon[e] for e in v.edges))
+            self.memo[key] = found
+        back = {c: e for e, c in canon.items()}
+        return Value(found.name, tuple(back[c] for c in found.edges))
+
+    def aligned(self, t: Expr, order) -> str:
+        """Source text for ``t``'s array with axes in ``order``."""
+        v = self.value(t)
+        order = tuple(order)
+        if v.edges == order:
+            return v.name
+        perm = tuple(v.edges.index(e) for e in order)
+        return f"{v.name}.transpose({perm})"
+
+
+def _short(text: str, limit: int = 110) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@functools.singledispatch
+def _lower(t: Expr, program: Program) -> Value:
+    raise NotImplementedError(f"lower: no rule for node type {type(t).__name__}")
+
+
+@_lower.register
+def _(t: Zero, program):
+    shape = tuple(program.size(t._shape[e]) for e in t.edges)
+    return Value(program.emit(f"jnp.zeros({shape}, dtype)", to_string(t)), t.edges)
+
+
+@_lower.register
+def _(t: Delta, program):
+    n, k = program.size(t.size), len(t.edges)
+    return Value(program.emit(f"delta({n}, {k}, dtype)", to_string(t)), t.edges)
+
+
+def _broadcast_core(u: Expr):
+    """Split a term into its core and the edges it is only broadcast along (ones vectors)."""
+    if not isinstance(u, Product):
+        return u, ()
+    ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1 and f.edges[0] in u._shape]
+    if not ones:
+        return u, ()
+    spread = tuple(f.edges[0] for f in ones)
+    rest = [f for f in u.factors if not any(f is o for o in ones)]
+    if not rest:
+        return None, spread
+    return Product(rest, edges=tuple(e for e in u.edges if e not in spread)), spread
+
+
+def _term_text(u: Expr, order, program: Program, full_rank: bool) -> str:
+    """A sum term as source, relying on NumPy broadcasting for its ones-vector edges."""
+    core, spread = _broadcast_core(u)
+    if not spread or not full_rank:
+        return program.aligned(u, order)
+    if core is None:
+        return "1"
+    kept = [e for e in order if e in core._shape]
+    text = program.aligned(core, kept)
+    if len(kept) == len(order):
+        return text
+    index = ", ".join(":" if e in core._shape else "None" for e in order)
+    return f"{text}[{index}]"
+
+
+@_lower.register
+def _(t: Sum, program):
+    parts = []
+    # NumPy broadcasting fills in ones-vector edges, as long as one term has them all.
+    full_rank = any(not _broadcast_core(u)[1] for u in t.terms)
+    for w, u in zip(t.weights, t.terms):
+        text = _term_text(u, t.edges, program, full_rank)
+        number = program.number(w)
+        if number.startswith("-"):
+            sign, number = "-", number[1:]
+        else:
+            sign = "+"
+        body = text if number in ("1", "1.0") else f"{number} * {text}"
+        parts.append((sign, body))
+    code = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    code += "".join(f" {s} {b}" for s, b in parts[1:])
+    return Value(program.emit(code, to_string(t)), t.edges)
+
+
+@_lower.register
+def _(t: Function, program):
+    args = [program.aligned(u, t.edges) for u in t.inputs]
+    return Value(program.emit(function_call(t.spec, args, program), to_string(t)), t.edges)
+
+
+def function_call(spec, args, program) -> str:
+    """The JAX source for an elementwise function applied to ``args``."""
+    (x,) = args if len(args) == 1 else (None,)
+    simple = {
+        "exp": "jnp.exp", "log": "jnp.log", "tanh": "jnp.tanh", "sigmoid": "jax.nn.sigmoid",
+        "relu": "jax.nn.relu", "abs": "jnp.abs", "sign": "jnp.sign", "softplus": "jax.nn.softplus",
+    }
+    if spec.name in simple and x is not None:
+        return f"{simple[spec.name]}({x})"
+    if spec.name == "step" and x is not None:
+        return f"jnp.where({x} > 0, 1, 0).astype(dtype)"
+    if spec.name == "pow" and x is not None:
+        k = spec.params[0]
+        if k == sympy.Rational(1, 2):
+            return f"jnp.sqrt({x})"
+        if k == sympy.Rational(-1, 2):
+            return f"lax.rsqrt({x})"
+        if k == -1:
+            return f"1 / {x}"
+        if k.is_Integer:
+            return f"lax.integer_pow({x}, {int(k)})"
+        return f"{x} ** {float(k)!r}"
+    name = f"_{spec.name}_{len(program.extra_globals)}"
+    program.extra_globals[name] = spec.apply
+    return f"{name}({', '.join(args)})"
+
+
+@_lower.register
+def _(t: Product, program):
+    operands, deltas = [], []
+    for f in t.factors:
+        if isinstance(f, Delta):
+            deltas.append(f.edges)
+        else:
+            v = program.value(f)
+            operands.append((v.name, v.edges))
+    sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
+    p = plan(operands, deltas, t.edges, sizes, program.new_name)
+    program.flops += p.cost
+    comment = to_string(t)
+    for k, step in enumerate(p.steps):
+        note = comment if k == 0 else None
+        if len(p.steps) > 1:
+            note = f"{comment}  [step {k + 1}/{len(p.steps)}]" if k == 0 else f"[step {k + 1}/{len(p.steps)}]"
+        program.lines.append(f"# {_short(note)}")
+        program.lines.append(f"{step.out} = jnp.einsum({step.equation!r}, {', '.join(step.operands)})")
+    code = p.result if p.result is not None else "jnp.ones((), dtype)"
+    for kind, axis, n, _ in p.post:
+        fn = "broadcast_axis" if kind == "broadcast" else "embed_diagonal"
+        code = f"{fn}({code}, {axis}, {n})"
+    if p.scale != 1:
+        code = f"{p.scale} * {code}"
+    if code != p.result:
+        name = program.emit(code, comment if not p.steps else "output axes no operand carries")
+    else:
+        name = p.result
+    return Value(name, tuple(p.labels))
+
+
+RUNTIME_GLOBALS = {
+    "delta": runtime.delta,
+    "broadcast_axis": runtime.broadcast_axis,
+    "embed_diagonal": runtime.embed_diagonal,
+}
+
+
+def build(outputs, env: dict, function_name: str = "program"):
+    """Source text and globals of one function computing every output, at sizes ``env``."""
+    program = Program(env)
+    results = [program.aligned(t, t.edges) for t in outputs]
+    inputs = list(program.inputs)
+    header = [f"def {function_name}({', '.join(inputs)}):"]
+    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in inputs)})", *program.lines]
+    if len(results) == 1:
+        body.append(f"return {results[0]}")
+    else:
+        body.append(f"return ({', '.join(results)},)")
+    source = "\n".join(header + ["    " + line for line in body]) + "\n"
+    return source, inputs, dict(program.extra_globals), program.flops
