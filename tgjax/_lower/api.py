@@ -81,6 +81,7 @@ class Lowered:
         self._fixed = _normalise_sizes(sizes, "tg.lower")
         self._symbols = _size_symbols(self.outputs)
         self._programs: dict = {}
+        self._by_shapes: dict = {}
 
     # -- binding -----------------------------------------------------------
     def _bind(self, values, kwargs) -> tuple[list, dict]:
@@ -151,8 +152,23 @@ class Lowered:
         return entry
 
     def __call__(self, values=None, /, **kwargs):
-        arrays, env = self._bind(values, kwargs)
-        _, inputs, fn, _ = self._program(env)
+        # Fast path: inputs with shapes seen before were already checked.
+        given = kwargs
+        if values is not None and isinstance(values, Mapping) and not kwargs:
+            given = {(k.name if isinstance(k, Variable) else k): v for k, v in values.items()}
+        try:
+            arrays = [given[name] for name in self.variables]
+            shapes = tuple(a.shape for a in arrays)
+        except (KeyError, AttributeError, TypeError):
+            shapes = None
+        if shapes is not None and values is not None and kwargs:
+            shapes = None
+        entry = self._by_shapes.get(shapes) if shapes is not None else None
+        if entry is None:
+            arrays, env = self._bind(values, kwargs)
+            entry = self._program(env)
+            self._by_shapes[tuple(a.shape for a in arrays)] = entry
+        _, inputs, fn, _ = entry
         by_name = dict(zip(self.variables, arrays))
         return fn(*(by_name[n] for n in inputs))
 

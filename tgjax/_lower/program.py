@@ -114,6 +114,8 @@ def _(t: Delta, program):
 
 def _broadcast_core(u: Expr):
     """Split a term into its core and the edges it is only broadcast along (ones vectors)."""
+    if isinstance(u, Delta) and len(u.edges) == 1:
+        return None, u.edges
     if not isinstance(u, Product):
         return u, ()
     ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1 and f.edges[0] in u._shape]

@@ -47,12 +47,24 @@ def _(t: Product):
         else:
             atoms.append(f)
     atoms, weight = _merge(atoms, t.edges, weight)
+    sums = [a for a in atoms if isinstance(a, Sum)]
+    if len(sums) == 1 and all(isinstance(a, (Delta, Sum)) for a in atoms):
+        # Only Deltas around one sum (a sum over edges, a broadcast, a trace):
+        # push them into each term, where they can join that term's network.
+        return _distribute(sums[0], [a for a in atoms if isinstance(a, Delta)], t, weight)
     core = _assemble(atoms, t)
     if weight == 0:
         return Zero(t.shape)
     if isinstance(core, Sum):
         return make_sum([(weight * w, c) for w, c in terms_of(core)], t.shape)
     return make_sum([(weight, core)], t.shape)
+
+
+def _distribute(total: Sum, deltas, t: Product, weight):
+    pairs = []
+    for w, term in zip(total.weights, total.terms):
+        pairs.extend((weight * w * v, c) for v, c in terms_of(simplified(Product([term, *deltas], edges=t.edges))))
+    return make_sum(pairs, t.shape)
 
 
 def _fresh_inner(p: Product) -> Product:
