@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+from fractions import Fraction
 
 import sympy
 
@@ -59,8 +60,15 @@ def as_weight(value, where: str) -> sympy.Expr:
     """Scalar weights of sums are sympy numbers (or expressions in sizes, as in mean = sum / n)."""
     if isinstance(value, bool):
         value = int(value)
-    if isinstance(value, (int, float)):
-        return sympy.sympify(value)
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, float):
+        # 0.01 is stored as 1/100 so that it prints, and merges, exactly;
+        # other floats stay floats.
+        fraction = Fraction(value).limit_denominator(10**6)
+        if float(fraction) == value:
+            return sympy.Rational(fraction.numerator, fraction.denominator)
+        return sympy.Float(value)
     if isinstance(value, sympy.Expr):
         return value
     try:

@@ -66,7 +66,7 @@ def _weight(w, body: str, first: bool) -> str:
         return f"-{body}" if first else f" - {body}"
     if (w.is_number and w.is_real and w < 0):
         return f"{w} {body}" if first else f" - {-w} {body}"
-    shown = str(w) if (w.is_Atom) else f"({w})"
+    shown = str(w) if (w.is_Integer or w.is_Float or w.is_Symbol) else f"({w})"
     return f"{shown} {body}" if first else f" + {shown} {body}"
 
 
