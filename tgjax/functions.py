@@ -11,13 +11,14 @@ from typing import Iterable
 
 import sympy
 
+from ._ir import along as _al
 from ._ir import elementwise as _ew
 from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale
 from ._ir.util import as_weight
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
-    "dot", "frobenius2",
+    "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy",
 ]
 
 
@@ -109,3 +110,40 @@ def frobenius2(t: Expr) -> Expr:
     """The squared Frobenius norm: the sum of squares of every entry (a scalar)."""
     t = _tensor(t, "F.frobenius2")
     return sum(pow(t, 2))
+
+
+def _along(t: Expr, edge: str, where: str) -> str:
+    if not isinstance(edge, str):
+        raise TypeError(f"{where}: edge must be an edge name (str); got {edge!r}.")
+    if edge not in t._shape:
+        raise ValueError(f"{where}: edge {edge!r} is not a free edge of the tensor; its edges are {list(t.edges)}.")
+    return edge
+
+
+def softmax(t: Expr, edge: str) -> Expr:
+    """Softmax along ``edge``, independently for every value of the other edges; keeps ``t``'s edges."""
+    t = _tensor(t, "F.softmax")
+    return _al.softmax(t, _along(t, edge, "F.softmax"))
+
+
+def logsumexp(t: Expr, edge: str) -> Expr:
+    """``log(sum_edge exp(t))``, computed stably; the result lacks ``edge``."""
+    t = _tensor(t, "F.logsumexp")
+    return _al.logsumexp(t, _along(t, edge, "F.logsumexp"))
+
+
+def log_softmax(t: Expr, edge: str) -> Expr:
+    """``t - logsumexp(t, edge)``: the log of ``softmax(t, edge)``, computed stably; keeps ``t``'s edges."""
+    t = _tensor(t, "F.log_softmax")
+    return t - logsumexp(t, _along(t, edge, "F.log_softmax"))
+
+
+def cross_entropy(logits: Expr, target: Expr, edge: str) -> Expr:
+    """``-sum_edge target * log_softmax(logits, edge)``; the result lacks ``edge``.
+
+    ``target`` holds probabilities (or one-hot labels) along ``edge``.
+    """
+    logits, target = _tensor(logits, "F.cross_entropy"), _tensor(target, "F.cross_entropy")
+    _along(logits, edge, "F.cross_entropy")
+    _along(target, edge, "F.cross_entropy (target)")
+    return -sum(target * log_softmax(logits, edge), edge)

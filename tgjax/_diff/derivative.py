@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from .._ir.nodes import (
+    AlongEdge,
     Delta,
     Derivative,
     Expr,
@@ -20,7 +21,8 @@ from .._ir.nodes import (
     Zero,
     elementwise_product,
 )
-from .._ir.rename import freshen_inner
+from .._ir.rename import freshen_inner, rename
+from .._ir.util import fresh_edge
 
 
 def _zero(t: Expr, x: Variable, new_names: dict) -> Zero:
@@ -107,3 +109,28 @@ def _reorder(t: Expr, order) -> Expr:
 def _(t: Derivative, x, new_names):
     inner = derivative(t.expr, t.x, t.new_names)
     return derivative(inner, x, new_names)
+
+
+@_derivative.register
+def _(t: AlongEdge, x, new_names):
+    from .._ir.along import softmax
+    from ..functions import sum as sum_over
+
+    if t.edge in new_names.values():
+        # the consumed edge is inner; keep it apart from the new edges
+        fresh = fresh_edge()
+        t = AlongEdge(t.spec, rename(t.input, {t.edge: fresh}), fresh, edges=t.edges)
+    u, c = t.input, t.edge
+    du = derivative(u, x, new_names)
+    p = softmax(u, c)
+    order = _order(t, x, new_names)
+    if t.spec.name == "logsumexp":
+        # d lse(u) = sum_c softmax(u)_c du_c
+        return _reorder(sum_over(elementwise_product(p, du, where="chain rule"), c), order)
+    if t.spec.name == "softmax":
+        # d p_c = p_c du_c - p_c sum_c' p_c' du_c'
+        inner = sum_over(elementwise_product(p, du, where="chain rule"), c)
+        first = _reorder(elementwise_product(p, du, where="chain rule"), order)
+        second = _reorder(elementwise_product(p, inner, where="chain rule"), order)
+        return Sum([first, second], [1, -1], edges=order)
+    raise NotImplementedError(f"derivative: no rule for {t.spec.name} along an edge")

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import networkx as nx
 
-from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .rename import rename
 from .util import combine, fresh_edge, stable_hash
 
@@ -146,6 +146,14 @@ def _(t: Function):
 
 
 @_signature.register
+def _(t: AlongEdge):
+    sub = signature(t.input)
+    shape = combine(stable_hash("along"), stable_hash(t.spec.key), sub.shape, sub.ports[t.edge])
+    ports = {e: combine(stable_hash("along-port"), sub.ports[e], e == t.edge) for e in t.edges}
+    return Signature(shape, ports)
+
+
+@_signature.register
 def _(t: Derivative):
     sub = signature(t.expr)
     new = {n: combine(stable_hash("new-port"), stable_hash(e)) for e, n in t.new_names.items()}
@@ -231,6 +239,8 @@ def tree_key(t: Expr):
             head = ("f", p.spec.key)
         elif isinstance(p, Derivative):
             head = ("d", p.x.key, tuple(p.new_names))
+        elif isinstance(p, AlongEdge):
+            head = ("a", p.spec.key, edge(p.edge))
         elif isinstance(p, Product):
             head = ("*",)
         else:
@@ -339,6 +349,23 @@ def _(t: Function, g, ids):
         g.add_edge(arg, sub_root)
         for e, p in sub_ports.items():
             g.add_edge(ports[e], p)
+    return root, ports
+
+
+@_build.register
+def _(t: AlongEdge, g, ids):
+    root, ports = _leaf(g, ids, ("along", t.spec.key), [(e, ("along-port", e == t.edge)) for e in t.edges])
+    arg = _node(g, ids, ("arg", 0))
+    g.add_edge(root, arg)
+    sub_root, sub_ports = _build(t.input, g, ids)
+    g.add_edge(arg, sub_root)
+    for e, p in sub_ports.items():
+        if e in ports:
+            g.add_edge(ports[e], p)
+        else:
+            axis = _node(g, ids, ("axis",))
+            g.add_edge(axis, p)
+            g.add_edge(axis, root)
     return root, ports
 
 

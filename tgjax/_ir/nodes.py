@@ -18,7 +18,7 @@ import sympy
 
 from .util import as_size, as_weight, fresh_edge, is_fresh
 
-__all__ = ["Expr", "Variable", "Delta", "Zero", "Product", "Sum", "Function", "Derivative"]
+__all__ = ["Expr", "Variable", "Delta", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
 
 
 def _check_edge_name(edge, where: str) -> str:
@@ -425,6 +425,31 @@ class Function(Expr):
     @property
     def args(self):
         return self.inputs
+
+
+class AlongEdge(Expr):
+    """A function applied along one edge of its input, independently for every
+    value of the other edges: ``softmax`` keeps the edge, ``logsumexp`` consumes it.
+
+    ``spec.keeps_edge`` says which; the consumed edge's name is inner.
+    """
+
+    __slots__ = ("spec", "input", "edge")
+
+    def __init__(self, spec, input: Expr, edge: str, edges=None):
+        assert edge in input._shape, f"internal error: {spec.name} along {edge!r}, which {input.edges} lacks"
+        self.spec = spec
+        self.input = input
+        self.edge = edge
+        free = input.edges if spec.keeps_edge else tuple(e for e in input.edges if e != edge)
+        if edges is not None:
+            assert sorted(edges) == sorted(free)
+            free = tuple(edges)
+        self._init(free, {e: input._shape[e] for e in free})
+
+    @property
+    def args(self):
+        return (self.input,)
 
 
 class Derivative(Expr):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from .nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .util import fresh_edge
 
 
@@ -88,3 +88,16 @@ def _(t: Derivative, mapping):
     temp = {e: fresh_edge() for e in inner}
     expr = rename(rename(t.expr, temp), {temp[e]: n for e, n in inner.items()})
     return Derivative(expr, t.x, new_names)
+
+
+@rename.register
+def _(t: AlongEdge, mapping):
+    if not mapping:
+        return t
+    u, edge = t.input, t.edge
+    if not t.spec.keeps_edge and edge in mapping.values():
+        # the consumed edge is inner: move it out of the way of the new names
+        fresh = fresh_edge()
+        u, edge = rename(u, {edge: fresh}), fresh
+    inner = {e: n for e, n in mapping.items() if e in u._shape}
+    return AlongEdge(t.spec, rename(u, inner), inner.get(edge, edge), edges=_new_order(t, mapping))

@@ -43,9 +43,11 @@ def _optimizer(n: int):
     return opt_einsum.RandomGreedy(minimize="combo", max_repeats=64)
 
 
-def plan(operands, deltas, free, sizes, new_name) -> Plan:
+def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
     """``operands``: [(name, edges)]; ``deltas``: [edges]; ``free``: output edges in order;
-    ``sizes``: edge -> int; ``new_name()``: a fresh variable name for intermediate results."""
+    ``sizes``: edge -> int; ``new_name()``: a fresh variable name for intermediate results;
+    ``known(inputs, output_letters, names)``: the name and output letter order of a
+    pairwise contraction computed before, or None."""
     parent = {}
 
     def find(e):
@@ -93,8 +95,10 @@ def plan(operands, deltas, free, sizes, new_name) -> Plan:
         inputs = ["".join(letters[find(e)] for e in edges) for _, edges in operands]
         output = "".join(letters[c] for c in out_classes)
         size_of = {letters[find(e)]: sizes[e] for _, edges in operands for e in edges}
-        if len(operands) == 1:
-            names = [operands[0][0]]
+        names = [name for name, _ in operands]
+        if known is not None:
+            inputs, names = _reuse(inputs, names, output, known)
+        if len(inputs) == 1:
             if inputs[0] != output:
                 result = new_name()
                 steps.append(Step(f"{inputs[0]}->{output}", names, result))
@@ -103,9 +107,8 @@ def plan(operands, deltas, free, sizes, new_name) -> Plan:
         else:
             shapes = [tuple(size_of[ch] for ch in term) for term in inputs]
             equation = ",".join(inputs) + "->" + output
-            _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=_optimizer(len(operands)))
+            _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=_optimizer(len(inputs)))
             cost = float(info.opt_cost)
-            names = [name for name, _ in operands]
             for contract_inds, _, einsum_str, _, _ in info.contraction_list:
                 args = [names.pop(k) for k in contract_inds]
                 out = new_name()
@@ -133,3 +136,30 @@ def plan(operands, deltas, free, sizes, new_name) -> Plan:
             axes.append(c)
             labels.append(e)
     return Plan(steps, result, out_classes, post, labels, scale, cost)
+
+
+def _reuse(inputs, names, output, known):
+    """Replace operand pairs whose contraction was already computed elsewhere by its result."""
+    inputs, names = list(inputs), list(names)
+    changed = True
+    while changed and len(inputs) > 1:
+        changed = False
+        for i in range(len(inputs)):
+            for j in range(i + 1, len(inputs)):
+                others = "".join(inputs[k] for k in range(len(inputs)) if k not in (i, j)) + output
+                pair = inputs[i] + inputs[j]
+                keep = "".join(dict.fromkeys(ch for ch in pair if ch in others))
+                found = known((inputs[i], inputs[j]), keep, (names[i], names[j]))
+                if found is None:
+                    continue
+                name, letters = found
+                for k in (j, i):
+                    inputs.pop(k)
+                    names.pop(k)
+                inputs.append(letters)
+                names.append(name)
+                changed = True
+                break
+            if changed:
+                break
+    return inputs, names

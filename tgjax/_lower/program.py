@@ -9,16 +9,18 @@ steps (``contract.py``), sums weighted additions, functions one JAX call.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import sympy
 
 from .._ir.identity import canonical_names
-from .._ir.nodes import Delta, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.rename import rename
 from .._viz.notation import to_string
 from . import runtime
 from .contract import plan
+from .factor import factor
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Program:
         self.memo = {}           # Expr -> Value
         self.inputs = {}         # variable name -> None, in first-use order
         self.extra_globals = {}  # callables that have no jnp spelling
+        self.statements = {}     # statement key -> variable name, for sharing identical steps
+        self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
         self._count = 0
         self.flops = 0.0
 
@@ -56,12 +60,39 @@ class Program:
             return str(int(value))
         return repr(float(value))
 
-    def emit(self, code: str, comment: str | None = None) -> str:
+    def emit(self, code: str, comment: str | None = None, key=None) -> str:
+        """Append ``name = code``; an identical statement emitted before is reused instead."""
+        key = key or code
+        if key in self.statements:
+            return self.statements[key]
         if comment:
             self.lines.append(f"# {_short(comment)}")
         name = self.new_name()
         self.lines.append(f"{name} = {code}")
+        self.statements[key] = name
         return name
+
+    # -- sharing pairwise contractions between products ---------------------
+    def remember_pair(self, equation: str, operands, name: str):
+        if len(operands) != 2:
+            return
+        ins, out = equation.split("->")
+        a, b = ins.split(",")
+        for (x, y), names in (((a, b), tuple(operands)), ((b, a), tuple(operands[::-1]))):
+            canon = _letter_map(x + y)
+            key = (f"{''.join(canon[c] for c in x)},{''.join(canon[c] for c in y)}", frozenset(canon[c] for c in out), names)
+            self.pairs.setdefault(key, (name, "".join(canon[c] for c in out)))
+
+    def known_pair(self, inputs, keep: str, names):
+        x, y = inputs
+        canon = _letter_map(x + y)
+        key = (f"{''.join(canon[c] for c in x)},{''.join(canon[c] for c in y)}", frozenset(canon[c] for c in keep), tuple(names))
+        found = self.pairs.get(key)
+        if found is None:
+            return None
+        back = {v: k for k, v in canon.items()}
+        name, out = found
+        return name, "".join(back[c] for c in out)
 
     # -- values ------------------------------------------------------------
     def value(self, t: Expr) -> Value:
@@ -168,6 +199,14 @@ def _(t: Function, program):
     return Value(program.emit(function_call(t.spec, args, program), to_string(t)), t.edges)
 
 
+@_lower.register
+def _(t: AlongEdge, program):
+    v = program.value(t.input)
+    axis = v.edges.index(t.edge)
+    edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e != t.edge)
+    return Value(program.emit(f"{t.spec.jax_name}({v.name}, axis={axis})", to_string(t)), edges)
+
+
 def function_call(spec, args, program) -> str:
     """The JAX source for an elementwise function applied to ``args``."""
     (x,) = args if len(args) == 1 else (None,)
@@ -205,26 +244,61 @@ def _(t: Product, program):
             v = program.value(f)
             operands.append((v.name, v.edges))
     sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
-    p = plan(operands, deltas, t.edges, sizes, program.new_name)
+    placeholders = (f"%{k}" for k in itertools.count())
+    p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair)
     program.flops += p.cost
     comment = to_string(t)
+    # Steps are named as they are emitted; identical steps of other products
+    # (the same operands, the same equation up to index letters) are shared.
+    renamed = {}
+    result = p.result
     for k, step in enumerate(p.steps):
-        note = comment if k == 0 else None
-        if len(p.steps) > 1:
-            note = f"{comment}  [step {k + 1}/{len(p.steps)}]" if k == 0 else f"[step {k + 1}/{len(p.steps)}]"
-        program.lines.append(f"# {_short(note)}")
-        program.lines.append(f"{step.out} = jnp.einsum({step.equation!r}, {', '.join(step.operands)})")
-    code = p.result if p.result is not None else "jnp.ones((), dtype)"
+        note = comment if len(p.steps) == 1 else (
+            f"{comment}  [step {k + 1}/{len(p.steps)}]" if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
+        operands = [renamed.get(a, a) for a in step.operands]
+        code = f"jnp.einsum({step.equation!r}, {', '.join(operands)})"
+        key = ("einsum", _canonical_equation(step.equation), tuple(operands))
+        renamed[step.out] = program.emit(code, note, key=key)
+        program.remember_pair(step.equation, operands, renamed[step.out])
+        if step.out == p.result:
+            result = renamed[step.out]
+    code = result if result is not None else "jnp.ones((), dtype)"
     for kind, axis, n, _ in p.post:
         fn = "broadcast_axis" if kind == "broadcast" else "embed_diagonal"
         code = f"{fn}({code}, {axis}, {n})"
     if p.scale != 1:
         code = f"{p.scale} * {code}"
-    if code != p.result:
+    if code != result:
         name = program.emit(code, comment if not p.steps else "output axes no operand carries")
     else:
-        name = p.result
+        name = result
     return Value(name, tuple(p.labels))
+
+
+def _letter_map(letters: str) -> dict:
+    out = {}
+    for ch in letters:
+        out.setdefault(ch, chr(ord("a") + len(out)) if len(out) < 26 else f"<{len(out)}>")
+    return out
+
+
+def _canonical_equation(equation: str) -> str:
+    """The einsum equation with index letters renamed in order of appearance."""
+    letters = {}
+    return "".join(
+        ch if ch in ",->" else letters.setdefault(ch, chr(ord("a") + len(letters)) if len(letters) < 26 else f"<{len(letters)}>")
+        for ch in equation
+    )
+
+
+def _functions_first(t: Expr, program: Program, seen: set):
+    if id(t) in seen:
+        return
+    seen.add(id(t))
+    for a in t.args:
+        _functions_first(a, program, seen)
+    if isinstance(t, (Function, AlongEdge)):
+        program.value(t)
 
 
 RUNTIME_GLOBALS = {
@@ -237,6 +311,11 @@ RUNTIME_GLOBALS = {
 def build(outputs, env: dict, function_name: str = "program"):
     """Source text and globals of one function computing every output, at sizes ``env``."""
     program = Program(env)
+    outputs = [factor(t, program.size) for t in outputs]
+    # Functions first: the products inside them (a forward pass) are then
+    # known when the products outside are planned, which may reuse them.
+    for t in outputs:
+        _functions_first(t, program, set())
     results = [program.aligned(t, t.edges) for t in outputs]
     inputs = list(program.inputs)
     header = [f"def {function_name}({', '.join(inputs)}):"]

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import opt_einsum
 import sympy
 
-from .._ir.nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 
 
 def bind_sizes(t: Expr, values: dict, sizes: dict | None = None) -> dict:
@@ -117,3 +117,11 @@ def _(t: Derivative, values, env):
         return _eval(t.expr, {**values, x.name: array}, env)
 
     return jax.jacrev(inner)(values[x.name])
+
+
+@_eval.register
+def _(t: AlongEdge, values, env):
+    array = _eval(t.input, values, env)
+    out = t.spec.apply(array, t.input.edges.index(t.edge))
+    natural = t.input.edges if t.spec.keeps_edge else tuple(e for e in t.input.edges if e != t.edge)
+    return jnp.transpose(out, [natural.index(e) for e in t.edges]) if t.edges else out

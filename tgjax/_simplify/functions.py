@@ -3,14 +3,17 @@
 - f(0) folded when f(0) is known and finite;
 - log(exp(u)) = u;
 - pow(pow(u, a), b) = pow(u, a b) for integer b; pow(u, 1) = u; pow(u, 0) = 1;
-- pow(c u, k) = c^k pow(u, k) for integer k.
+- pow(c u, k) = c^k pow(u, k) for integer k;
+- log(softmax(v)) = v - logsumexp(v) and log(sum_c exp(v)) = logsumexp(v),
+  which lower to stable code.
 """
 
 from __future__ import annotations
 
 from .._ir.elementwise import exponent, power
-from .._ir.nodes import Function, Sum, Zero, ones
-from .core import scaled, simplified, simplify_node
+from .._ir.along import logsumexp
+from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero, broadcast_to, ones
+from .core import scaled, simplified, simplify_node, with_order
 
 
 @simplify_node.register
@@ -23,10 +26,27 @@ def _(t: Function):
         (u,) = inputs
         if spec.name == "log" and isinstance(u, Function) and u.spec.name == "exp":
             return u.inputs[0]
+        if spec.name == "log":
+            stable = _stable_log(u, t)
+            if stable is not None:
+                return stable
         k = exponent(spec)
         if k is not None:
             return _power(u, k, t)
     return Function(spec, inputs, edges=t.edges)
+
+
+def _stable_log(u, t):
+    """log(softmax(v)) = v - logsumexp(v), and log(sum_c exp(v)) = logsumexp(v): stable forms."""
+    if isinstance(u, AlongEdge) and u.spec.name == "softmax":
+        v, c = u.input, u.edge
+        return simplified(Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=t.edges))
+    if isinstance(u, Product) and len(u.factors) == 2:
+        fn = [f for f in u.factors if isinstance(f, Function) and f.spec.name == "exp"]
+        ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
+        if len(fn) == 1 and len(ones) == 1 and ones[0].edges[0] in fn[0]._shape and ones[0].edges[0] not in u._shape:
+            return with_order(simplified(logsumexp(fn[0].inputs[0], ones[0].edges[0])), t.edges)
+    return None
 
 
 def _power(u, k, t):

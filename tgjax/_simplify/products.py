@@ -48,9 +48,15 @@ def _(t: Product):
             atoms.append(f)
     atoms, weight = _merge(atoms, t.edges, weight)
     sums = [a for a in atoms if isinstance(a, Sum)]
-    if len(sums) == 1 and all(isinstance(a, (Delta, Sum)) for a in atoms):
-        # Only Deltas around one sum (a sum over edges, a broadcast, a trace):
-        # push them into each term, where they can join that term's network.
+    if (
+        len(sums) == 1
+        and all(isinstance(a, (Delta, Sum)) for a in atoms)
+        and not any(isinstance(a, Delta) and set(a.edges) & set(t.edges) for a in atoms)
+    ):
+        # Only contracting Deltas around one sum (a sum over edges, a trace):
+        # push them into each term, where they join that term's network. A
+        # Delta with a free edge stays outside: inside it would become a
+        # materialised diagonal in every term.
         return _distribute(sums[0], [a for a in atoms if isinstance(a, Delta)], t, weight)
     core = _assemble(atoms, t)
     if weight == 0:

@@ -13,7 +13,7 @@ import string
 
 import sympy
 
-from .._ir.nodes import Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.util import is_fresh
 
 
@@ -27,7 +27,7 @@ def to_string(t: Expr) -> str:
 
 
 def _collect_edges(t: Expr, used: set, fresh: list):
-    for e in t.edges:
+    for e in t.edges + ((t.edge,) if isinstance(t, AlongEdge) else ()):
         (fresh.append if is_fresh(e) else used.add)(e)
     for a in t.args:
         _collect_edges(a, used, fresh)
@@ -113,3 +113,8 @@ def _(t: Function, names):
 def _(t: Derivative, names):
     new = ",".join(t.new_names[e] for e, _ in t.x.decl)
     return f"D[{t.x.name}[{new}]]({_str(t.expr, names)})"
+
+
+@_str.register
+def _(t: AlongEdge, names):
+    return f"{t.spec.name}[{names.get(t.edge, t.edge)}]({_str(t.input, names)})"
