@@ -18,7 +18,7 @@ from ._ir.util import as_weight
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
-    "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy",
+    "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
 ]
 
 
@@ -33,6 +33,8 @@ def _edges(t: Expr, edges, where: str) -> tuple:
         return t.edges
     if isinstance(edges, str):
         edges = (edges,)
+    if not isinstance(edges, (list, tuple, set, frozenset)) or not all(isinstance(e, str) for e in edges):
+        raise TypeError(f"{where}: edges must be an edge name or a list of edge names; got {edges!r}. The tensor's edges are {list(t.edges)}.")
     edges = tuple(edges)
     for e in edges:
         if e not in t._shape:
@@ -147,3 +149,52 @@ def cross_entropy(logits: Expr, target: Expr, edge: str) -> Expr:
     _along(logits, edge, "F.cross_entropy")
     _along(target, edge, "F.cross_entropy (target)")
     return -sum(target * log_softmax(logits, edge), edge)
+
+
+def _matrix_edges(t: Expr, edges, where: str) -> tuple:
+    if edges is None:
+        if len(t.edges) != 2:
+            raise ValueError(
+                f"{where}: the tensor has edges {list(t.edges)}; name the two matrix edges, e.g. {where}(t, edges=('i', 'j'))."
+            )
+        edges = t.edges
+    edges = tuple(edges)
+    if len(edges) != 2:
+        raise ValueError(f"{where}: edges must name exactly two edges (rows, columns); got {list(edges)}.")
+    for e in edges:
+        if e not in t._shape:
+            raise ValueError(f"{where}: edge {e!r} is not a free edge of the tensor; its edges are {list(t.edges)}.")
+    r, c = edges
+    if r == c:
+        raise ValueError(f"{where}: the two matrix edges must differ; got {r!r} twice.")
+    if t._shape[r] != t._shape[c]:
+        raise ValueError(
+            f"{where}: edges {r!r} and {c!r} must have equal sizes to form a square matrix; got {t._shape[r]} and {t._shape[c]}."
+        )
+    return edges
+
+
+def trace(t: Expr, edges=None) -> Expr:
+    """The trace over two edges of equal size (None: the tensor's two edges); the result lacks them."""
+    t = _tensor(t, "F.trace")
+    r, c = _matrix_edges(t, edges, "F.trace")
+    return Product([t, Delta._make(t._shape[r], (r, c))], edges=tuple(e for e in t.edges if e not in (r, c)))
+
+
+def inverse(t: Expr, edges=None) -> Expr:
+    """The matrix inverse over two edges ``(rows, cols)`` of equal size; keeps ``t``'s edges.
+
+    For X with edges ``(i, j)`` the result's array is ``inv`` of X's array laid
+    out as ``(i, j)``; other edges are batched.
+    """
+    t = _tensor(t, "F.inverse")
+    return _al.inverse(t, *_matrix_edges(t, edges, "F.inverse"))
+
+
+def det(t: Expr, edges=None) -> Expr:
+    """The determinant over two edges of equal size; the result lacks them (other edges batched).
+
+    ``F.log(F.det(X))`` is lowered through ``slogdet``.
+    """
+    t = _tensor(t, "F.det")
+    return _al.det(t, *_matrix_edges(t, edges, "F.det"))

@@ -116,10 +116,11 @@ def _(t: AlongEdge, x, new_names):
     from .._ir.along import softmax
     from ..functions import sum as sum_over
 
-    if t.edge in new_names.values():
-        # the consumed edge is inner; keep it apart from the new edges
-        fresh = fresh_edge()
-        t = AlongEdge(t.spec, rename(t.input, {t.edge: fresh}), fresh, edges=t.edges)
+    clash = [a for a in t.axes if a in new_names.values()] if not t.spec.keeps_edge else []
+    if clash:
+        # consumed axes are inner; keep them apart from the new edges
+        fresh = {a: fresh_edge() for a in clash}
+        t = AlongEdge(t.spec, rename(t.input, fresh), tuple(fresh.get(a, a) for a in t.axes), edges=t.edges)
     u, c = t.input, t.edge
     du = derivative(u, x, new_names)
     p = softmax(u, c)
@@ -133,4 +134,28 @@ def _(t: AlongEdge, x, new_names):
         first = _reorder(elementwise_product(p, du, where="chain rule"), order)
         second = _reorder(elementwise_product(p, inner, where="chain rule"), order)
         return Sum([first, second], [1, -1], edges=order)
+    if t.spec.name in ("inverse", "det", "logdet"):
+        return _reorder(_matrix_derivative(t, du), order)
     raise NotImplementedError(f"derivative: no rule for {t.spec.name} along an edge")
+
+
+def _matrix_derivative(t: AlongEdge, du: Expr) -> Expr:
+    """Derivatives of matrix functions of u on axes (r, c); other edges are batched.
+
+    d inverse(u) = -Y du Y with Y = inverse(u) (as matrices: rows r, columns c);
+    d logdet(u) = sum_ab Y[b,a] du[a,b];  d det(u) = det(u) d logdet(u).
+    """
+    from .._ir.along import inverse
+    from ..functions import sum as sum_over
+
+    u = t.input
+    r, c = t.axes
+    y = inverse(u, r, c)
+    a, b = fresh_edge(), fresh_edge()
+    if t.spec.name == "inverse":
+        left = sum_over(elementwise_product(rename(y, {c: a}), rename(du, {r: a, c: b}), where="chain rule"), a)
+        return -sum_over(elementwise_product(left, rename(y, {r: b}), where="chain rule"), b)
+    trace = sum_over(elementwise_product(rename(y, {r: b, c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a, b])
+    if t.spec.name == "logdet":
+        return trace
+    return elementwise_product(t, trace, where="chain rule")

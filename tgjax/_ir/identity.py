@@ -148,8 +148,8 @@ def _(t: Function):
 @_signature.register
 def _(t: AlongEdge):
     sub = signature(t.input)
-    shape = combine(stable_hash("along"), stable_hash(t.spec.key), sub.shape, sub.ports[t.edge])
-    ports = {e: combine(stable_hash("along-port"), sub.ports[e], e == t.edge) for e in t.edges}
+    shape = combine(stable_hash("along"), stable_hash(t.spec.key), sub.shape, tuple(sub.ports[a] for a in t.axes))
+    ports = {e: combine(stable_hash("along-port"), sub.ports[e], t.axes.index(e) if e in t.axes else -1) for e in t.edges}
     return Signature(shape, ports)
 
 
@@ -203,11 +203,29 @@ def isomorphic(a: Expr, b: Expr) -> bool:
         return False
     if tree_key(a) == tree_key(b):
         return True
-    return nx.is_isomorphic(graph(a), graph(b), node_match=_label_match)
+    ga, gb = graph(a), graph(b)
+    if len(ga) != len(gb) or sorted(ga.graph["colours"]) != sorted(gb.graph["colours"]):
+        return False
+    return nx.is_isomorphic(ga, gb, node_match=_colour_match)
 
 
-def _label_match(x, y):
-    return x["label"] == y["label"]
+def _colour_match(x, y):
+    return x["colour"] == y["colour"]
+
+
+def _refine(g: nx.Graph):
+    """Label every node with its colour after refinement on the graph itself.
+
+    Colours are invariant under isomorphism, so matching them is exact; they
+    tell apart most nodes that share a label (the ports of a Delta, say), which
+    keeps the isomorphism search from trying every permutation of them.
+    """
+    for n, data in g.nodes(data=True):
+        data["text"] = repr(data["label"])
+    hashes = nx.weisfeiler_lehman_subgraph_hashes(g, node_attr="text", iterations=4, digest_size=16)
+    for n, data in g.nodes(data=True):
+        data["colour"] = (data["text"], hashes[n][-1] if hashes[n] else "")
+    g.graph["colours"] = [data["colour"] for _, data in g.nodes(data=True)]
 
 
 def tree_key(t: Expr):
@@ -240,7 +258,7 @@ def tree_key(t: Expr):
         elif isinstance(p, Derivative):
             head = ("d", p.x.key, tuple(p.new_names))
         elif isinstance(p, AlongEdge):
-            head = ("a", p.spec.key, edge(p.edge))
+            head = ("a", p.spec.key, tuple(edge(a) for a in p.axes))
         elif isinstance(p, Product):
             head = ("*",)
         else:
@@ -260,6 +278,7 @@ def graph(t: Expr) -> nx.Graph:
         for e, p in ports.items():
             node = _node(g, ids, ("free", e))
             g.add_edge(node, p)
+        _refine(g)
         t._graph = g
     return t._graph
 
@@ -354,7 +373,8 @@ def _(t: Function, g, ids):
 
 @_build.register
 def _(t: AlongEdge, g, ids):
-    root, ports = _leaf(g, ids, ("along", t.spec.key), [(e, ("along-port", e == t.edge)) for e in t.edges])
+    role = {a: k for k, a in enumerate(t.axes)}
+    root, ports = _leaf(g, ids, ("along", t.spec.key), [(e, ("along-port", role.get(e, -1))) for e in t.edges])
     arg = _node(g, ids, ("arg", 0))
     g.add_edge(root, arg)
     sub_root, sub_ports = _build(t.input, g, ids)
@@ -363,7 +383,7 @@ def _(t: AlongEdge, g, ids):
         if e in ports:
             g.add_edge(ports[e], p)
         else:
-            axis = _node(g, ids, ("axis",))
+            axis = _node(g, ids, ("axis", role[e]))
             g.add_edge(axis, p)
             g.add_edge(axis, root)
     return root, ports

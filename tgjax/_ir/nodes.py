@@ -11,6 +11,7 @@ user wrote; the lower-case helpers at the bottom (``product``, ``weighted_sum``,
 
 from __future__ import annotations
 
+import keyword
 from collections import Counter
 from typing import Mapping
 
@@ -49,6 +50,8 @@ class Expr:
     __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars")
 
     args: tuple = ()
+    # NumPy must hand ``array * expr`` to Expr.__rmul__, not build an object array.
+    __array_ufunc__ = None
 
     def _init(self, edges, shape):
         self.edges = tuple(edges)
@@ -244,10 +247,13 @@ class Variable(Expr):
 
     __slots__ = ("name", "decl", "_names")
 
-    def __init__(self, name: str, *sizes, **named_edges):
+    def __init__(self, name: str, /, *sizes, **named_edges):
         where = f"Variable({name!r}, ...)"
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"Variable: the name must be a Python identifier (it is the keyword of the lowered function); got {name!r}.")
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(
+                f"Variable: the name must be a Python identifier that is not a keyword "
+                f"(it is the keyword argument of the lowered function); got {name!r}."
+            )
         decl = []
         for size in sizes:
             if not isinstance(size, sympy.Symbol):
@@ -318,7 +324,7 @@ class Delta(Expr):
         where = f"Delta({size}, {', '.join(map(repr, edges))})"
         size = as_size(size, where)
         for e in edges:
-            _check_edge_name(e, where) if not is_fresh(e) else None
+            _check_edge_name(e, where)
         duplicates = sorted(e for e, n in Counter(edges).items() if n > 1)
         if duplicates:
             raise ValueError(f"{where}: edge {duplicates[0]!r} appears twice; each edge name must be unique.")
@@ -339,7 +345,14 @@ class Zero(Expr):
     __slots__ = ()
 
     def __init__(self, shape: Mapping[str, sympy.Expr]):
-        self._init(tuple(shape), shape)
+        if not isinstance(shape, Mapping):
+            raise TypeError(f"Zero: expected a mapping edge name -> size; got {shape!r}.")
+        checked = {}
+        for e, s in shape.items():
+            if not (isinstance(e, str) and is_fresh(e)):
+                _check_edge_name(e, "Zero")
+            checked[e] = as_size(s, "Zero")
+        self._init(tuple(checked), checked)
 
 
 class Product(Expr):
@@ -428,20 +441,23 @@ class Function(Expr):
 
 
 class AlongEdge(Expr):
-    """A function applied along one edge of its input, independently for every
-    value of the other edges: ``softmax`` keeps the edge, ``logsumexp`` consumes it.
+    """A function applied along some edges (``axes``, in order) of its input,
+    independently for every value of the other edges: ``softmax`` and
+    ``inverse`` keep their axes, ``logsumexp`` and ``det`` consume them.
 
-    ``spec.keeps_edge`` says which; the consumed edge's name is inner.
+    ``spec.keeps_edge`` says which; consumed axes are inner edges.
     """
 
-    __slots__ = ("spec", "input", "edge")
+    __slots__ = ("spec", "input", "axes")
 
-    def __init__(self, spec, input: Expr, edge: str, edges=None):
-        assert edge in input._shape, f"internal error: {spec.name} along {edge!r}, which {input.edges} lacks"
+    def __init__(self, spec, input: Expr, axes, edges=None):
+        axes = (axes,) if isinstance(axes, str) else tuple(axes)
+        for a in axes:
+            assert a in input._shape, f"internal error: {spec.name} along {a!r}, which {input.edges} lacks"
         self.spec = spec
         self.input = input
-        self.edge = edge
-        free = input.edges if spec.keeps_edge else tuple(e for e in input.edges if e != edge)
+        self.axes = axes
+        free = input.edges if spec.keeps_edge else tuple(e for e in input.edges if e not in axes)
         if edges is not None:
             assert sorted(edges) == sorted(free)
             free = tuple(edges)
@@ -450,6 +466,11 @@ class AlongEdge(Expr):
     @property
     def args(self):
         return (self.input,)
+
+    @property
+    def edge(self) -> str:
+        """The axis of a one-axis function (softmax, logsumexp)."""
+        return self.axes[0]
 
 
 class Derivative(Expr):
@@ -470,6 +491,10 @@ class Derivative(Expr):
                 f"Differentiate with respect to the Variable itself, then rename edges if needed."
             )
         x = x.declared
+        if new_names is not None and not isinstance(new_names, Mapping):
+            raise TypeError(
+                f"Derivative: new_names must be a dict (edge of {x.name} -> new name); got {new_names!r}."
+            )
         given = dict(new_names or {})
         declared = [e for e, _ in x.decl]
         unknown = sorted(set(given) - set(declared))

@@ -94,10 +94,11 @@ def _(t: Derivative, mapping):
 def _(t: AlongEdge, mapping):
     if not mapping:
         return t
-    u, edge = t.input, t.edge
-    if not t.spec.keeps_edge and edge in mapping.values():
-        # the consumed edge is inner: move it out of the way of the new names
-        fresh = fresh_edge()
-        u, edge = rename(u, {edge: fresh}), fresh
+    u, axes = t.input, t.axes
+    clash = [a for a in axes if a in mapping.values()] if not t.spec.keeps_edge else []
+    if clash:
+        # consumed axes are inner: move them out of the way of the new names
+        fresh = {a: fresh_edge() for a in clash}
+        u, axes = rename(u, fresh), tuple(fresh.get(a, a) for a in axes)
     inner = {e: n for e, n in mapping.items() if e in u._shape}
-    return AlongEdge(t.spec, rename(u, inner), inner.get(edge, edge), edges=_new_order(t, mapping))
+    return AlongEdge(t.spec, rename(u, inner), tuple(inner.get(a, a) for a in axes), edges=_new_order(t, mapping))

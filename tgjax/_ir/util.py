@@ -63,6 +63,8 @@ def as_weight(value, where: str) -> sympy.Expr:
     if isinstance(value, int):
         return sympy.Integer(value)
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: a scalar weight must be finite; got {value!r}.")
         # 0.01 is stored as 1/100 so that it prints, and merges, exactly;
         # other floats stay floats.
         fraction = Fraction(value).limit_denominator(10**6)
@@ -78,4 +80,5 @@ def as_weight(value, where: str) -> sympy.Expr:
             return sympy.Float(float(value))
     except (TypeError, ValueError):
         pass
-    raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.")
+    hint = " To use an array, declare a tg.Variable and pass the array when calling the lowered function." if hasattr(value, "shape") else ""
+    raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.{hint}")

@@ -103,7 +103,14 @@ class Lowered:
                 raise ValueError(f"tgjax function: missing variable {name!r} (edges {edges}); pass it as fn({name}=array).")
             array = given[name]
             if not hasattr(array, "shape") or not hasattr(array, "dtype"):
-                array = jnp.asarray(array)
+                try:
+                    array = jnp.asarray(array)
+                except (TypeError, ValueError) as error:
+                    raise ValueError(
+                        f"tgjax function: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
+                    ) from None
+                if not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
+                    raise ValueError(f"tgjax function: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
             shape = tuple(array.shape)
             if len(shape) != len(var.decl):
                 raise ValueError(
@@ -121,8 +128,8 @@ class Lowered:
                     env.setdefault(size, int(n))
                     origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
             arrays.append(array)
-        for name, var in self.variables.items():
-            shape = tuple(given[name].shape) if hasattr(given[name], "shape") else jnp.shape(given[name])
+        for array, (name, var) in zip(arrays, self.variables.items()):
+            shape = tuple(array.shape)
             for (edge, size), n in zip(var.decl, shape):
                 size = sympy.sympify(size)
                 if not size.is_Symbol and size.free_symbols <= set(env):
@@ -144,7 +151,7 @@ class Lowered:
         key = tuple(sorted((str(s), n) for s, n in env.items() if s in self._symbols))
         entry = self._programs.get(key)
         if entry is None:
-            source, inputs, extra, flops = build(self.outputs, env)
+            source, inputs, extra, flops = build(self.outputs, env, as_tuple=not self._single)
             namespace = {"jax": jax, "jnp": jnp, "lax": lax, **RUNTIME_GLOBALS, **extra}
             exec(compile(source, "<tgjax program>", "exec"), namespace)
             entry = (source, inputs, jax.jit(namespace["program"]), flops)
@@ -153,16 +160,14 @@ class Lowered:
 
     def __call__(self, values=None, /, **kwargs):
         # Fast path: inputs with shapes seen before were already checked.
-        given = kwargs
-        if values is not None and isinstance(values, Mapping) and not kwargs:
-            given = {(k.name if isinstance(k, Variable) else k): v for k, v in values.items()}
-        try:
-            arrays = [given[name] for name in self.variables]
-            shapes = tuple(a.shape for a in arrays)
-        except (KeyError, AttributeError, TypeError):
-            shapes = None
-        if shapes is not None and values is not None and kwargs:
-            shapes = None
+        shapes = None
+        if values is None or (isinstance(values, Mapping) and not kwargs):
+            given = kwargs if values is None else {(k.name if isinstance(k, Variable) else k): v for k, v in values.items()}
+            try:
+                arrays = [given[name] for name in self.variables]
+                shapes = tuple(a.shape for a in arrays)
+            except (KeyError, AttributeError, TypeError):
+                shapes = None
         entry = self._by_shapes.get(shapes) if shapes is not None else None
         if entry is None:
             arrays, env = self._bind(values, kwargs)
@@ -214,7 +219,7 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
             for sym in sympy.sympify(s).free_symbols:
                 env.setdefault(sym, _NOMINAL_SIZE)
     env.update(lowered._fixed)
-    return build(lowered.outputs, env)[0]
+    return build(lowered.outputs, env, as_tuple=not lowered._single)[0]
 
 
 def check_grads(f: Expr, wrt: Iterable[Variable], values: Mapping, order: int = 1, rtol: float | None = None):

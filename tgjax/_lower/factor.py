@@ -43,7 +43,7 @@ def _(t: Function, size):
 
 @_factor.register
 def _(t: AlongEdge, size):
-    return AlongEdge(t.spec, _factor(t.input, size), t.edge, edges=t.edges)
+    return AlongEdge(t.spec, _factor(t.input, size), t.axes, edges=t.edges)
 
 
 @_factor.register

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 
 import sympy
@@ -98,7 +99,7 @@ class Program:
     def value(self, t: Expr) -> Value:
         if isinstance(t, Variable):
             self.inputs.setdefault(t.name, None)
-            return Value(t.name, t.edges)
+            return Value(parameter(t.name), t.edges)
         # Memoise on a canonical naming of the free edges: the same work often
         # appears inside different terms under other edge names.
         canon = canonical_names(t)
@@ -202,9 +203,9 @@ def _(t: Function, program):
 @_lower.register
 def _(t: AlongEdge, program):
     v = program.value(t.input)
-    axis = v.edges.index(t.edge)
-    edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e != t.edge)
-    return Value(program.emit(f"{t.spec.jax_name}({v.name}, axis={axis})", to_string(t)), edges)
+    positions = tuple(v.edges.index(a) for a in t.axes)
+    edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e not in t.axes)
+    return Value(program.emit(t.spec.code(v.name, positions), to_string(t)), edges)
 
 
 def function_call(spec, args, program) -> str:
@@ -301,14 +302,26 @@ def _functions_first(t: Expr, program: Program, seen: set):
         program.value(t)
 
 
+def parameter(name: str) -> str:
+    """The generated program's parameter for a variable: its name, unless that
+    would shadow a name the program uses (``jnp``, ``dtype``, ``t3``, ...)."""
+    taken = name in RUNTIME_GLOBALS or name in ("jax", "jnp", "lax", "dtype", "program") or name.startswith("_")
+    if taken or re.fullmatch(r"t\d+", name):
+        return f"in_{name}"
+    return name
+
+
 RUNTIME_GLOBALS = {
+    "matrix_inverse": runtime.matrix_inverse,
+    "matrix_det": runtime.matrix_det,
+    "matrix_logdet": runtime.matrix_logdet,
     "delta": runtime.delta,
     "broadcast_axis": runtime.broadcast_axis,
     "embed_diagonal": runtime.embed_diagonal,
 }
 
 
-def build(outputs, env: dict, function_name: str = "program"):
+def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program"):
     """Source text and globals of one function computing every output, at sizes ``env``."""
     program = Program(env)
     outputs = [factor(t, program.size) for t in outputs]
@@ -318,9 +331,10 @@ def build(outputs, env: dict, function_name: str = "program"):
         _functions_first(t, program, set())
     results = [program.aligned(t, t.edges) for t in outputs]
     inputs = list(program.inputs)
-    header = [f"def {function_name}({', '.join(inputs)}):"]
-    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in inputs)})", *program.lines]
-    if len(results) == 1:
+    params = [parameter(n) for n in inputs]
+    header = [f"def {function_name}({', '.join(params)}):"]
+    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in params)})", *program.lines]
+    if len(results) == 1 and not as_tuple:
         body.append(f"return {results[0]}")
     else:
         body.append(f"return ({', '.join(results)},)")

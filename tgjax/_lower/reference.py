@@ -122,6 +122,6 @@ def _(t: Derivative, values, env):
 @_eval.register
 def _(t: AlongEdge, values, env):
     array = _eval(t.input, values, env)
-    out = t.spec.apply(array, t.input.edges.index(t.edge))
-    natural = t.input.edges if t.spec.keeps_edge else tuple(e for e in t.input.edges if e != t.edge)
+    out = t.spec.apply(array, tuple(t.input.edges.index(a) for a in t.axes))
+    natural = t.input.edges if t.spec.keeps_edge else tuple(e for e in t.input.edges if e not in t.axes)
     return jnp.transpose(out, [natural.index(e) for e in t.edges]) if t.edges else out

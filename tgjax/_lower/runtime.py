@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from .._ir.along import matrix_det, matrix_inverse, matrix_logdet  # noqa: F401  (used by generated code)
+
 
 def delta(n: int, k: int, dtype):
     """The copy tensor with ``k`` edges of size ``n`` (ones for k=1, identity for k=2)."""
@@ -37,3 +39,4 @@ def embed_diagonal(x, axis: int, n: int):
     """``y[..., a, b, ...] = x[..., a, ...] * (a == b)``: a new axis after ``axis`` on the diagonal."""
     eye = delta(n, 2, x.dtype).reshape((1,) * axis + (n, n) + (1,) * (x.ndim - axis - 1))
     return jnp.expand_dims(x, axis + 1) * eye
+

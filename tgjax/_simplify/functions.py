@@ -4,14 +4,14 @@
 - log(exp(u)) = u;
 - pow(pow(u, a), b) = pow(u, a b) for integer b; pow(u, 1) = u; pow(u, 0) = 1;
 - pow(c u, k) = c^k pow(u, k) for integer k;
-- log(softmax(v)) = v - logsumexp(v) and log(sum_c exp(v)) = logsumexp(v),
-  which lower to stable code.
+- log(softmax(v)) = v - logsumexp(v), log(sum_c exp(v)) = logsumexp(v) and
+  log(det(X)) = logdet(X), which lower to stable code (logdet through slogdet).
 """
 
 from __future__ import annotations
 
 from .._ir.elementwise import exponent, power
-from .._ir.along import logsumexp
+from .._ir.along import logdet, logsumexp
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero, broadcast_to, ones
 from .core import scaled, simplified, simplify_node, with_order
 
@@ -38,6 +38,8 @@ def _(t: Function):
 
 def _stable_log(u, t):
     """log(softmax(v)) = v - logsumexp(v), and log(sum_c exp(v)) = logsumexp(v): stable forms."""
+    if isinstance(u, AlongEdge) and u.spec.name == "det":
+        return AlongEdge(logdet, u.input, u.axes, edges=t.edges)
     if isinstance(u, AlongEdge) and u.spec.name == "softmax":
         v, c = u.input, u.edge
         return simplified(Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=t.edges))

@@ -27,7 +27,7 @@ def to_string(t: Expr) -> str:
 
 
 def _collect_edges(t: Expr, used: set, fresh: list):
-    for e in t.edges + ((t.edge,) if isinstance(t, AlongEdge) else ()):
+    for e in t.edges + (t.axes if isinstance(t, AlongEdge) else ()):
         (fresh.append if is_fresh(e) else used.add)(e)
     for a in t.args:
         _collect_edges(a, used, fresh)
@@ -91,7 +91,8 @@ def _(t: Product, names):
     parts = []
     for f in t.factors:
         s = _str(f, names)
-        if isinstance(f, Sum):
+        # a nested product is its own scope: its inner edge names may repeat outer ones
+        if isinstance(f, (Sum, Product)):
             s = f"({s})"
         parts.append(s)
     return " ".join(parts)
@@ -117,4 +118,4 @@ def _(t: Derivative, names):
 
 @_str.register
 def _(t: AlongEdge, names):
-    return f"{t.spec.name}[{names.get(t.edge, t.edge)}]({_str(t.input, names)})"
+    return f"{t.spec.name}[{','.join(names.get(a, a) for a in t.axes)}]({_str(t.input, names)})"
