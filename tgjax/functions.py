@@ -19,6 +19,7 @@ from ._ir.util import as_weight
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
+    "elementwise", "gelu",
 ]
 
 
@@ -198,3 +199,78 @@ def det(t: Expr, edges=None) -> Expr:
     """
     t = _tensor(t, "F.det")
     return _al.det(t, *_matrix_edges(t, edges, "F.det"))
+
+
+def elementwise(name: str, fn):
+    """A user-defined elementwise function from a scalar JAX callable ``fn``.
+
+    Returns ``f`` with ``f(t)`` applying ``fn`` to every entry of ``t``. Its
+    derivative is the elementwise function ``jax.grad(fn)``, so derivatives of
+    any order work. ``fn`` must act entry by entry: a ``ValueError`` says so
+    when ``fn`` applied to an array differs from ``fn`` applied to each entry.
+
+    Example:
+        >>> swish = F.elementwise("swish", lambda x: x * jax.nn.sigmoid(x))
+        >>> loss = F.sum(swish(X @ W))
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"F.elementwise: name must be a non-empty str; got {name!r}.")
+    if not callable(fn):
+        raise TypeError(f"F.elementwise: fn must be a callable of one scalar; got {fn!r}.")
+    return _user_function(name, fn, order=0)
+
+
+def _user_function(name: str, fn, order: int):
+    import jax
+    import jax.numpy as jnp
+
+    probe = jnp.linspace(0.3, 1.7, 5)
+    one_by_one = jnp.stack([jnp.asarray(fn(p)) for p in probe])
+    try:
+        whole = jnp.asarray(fn(probe))
+        vectorised = whole.shape == probe.shape and bool(jnp.allclose(whole, one_by_one, equal_nan=True))
+    except Exception:  # noqa: BLE001  (fn may only accept scalars)
+        vectorised = False
+    if not vectorised and order == 0:
+        try:
+            whole = jnp.asarray(fn(probe))
+        except Exception:  # noqa: BLE001
+            whole = None
+        if whole is not None and whole.shape != probe.shape:
+            raise ValueError(
+                f"F.elementwise({name!r}): fn is not elementwise: on an array of shape {probe.shape} it returned "
+                f"shape {whole.shape}. Give a function of one scalar (it is applied entry by entry)."
+            )
+        if whole is not None:
+            raise ValueError(
+                f"F.elementwise({name!r}): fn is not elementwise: applied to an array it differs from applying it "
+                f"to each entry (does it mix entries, e.g. x - x.mean()?). Give a function of one scalar."
+            )
+    apply = fn if vectorised else jnp.vectorize(fn)
+    spec_name = name if order == 0 else f"{name}{chr(39) * order}"
+    derivative = jax.grad(fn)
+    holder = {}
+
+    def partials(u):
+        if "d" not in holder:
+            holder["d"] = _user_function(name, derivative, order + 1)
+        return [holder["d"](u)]
+
+    spec = _ew.FunctionSpec(spec_name, apply, partials, params=(id(fn),))
+
+    def f(t: Expr) -> Expr:
+        return spec(_tensor(t, f"F.{spec_name}"))
+
+    f.__name__ = spec_name
+    f.spec = spec
+    return f
+
+
+def _gelu_exact(x):
+    import jax
+
+    return jax.nn.gelu(x, approximate=False)
+
+
+gelu = elementwise("gelu", _gelu_exact)
+gelu.__doc__ = "Elementwise GELU, exact form x * Phi(x); derivatives of any order through jax.grad."

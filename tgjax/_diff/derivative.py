@@ -26,7 +26,7 @@ from .._ir.util import fresh_edge
 
 
 def _zero(t: Expr, x: Variable, new_names: dict) -> Zero:
-    return Zero({**t.shape, **{new_names[e]: s for e, s in x.decl}})
+    return Zero._make({**t.shape, **{new_names[e]: s for e, s in x.decl}})
 
 
 def _order(t: Expr, x: Variable, new_names: dict):

@@ -57,9 +57,9 @@ tanh = FunctionSpec("tanh", jnp.tanh, lambda u: [_ones_like(u) - power(2)(tanh(u
 sigmoid = FunctionSpec(
     "sigmoid", jax.nn.sigmoid, lambda u: [sigmoid(u) * (_ones_like(u) - sigmoid(u))], at_zero=0.5
 )
-step = FunctionSpec("step", lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype), lambda u: [Zero(u.shape)], at_zero=0.0)
+step = FunctionSpec("step", lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype), lambda u: [Zero._make(u.shape)], at_zero=0.0)
 relu = FunctionSpec("relu", jax.nn.relu, lambda u: [step(u)], at_zero=0.0)
-sign = FunctionSpec("sign", jnp.sign, lambda u: [Zero(u.shape)], at_zero=0.0)
+sign = FunctionSpec("sign", jnp.sign, lambda u: [Zero._make(u.shape)], at_zero=0.0)
 abs_ = FunctionSpec("abs", jnp.abs, lambda u: [sign(u)], at_zero=0.0)
 softplus = FunctionSpec("softplus", jax.nn.softplus, lambda u: [sigmoid(u)])
 

@@ -91,6 +91,8 @@ def flat_factors(p: Product) -> list:
     """The factors of a product with nested products expanded: ``(a @ b) @ c`` is one network."""
     out = []
     for f in p.factors:
+        inner = _transparent(f)
+        f = f if inner is None else inner
         if isinstance(f, Product):
             fresh = {e: fresh_edge() for e in f.inner_edges}
             out.extend(flat_factors(Product([rename(g, {e: fresh[e] for e in g.edges if e in fresh}) for g in f.factors], edges=f.edges)))

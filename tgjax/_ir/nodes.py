@@ -347,12 +347,14 @@ class Zero(Expr):
     def __init__(self, shape: Mapping[str, sympy.Expr]):
         if not isinstance(shape, Mapping):
             raise TypeError(f"Zero: expected a mapping edge name -> size; got {shape!r}.")
-        checked = {}
-        for e, s in shape.items():
-            if not (isinstance(e, str) and is_fresh(e)):
-                _check_edge_name(e, "Zero")
-            checked[e] = as_size(s, "Zero")
+        checked = {_check_edge_name(e, "Zero"): as_size(s, "Zero") for e, s in shape.items()}
         self._init(tuple(checked), checked)
+
+    @classmethod
+    def _make(cls, shape: Mapping) -> "Zero":
+        obj = cls.__new__(cls)
+        obj._init(tuple(shape), shape)
+        return obj
 
 
 class Product(Expr):

@@ -40,7 +40,7 @@ def _(t: Delta, mapping):
 def _(t: Zero, mapping):
     if not mapping:
         return t
-    return Zero({mapping.get(e, e): s for e, s in t.shape.items()})
+    return Zero._make({mapping.get(e, e): s for e, s in t.shape.items()})
 
 
 def freshen_inner(t: Product, avoid: set) -> Product:

@@ -230,7 +230,7 @@ def function_call(spec, args, program) -> str:
         if k.is_Integer:
             return f"lax.integer_pow({x}, {int(k)})"
         return f"{x} ** {float(k)!r}"
-    name = f"_{spec.name}_{len(program.extra_globals)}"
+    name = f"_{re.sub(r'[^0-9a-zA-Z_]', '_', spec.name)}_{len(program.extra_globals)}"
     program.extra_globals[name] = spec.apply
     return f"{name}({', '.join(args)})"
 

@@ -22,7 +22,7 @@ def _(t: AlongEdge):
         # inverse(I) = I, det(I) = 1, log det(I) = 0
         if t.spec.name == "inverse":
             return u
-        return scaled(simplified(ones(t.shape)), 1) if t.spec.name == "det" else Zero(t.shape)
+        return scaled(simplified(ones(t.shape)), 1) if t.spec.name == "det" else Zero._make(t.shape)
     if t.spec.name == "inverse" and isinstance(u, AlongEdge) and u.spec.name == "inverse" and u.axes == t.axes:
         return u.input  # inverse(inverse(X)) = X
     return AlongEdge(t.spec, u, t.axes, edges=t.edges)

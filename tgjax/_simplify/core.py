@@ -64,7 +64,7 @@ def with_order(t: Expr, order) -> Expr:
     if isinstance(t, Sum):
         return Sum(t.terms, t.weights, edges=order)
     if isinstance(t, Zero):
-        return Zero({e: t._shape[e] for e in order})
+        return Zero._make({e: t._shape[e] for e in order})
     return Product([t], edges=order)
 
 
@@ -84,7 +84,7 @@ def make_sum(pairs, shape: dict) -> Expr:
         merged[core] = merged.get(core, 0) + w
     kept = [(sympy.nsimplify(w) if isinstance(w, sympy.Float) and w == int(w) else w, c) for c, w in merged.items() if w != 0]
     if not kept:
-        return Zero(shape)
+        return Zero._make(shape)
     if len(kept) == 1 and kept[0][0] == 1:
         return kept[0][1]
     kept.sort(key=lambda wc: sort_key(wc[1]))
@@ -94,7 +94,7 @@ def make_sum(pairs, shape: dict) -> Expr:
 def scaled(t: Expr, w) -> Expr:
     """``w * t`` for simplified ``t``, staying in normal form."""
     if w == 0:
-        return Zero(t.shape)
+        return Zero._make(t.shape)
     if w == 1:
         return t
     return make_sum([(w * v, c) for v, c in terms_of(t)], t.shape)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from .._ir.elementwise import exponent, power
+from .._ir.util import as_weight
 from .._ir.along import logdet, logsumexp
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero, broadcast_to, ones
 from .core import scaled, simplified, simplify_node, with_order
@@ -21,7 +22,8 @@ def _(t: Function):
     inputs = [simplified(u) for u in t.inputs]
     spec = t.spec
     if all(isinstance(u, Zero) for u in inputs) and spec.at_zero is not None:
-        return scaled(ones(t.shape), spec.at_zero) if spec.at_zero != 0 else Zero(t.shape)
+        value = as_weight(spec.at_zero, spec.name)
+        return scaled(simplified(ones(t.shape)), value) if value != 0 else Zero._make(t.shape)
     if len(inputs) == 1:
         (u,) = inputs
         if spec.name == "log" and isinstance(u, Function) and u.spec.name == "exp":

@@ -30,7 +30,7 @@ def _(t: Product):
     while pending:
         f = simplified(pending.pop(0))
         if isinstance(f, Zero):
-            return Zero(t.shape)
+            return Zero._make(t.shape)
         pairs = terms_of(f)
         if len(pairs) == 1:
             w, f = pairs[0]
@@ -60,7 +60,7 @@ def _(t: Product):
         return _distribute(sums[0], [a for a in atoms if isinstance(a, Delta)], t, weight)
     core = _assemble(atoms, t)
     if weight == 0:
-        return Zero(t.shape)
+        return Zero._make(t.shape)
     if isinstance(core, Sum):
         return make_sum([(weight * w, c) for w, c in terms_of(core)], t.shape)
     return make_sum([(weight, core)], t.shape)

@@ -1,0 +1,558 @@
+"""tg.lower, tg.to_source and tg.check_grads: compiled values, axis order, sharing, calling conventions.
+
+Every lowered result is compared two ways in float64: against the reference
+evaluator (one einsum per node, ``tgjax._lower.reference.evaluate``) and against
+a plain ``jax.numpy`` version of the same formula (with ``jax.grad`` /
+``jax.hessian`` / ``jax.jacobian`` for derivatives). Sizes are distinct and
+non-square so that a transposed axis cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import strategies
+from hypothesis import given, settings
+
+import tgjax as tg
+import tgjax.functions as F
+from tgjax._lower.reference import evaluate
+
+b, i, j, k, n = tg.symbols("b i j k n")
+SIZES = {"b": 2, "i": 3, "j": 4, "k": 5, "n": 6}
+
+x = tg.Variable("x", i)
+z = tg.Variable("z", i)
+y = tg.Variable("y", j)
+A = tg.Variable("A", i, j)
+B = tg.Variable("B", j, k)
+D = tg.Variable("D", i=j, j=i)  # declared (i, j) with sizes (j, i): A's transpose shape
+S = tg.Variable("S", i=n, j=n)
+X = tg.Variable("X", b, i)
+W = tg.Variable("W", i, j)
+V = tg.Variable("V", j, k)
+T = tg.Variable("T", b, k)
+c = tg.Variable("c")  # a scalar
+
+
+def make_values(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    s = SIZES
+    shapes = {
+        "x": (s["i"],), "z": (s["i"],), "y": (s["j"],),
+        "A": (s["i"], s["j"]), "B": (s["j"], s["k"]), "D": (s["j"], s["i"]),
+        "S": (s["n"], s["n"]), "X": (s["b"], s["i"]), "W": (s["i"], s["j"]),
+        "V": (s["j"], s["k"]), "T": (s["b"], s["k"]), "c": (),
+    }
+    return {name: jnp.asarray(rng.normal(size=shape), dtype) for name, shape in shapes.items()}
+
+
+VALUES = make_values()
+
+
+def assert_close(actual, expected, rtol=1e-10, atol=1e-12, what=""):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+# -- plain jnp versions -----------------------------------------------------------
+
+
+def mlp_loss_jnp(X, W, V, T):
+    return jnp.sum((jnp.tanh(jnp.tanh(X @ W) @ V) - T) ** 2)
+
+
+def mlp_loss():
+    return F.sum(F.pow(F.tanh(F.tanh(X @ W) @ V) - T, 2))
+
+
+def frob_loss_jnp(X, W):
+    return jnp.sum((X @ W) ** 2)
+
+
+def softplus_loss_jnp(A, y):
+    return jnp.sum(jax.nn.softplus(A @ y))
+
+
+# (id, expression, plain-jnp function of the values dict). The expressions are
+# built lazily so that a construction error fails one case, not the module.
+CASES = [
+    ("matvec", lambda: x @ A, lambda v: v["x"] @ v["A"]),
+    ("chain", lambda: x @ A @ B, lambda v: v["x"] @ v["A"] @ v["B"]),
+    ("bilinear", lambda: x @ A @ y, lambda v: v["x"] @ v["A"] @ v["y"]),
+    ("outer", lambda: x * y, lambda v: jnp.outer(v["x"], v["y"])),
+    ("hadamard", lambda: x * z, lambda v: v["x"] * v["z"]),
+    ("hyperedge_matrix", lambda: A * x, lambda v: v["A"] * v["x"][:, None]),
+    ("hyperedge_three", lambda: (A * x) @ y * z, lambda v: (v["A"] * v["x"][:, None]) @ v["y"] * v["z"]),
+    ("broadcast_sum", lambda: x + A, lambda v: v["x"][:, None] + v["A"]),
+    ("broadcast_sum_transposed", lambda: y + A, lambda v: v["y"][:, None] + v["A"].T),
+    ("broadcast_scalar", lambda: 2 * A - 1, lambda v: 2 * v["A"] - 1),
+    ("broadcast_both_sides", lambda: x + y, lambda v: v["x"][:, None] + v["y"][None, :]),
+    ("broadcast_reduction", lambda: F.sum(x) + A, lambda v: jnp.sum(v["x"]) + v["A"]),
+    ("scalar_variable", lambda: c * A + c, lambda v: v["c"] * v["A"] + v["c"]),
+    ("size_as_weight", lambda: j * x - x / i, lambda v: 4 * v["x"] - v["x"] / 3),
+    ("identity", lambda: tg.Delta(n, "i", "j"), lambda v: jnp.eye(6)),
+    ("identity_in_sum", lambda: S + tg.Delta(n, "i", "j"), lambda v: v["S"] + jnp.eye(6)),
+    ("identity_minus_transpose", lambda: 3 * tg.Delta(n, "i", "j") - S.rename(i="j", j="i"),
+     lambda v: 3 * jnp.eye(6) - v["S"].T),
+    ("trace", lambda: F.sum(S * tg.Delta(n, "i", "j")), lambda v: jnp.trace(v["S"])),
+    ("diagonal_part", lambda: S * tg.Delta(n, "i", "j"), lambda v: jnp.diag(jnp.diag(v["S"]))),
+    ("diag_of_vector", lambda: x * tg.Delta(i, "i", "l"), lambda v: jnp.diag(v["x"])),
+    ("vector_times_identity", lambda: x * tg.Delta(n, "p", "q"),
+     lambda v: v["x"][:, None, None] * jnp.eye(6)),
+    ("closed_delta_loop", lambda: F.sum(tg.Delta(n, "i", "j")) * F.sum(x), lambda v: 6 * jnp.sum(v["x"])),
+    ("rename_swap_plus", lambda: A.rename(i="j", j="i") + D, lambda v: v["A"] + v["D"].T),
+    ("rename_swap_sum_edges", lambda: D + A.rename(i="j", j="i"), lambda v: v["D"] + v["A"].T),
+    ("tanh_exp", lambda: F.tanh(x @ A) * F.exp(y), lambda v: jnp.tanh(v["x"] @ v["A"]) * jnp.exp(v["y"])),
+    ("log_pow", lambda: F.log(F.pow(A, 2) + 1), lambda v: jnp.log(v["A"] ** 2 + 1)),
+    ("fractional_pow_abs", lambda: F.pow(F.abs(A), 1.5) + F.sqrt(F.abs(x)),
+     lambda v: jnp.abs(v["A"]) ** 1.5 + jnp.sqrt(jnp.abs(v["x"]))[:, None]),
+    ("reciprocal", lambda: 1 / (1 + F.pow(x, 2)), lambda v: 1 / (1 + v["x"] ** 2)),
+    ("division", lambda: A / F.exp(y), lambda v: v["A"] / jnp.exp(v["y"])),
+    ("sigmoid_softplus_relu", lambda: F.sigmoid(A) - F.softplus(A) + 2 * F.relu(A),
+     lambda v: jax.nn.sigmoid(v["A"]) - jax.nn.softplus(v["A"]) + 2 * jax.nn.relu(v["A"])),
+    ("mean_all", lambda: F.mean(A), lambda v: jnp.mean(v["A"])),
+    ("mean_one_edge", lambda: F.mean(A, "i"), lambda v: jnp.mean(v["A"], axis=0)),
+    ("sum_one_edge", lambda: F.sum(A @ B, "k"), lambda v: jnp.sum(v["A"] @ v["B"], axis=1)),
+    ("mlp_loss", mlp_loss, lambda v: mlp_loss_jnp(v["X"], v["W"], v["V"], v["T"])),
+    ("grad_mlp_W", lambda: mlp_loss().grad(W),
+     lambda v: jax.grad(mlp_loss_jnp, 1)(v["X"], v["W"], v["V"], v["T"])),
+    ("grad_mlp_V", lambda: mlp_loss().grad(V),
+     lambda v: jax.grad(mlp_loss_jnp, 2)(v["X"], v["W"], v["V"], v["T"])),
+    ("grad_mlp_X", lambda: mlp_loss().grad(X),
+     lambda v: jax.grad(mlp_loss_jnp, 0)(v["X"], v["W"], v["V"], v["T"])),
+    ("derivative_node", lambda: tg.Derivative(mlp_loss(), V),
+     lambda v: jax.grad(mlp_loss_jnp, 2)(v["X"], v["W"], v["V"], v["T"])),
+    ("jacobian_identity_pair", lambda: (X @ W).grad(W),
+     lambda v: jax.jacobian(lambda w: v["X"] @ w)(v["W"])),
+    ("hessian_identity_pair", lambda: F.frobenius2(X @ W).grad(W).grad(W),
+     lambda v: jax.hessian(frob_loss_jnp, 1)(v["X"], v["W"])),
+    ("hessian_softplus", lambda: F.sum(F.softplus(A @ y)).grad(y).grad(y),
+     lambda v: jax.hessian(softplus_loss_jnp, 1)(v["A"], v["y"])),
+    ("hessian_trace_sq", lambda: F.sum(F.pow(S, 2) * tg.Delta(n, "i", "j")).grad(S).grad(S),
+     lambda v: jax.hessian(lambda s: jnp.sum(jnp.diag(s) ** 2))(v["S"])),
+    ("hessian_bilinear_x", lambda: F.pow(x @ A @ y, 2).grad(x).grad(x),
+     lambda v: jax.hessian(lambda u: (u @ v["A"] @ v["y"]) ** 2)(v["x"])),
+]
+
+CASE_IDS = [c[0] for c in CASES]
+
+# Sizes as symbols, for expressions that mention a size no input array fixes:
+# a derivative that no longer depends on the variable it was taken against
+# (X @ W differentiated by W is X times an identity on j) has lost the array
+# that fixed that size.
+SIZE_ENV = {tg.symbols(name): value for name, value in SIZES.items()}
+NEEDS_SIZES = {"identity", "size_as_weight", "vector_times_identity", "closed_delta_loop", "jacobian_identity_pair", "hessian_identity_pair", "hessian_trace_sq"}
+# Outputs that depend on no input array at all; their dtype is JAX's default float.
+CONSTANT = {"identity", "hessian_trace_sq"}
+
+
+@pytest.mark.parametrize("name, build, reference", CASES, ids=CASE_IDS)
+def test_lowered_matches_reference_and_jnp(name, build, reference):
+    expr = build()
+    fn = tg.lower(expr, sizes=SIZE_ENV if name in NEEDS_SIZES else None)
+    out = fn(VALUES)
+    expected_shape = tuple(int(s.subs(SIZE_ENV)) for s in expr.shape.values())
+    assert out.shape == expected_shape, f"{name}: axes {out.shape} do not follow edges {expr.edges}"
+    assert out.dtype == jnp.float64
+    # Both oracles run under jax.jit only to compile once instead of per operation.
+    oracle = jax.jit(lambda v: evaluate(expr, v, sizes=SIZE_ENV))(VALUES)
+    assert_close(out, oracle, what=f"{name}: lowered vs reference evaluator")
+    assert_close(out, jax.jit(reference)(VALUES), what=f"{name}: lowered vs plain jnp")
+
+
+@pytest.mark.parametrize("name, build, reference", CASES, ids=CASE_IDS)
+def test_float32_in_float32_out(name, build, reference):
+    values32 = make_values(np.float32)
+    out = tg.lower(build(), sizes=SIZE_ENV if name in NEEDS_SIZES else None)(values32)
+    if name not in CONSTANT:
+        assert out.dtype == jnp.float32, f"{name}: float32 inputs gave {out.dtype}"
+    expected = jax.jit(reference)({k: v.astype(np.float64) for k, v in values32.items()})
+    assert_close(out, expected, rtol=2e-5, atol=2e-5, what=name)
+
+
+# -- result axes -------------------------------------------------------------------
+
+
+def test_axes_follow_edges_of_matrix_product():
+    fn = tg.lower(A @ B)
+    assert (A @ B).edges == ("i", "k")
+    assert fn(VALUES).shape == (3, 5)
+
+
+def test_axes_follow_edges_after_rename_swap():
+    swapped = (A @ B).rename(i="k", k="i")
+    assert swapped.edges == ("k", "i")
+    out = tg.lower(swapped)(VALUES)
+    # The swap only relabels: the array is still (A @ B) laid out by the edges in order.
+    assert_close(out, VALUES["A"] @ VALUES["B"])
+    # Adding a tensor declared (i, k) forces a real transpose of one side.
+    C = tg.Variable("C", i=k, k=i)
+    c = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)))
+    out = tg.lower(swapped + C)({**VALUES, "C": c})
+    assert out.shape == (3, 5)
+    assert_close(out, VALUES["A"] @ VALUES["B"] + c.T)
+
+
+def test_axes_of_gradient_follow_declared_order_of_variable():
+    g = (x @ A @ y).grad(A)
+    assert g.edges == ("i", "j")
+    out = tg.lower(g)(VALUES)
+    assert_close(out, jnp.outer(VALUES["x"], VALUES["y"]))
+
+
+def test_hessian_edges_get_underscore_and_axes_follow():
+    h = F.sum(F.tanh(x @ A)).grad(x).grad(x)
+    assert h.edges == ("i", "i_")
+    out = tg.lower(h)(VALUES)
+    expected = jax.hessian(lambda u: jnp.sum(jnp.tanh(u @ VALUES["A"])))(VALUES["x"])
+    assert_close(out, expected)
+
+
+# -- several outputs and sharing ----------------------------------------------------
+
+
+def test_multi_output_returns_tuple_of_all_results():
+    loss = mlp_loss()
+    fn = tg.lower([loss, loss.grad(W), loss.grad(V)])
+    out = fn(VALUES)
+    assert isinstance(out, tuple) and len(out) == 3
+    args = (VALUES["X"], VALUES["W"], VALUES["V"], VALUES["T"])
+    assert_close(out[0], mlp_loss_jnp(*args))
+    assert_close(out[1], jax.grad(mlp_loss_jnp, 1)(*args))
+    assert_close(out[2], jax.grad(mlp_loss_jnp, 2)(*args))
+
+
+def test_multi_output_of_one_expression_is_still_a_tuple():
+    out = tg.lower([x @ A])(VALUES)
+    assert isinstance(out, tuple) and len(out) == 1
+    assert_close(out[0], VALUES["x"] @ VALUES["A"])
+
+
+def test_single_output_is_an_array_not_a_tuple():
+    out = tg.lower(x @ A)(VALUES)
+    assert not isinstance(out, tuple)
+
+
+def test_multi_output_with_different_edges_keeps_each_order():
+    fn = tg.lower([A @ B, (A @ B).rename(i="k", k="i"), y + A])
+    ab, ab_swapped, ya = fn(VALUES)
+    expected = VALUES["A"] @ VALUES["B"]
+    assert_close(ab, expected)
+    assert_close(ab_swapped, expected)
+    assert_close(ya, VALUES["y"][:, None] + VALUES["A"].T)
+
+
+def test_loss_and_gradients_share_the_tanh_layers():
+    loss = mlp_loss()
+    source = tg.to_source([loss, loss.grad(W), loss.grad(V)])
+    # Two distinct tanh layers; the gradients reuse the forward pass.
+    assert source.count("jnp.tanh(") == 2, source
+
+
+def test_shared_subexpression_across_outputs_is_computed_once():
+    hidden = F.tanh(x @ A)
+    source = tg.to_source([F.sum(hidden), hidden * y, F.exp(hidden)])
+    assert source.count("jnp.tanh(") == 1, source
+    assert source.count("jnp.exp(") == 1, source
+
+
+def test_loss_and_gradients_emit_no_statement_twice():
+    loss = mlp_loss()
+    source = tg.to_source([loss, loss.grad(W), loss.grad(V)])
+    right_sides = [line.split(" = ", 1)[1] for line in source.splitlines() if " = " in line]
+    repeated = {r for r in right_sides if right_sides.count(r) > 1}
+    assert not repeated, f"computed more than once: {repeated}\n{source}"
+
+
+def test_shared_subexpression_under_other_edge_names_is_computed_once():
+    hidden = F.tanh(A @ B)
+    source = tg.to_source([hidden, hidden.rename(i="a", k="c")])
+    assert source.count("jnp.tanh(") == 1, source
+
+
+def test_derivative_that_lost_its_variable_needs_sizes_or_derivative_node():
+    jac = (X @ W).grad(W)  # X[b,i] delta[j,j_]: W and so the size of j are gone
+    assert "W" not in {v.name for v in jac.variables()}
+    with pytest.raises(ValueError, match=r"\['j'\] are not fixed"):
+        tg.lower(jac)(VALUES)
+    expected = jax.jacobian(lambda w: VALUES["X"] @ w)(VALUES["W"])
+    assert_close(tg.lower(jac, sizes={j: 4})(VALUES), expected)
+    # The unevaluated Derivative keeps W as an input, which fixes j.
+    assert_close(tg.lower(tg.Derivative(X @ W, W))(VALUES), expected)
+
+
+# -- calling conventions --------------------------------------------------------------
+
+
+def test_keyword_call():
+    out = tg.lower(x @ A)(x=VALUES["x"], A=VALUES["A"])
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_dict_keyed_by_variable():
+    out = tg.lower(x @ A)({x: VALUES["x"], A: VALUES["A"]})
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_dict_keyed_by_name():
+    out = tg.lower(x @ A)({"x": VALUES["x"], "A": VALUES["A"]})
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_dict_keyed_by_renamed_variable_uses_its_name():
+    out = tg.lower(x @ A)({x.rename(i="q"): VALUES["x"], A: VALUES["A"]})
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_values_for_unused_variables_are_ignored():
+    fn = tg.lower(x @ A)
+    out = fn({**VALUES, "unrelated": "not an array", "B": np.ones((7, 7, 7))})
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+    out = fn(x=VALUES["x"], A=VALUES["A"], y=np.ones(11))
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_numpy_inputs_are_accepted():
+    out = tg.lower(x @ A)(x=np.asarray(VALUES["x"]), A=np.asarray(VALUES["A"]))
+    assert isinstance(out, jax.Array)
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_list_inputs_are_accepted_without_deprecation_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = tg.lower(x @ A)(x=[1.0, 2.0, 3.0], A=np.asarray(VALUES["A"]))
+    assert_close(out, np.asarray([1.0, 2.0, 3.0]) @ np.asarray(VALUES["A"]))
+
+
+def test_sizes_for_delta_only_expression():
+    fn = tg.lower(tg.Delta(n, "i", "j"), sizes={n: 4})
+    out = fn()
+    assert out.shape == (4, 4)
+    assert_close(out, np.eye(4))
+
+
+def test_sizes_for_three_edge_delta():
+    out = tg.lower(tg.Delta(n, "a", "b", "c"), sizes={n: 3})()
+    expected = np.zeros((3, 3, 3))
+    for m in range(3):
+        expected[m, m, m] = 1
+    assert_close(out, expected)
+
+
+def test_sizes_for_zero():
+    out = tg.lower(tg.Zero({"i": n, "j": k}), sizes={n: 2, k: 5})()
+    assert out.shape == (2, 5)
+    assert_close(out, np.zeros((2, 5)))
+
+
+def test_sizes_for_broadcast_edge_no_input_fixes():
+    # x + Delta(n, "m") broadcasts x along m, whose size only sizes= gives.
+    expr = x + tg.Delta(n, "m")
+    out = tg.lower(expr, sizes={n: 2})(x=VALUES["x"])
+    assert expr.edges == ("i", "m")
+    assert_close(out, VALUES["x"][:, None] + np.ones((3, 2)))
+
+
+def test_sizes_also_fixed_by_input_agreeing():
+    out = tg.lower(x @ A, sizes={j: 4})(VALUES)
+    assert_close(out, VALUES["x"] @ VALUES["A"])
+
+
+def test_size_expression_edge_is_read_from_other_inputs():
+    P = tg.Variable("P", m=2 * i)
+    q = tg.Variable("q", m=2 * i)
+    out = tg.lower(P * q + F.sum(x))(P=np.arange(6.0), q=np.ones(6), x=VALUES["x"])
+    assert_close(out, np.arange(6.0) + float(np.sum(VALUES["x"])))
+
+
+# -- dtype ------------------------------------------------------------------------------
+
+
+def test_float64_inputs_give_float64():
+    out = tg.lower([x @ A, S + tg.Delta(n, "i", "j"), F.mean(A)])(VALUES)
+    assert all(o.dtype == jnp.float64 for o in out)
+
+
+def test_float32_inputs_give_float32_including_identity_and_zero():
+    v32 = make_values(np.float32)
+    exprs = [x @ A, S + tg.Delta(n, "i", "j"), F.mean(A), (X @ W).grad(W), tg.Zero({"i": i}) + x]
+    out = tg.lower(exprs)(v32)
+    for expr, o in zip(exprs, out):
+        assert o.dtype == jnp.float32, f"{expr}: {o.dtype}"
+
+
+# -- programs are cached per sizes ---------------------------------------------------------
+
+
+def test_program_is_built_once_per_shapes():
+    fn = tg.lower(x @ A)
+    fn(VALUES)
+    assert len(fn._programs) == 1
+    fn(x=VALUES["x"] + 1, A=VALUES["A"] * 2)
+    fn({x: VALUES["x"], A: VALUES["A"]})
+    assert len(fn._programs) == 1
+    out = fn(x=np.ones(2), A=np.ones((2, 7)))
+    assert len(fn._programs) == 2
+    assert out.shape == (7,)
+    assert_close(out, np.full(7, 2.0))
+    fn(x=np.ones(3), A=np.ones((3, 4)))
+    assert len(fn._programs) == 2
+
+
+def test_cached_program_gives_fresh_values():
+    fn = tg.lower(F.tanh(x @ A))
+    first = fn(VALUES)
+    other = make_values(seed=5)
+    second = fn(other)
+    assert_close(second, jnp.tanh(other["x"] @ other["A"]))
+    assert not np.allclose(first, second)
+
+
+# -- generated source -----------------------------------------------------------------------
+
+
+def test_to_source_is_compilable_python_with_einsum():
+    loss = mlp_loss()
+    source = tg.to_source([loss, loss.grad(W)])
+    assert isinstance(source, str)
+    assert "def program(" in source
+    assert "jnp.einsum" in source
+    compile(source, "<generated>", "exec")
+
+
+def test_to_source_uses_given_sizes():
+    source = tg.to_source(tg.Delta(n, "i", "j"), sizes={n: 4})
+    assert "delta(4, 2" in source
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), {"jnp": jnp, "delta": lambda *a: a}, namespace)
+    assert "program" in namespace
+
+
+def test_to_source_single_expression():
+    source = tg.to_source(x @ A @ B)
+    assert "def program(" in source and "jnp.einsum" in source
+    compile(source, "<generated>", "exec")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: x * z,
+        lambda: A * x,
+        lambda: F.sum(S * tg.Delta(n, "i", "j")),
+        lambda: F.sum(F.tanh(S) * tg.Delta(n, "i", "j")),
+        lambda: S @ tg.Delta(n, "j", "k") @ S.rename(i="k", j="l"),
+    ],
+    ids=["hadamard", "hyperedge", "trace", "trace_of_function", "identity_between_factors"],
+)
+def test_delta_inside_a_network_is_not_materialised(build):
+    expr = build()
+    source = tg.to_source(expr)
+    assert "delta(" not in source, source
+    assert "jnp.einsum" in source, source
+
+
+def test_delta_inside_a_network_values():
+    out = tg.lower(S @ tg.Delta(n, "j", "k") @ S.rename(i="k", j="l"))(VALUES)
+    assert_close(out, VALUES["S"] @ VALUES["S"])
+
+
+def test_lowered_source_method_matches_sizes():
+    fn = tg.lower(tg.Delta(n, "i", "j") + S)
+    assert "delta(6, 2" in fn.source(VALUES)
+
+
+# -- check_grads --------------------------------------------------------------------------
+
+
+def test_check_grads_first_order_passes_with_small_errors():
+    errors = tg.check_grads(mlp_loss(), [W, V, X], VALUES)
+    assert set(errors) == {("W", 1), ("V", 1), ("X", 1)}
+    assert all(0 <= e < 1e-10 for e in errors.values()), errors
+
+
+def test_check_grads_second_order_passes_with_small_errors():
+    f = F.frobenius2(X @ W) + F.sum(F.softplus(A @ y))
+    errors = tg.check_grads(f, [W, y], VALUES, order=2)
+    assert set(errors) == {("W", 1), ("W", 2), ("y", 1), ("y", 2)}
+    assert all(0 <= e < 1e-10 for e in errors.values()), errors
+
+
+def test_check_grads_accepts_a_single_variable_and_variable_keys():
+    errors = tg.check_grads(F.sum(F.exp(x @ A)), x, {x: VALUES["x"], A: VALUES["A"]})
+    assert set(errors) == {("x", 1)}
+    assert errors[("x", 1)] < 1e-10
+
+
+def test_check_grads_with_zero_hessian():
+    errors = tg.check_grads(x @ A @ y, [x], VALUES, order=2)
+    assert errors[("x", 2)] == 0.0
+
+
+def test_check_grads_raises_on_wrong_symbolic_derivative(monkeypatch):
+    f = F.sum(F.tanh(x @ A))
+    assert tg.check_grads(f, [x], VALUES)[("x", 1)] < 1e-10
+    true_grad = tg.Expr.grad
+
+    def wrong_grad(self, var, new_names=None):
+        return 1.5 * true_grad(self, var, new_names)
+
+    monkeypatch.setattr(tg.Expr, "grad", wrong_grad)
+    with pytest.raises(AssertionError, match=r"order 1 .*'x'"):
+        tg.check_grads(f, [x], VALUES)
+
+
+def test_check_grads_raises_on_wrong_second_derivative(monkeypatch):
+    f = F.sum(F.tanh(x @ A))
+    true_grad = tg.Expr.grad
+
+    def wrong_second(self, var, new_names=None):
+        g = true_grad(self, var, new_names)
+        # Right first derivative, wrong second one.
+        return g if self.edges == () else 2 * g
+
+    monkeypatch.setattr(tg.Expr, "grad", wrong_second)
+    assert tg.check_grads(f, [x], VALUES, order=1)[("x", 1)] < 1e-10
+    with pytest.raises(AssertionError, match=r"order 2 .*'x'"):
+        tg.check_grads(f, [x], VALUES, order=2)
+
+
+def test_check_grads_rejects_non_scalar_f():
+    with pytest.raises(ValueError, match="scalar"):
+        tg.check_grads(x @ A, [x], VALUES)
+
+
+def test_check_grads_rejects_order_3():
+    with pytest.raises(ValueError, match="order must be 1 or 2; got 3"):
+        tg.check_grads(F.sum(x), [x], VALUES, order=3)
+
+
+# -- random expressions ------------------------------------------------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(strategies.expressions(), strategies.seeds)
+def test_random_expression_lowered_matches_reference(expr, seed):
+    vals = strategies.values(seed)
+    out = tg.lower(expr, sizes=strategies.SIZES)(vals)
+    assert out.shape == tuple(strategies.SIZES[s] for s in expr.shape.values())
+    strategies.assert_close(out, strategies.ev(expr, vals), rtol=1e-10, what=str(expr))
+
+
+@settings(max_examples=6, deadline=None)
+@given(strategies.scalar_expressions(max_depth=2), strategies.seeds)
+def test_random_loss_lowered_with_its_gradients_matches_reference(f, seed):
+    vals = strategies.values(seed)
+    grads = [f.grad(v) for v in f.variables()]
+    out = tg.lower([f, *grads], sizes=strategies.SIZES)(vals)
+    assert isinstance(out, tuple) and len(out) == 1 + len(grads)
+    strategies.assert_close(out[0], strategies.ev(f, vals), rtol=1e-10, what=str(f))
+    for v, g in zip(f.variables(), out[1:]):
+        strategies.assert_close(g, strategies.jax_grad(f, v, vals), rtol=1e-10, what=f"d/d{v.name} of {f}")

@@ -1,0 +1,318 @@
+"""Structure of simplified expressions: known closed forms, the rewrite rules,
+edge order and idempotence. Every structural claim is also checked numerically
+against the reference evaluator."""
+
+import numpy as np
+import pytest
+
+import tgjax as tg
+import tgjax.functions as F
+from tgjax._ir.nodes import Zero
+from tgjax._lower.reference import evaluate
+
+n, b, i, j, k = tg.symbols("n b i j k")
+SIZES = {n: 3, b: 5, i: 3, j: 4, k: 2}
+
+x = tg.Variable("x", i=n)
+v = tg.Variable("v", i=n)
+A = tg.Variable("A", i=n, j=n)
+B = tg.Variable("B", j=n, k=n)
+X = tg.Variable("X", b, i)
+W = tg.Variable("W", i, k)
+Y = tg.Variable("Y", b, k)
+
+
+def _values(seed=3):
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.standard_normal(3),
+        "v": rng.standard_normal(3),
+        "A": rng.standard_normal((3, 3)),
+        "B": rng.standard_normal((3, 3)),
+        "X": rng.standard_normal((5, 3)),
+        "W": rng.standard_normal((3, 2)),
+        "Y": rng.standard_normal((5, 2)),
+    }
+
+
+VALS = _values()
+
+
+def value(e):
+    return np.asarray(evaluate(e, VALS, sizes=SIZES))
+
+
+def assert_simplifies_to(expr, expected):
+    """expr.simplify() is isomorphic to ``expected``, keeps expr's edges, and has its value."""
+    s = expr.simplify()
+    assert s.edges == expr.edges
+    assert s == expected, f"{expr} simplified to {s}, expected {expected}"
+    assert hash(s) == hash(expected)
+    order = [expected.edges.index(e) for e in s.edges]
+    np.testing.assert_allclose(value(s), np.transpose(value(expected), order), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(value(s), value(expr), rtol=1e-10, atol=1e-10)
+    return s
+
+
+# -- closed forms of derivatives ---------------------------------------------------------
+
+
+def test_hessian_of_quadratic_form_is_a_plus_a_transpose():
+    f = x @ A @ x.rename(i="j")  # sum_ij x_i A_ij x_j
+    H = f.grad(x).grad(x).simplify()
+    assert H.edges == ("i", "i_")
+    expected = A.rename(j="i_") + A.rename(i="i_", j="i")  # A[i,i_] + A[i_,i]
+    assert H == expected
+    assert not H.depends_on(x)
+    assert H.depends_on(A)
+    np.testing.assert_allclose(value(H), VALS["A"] + VALS["A"].T, rtol=1e-12)
+
+
+def test_gradient_of_quadratic_form():
+    f = x @ A @ x.rename(i="j")
+    g = f.grad(x).simplify()
+    expected = (A @ x.rename(i="j") + x.rename(i="j") @ A.rename(i="j", j="i")).simplify()  # A x + A^T x
+    assert g.edges == ("i",)
+    assert g == expected
+    np.testing.assert_allclose(value(g), (VALS["A"] + VALS["A"].T) @ VALS["x"], rtol=1e-12)
+
+
+def test_least_squares_gradient():
+    r = X @ W - Y  # edges (b, k)
+    f = F.sum(r**2)
+    G = f.grad(W).simplify()
+    assert G.edges == ("i", "k")
+    expected = (2 * X @ (X @ W - Y)).simplify()
+    assert expected.edges == ("i", "k")
+    assert G == expected
+    Xv, Wv, Yv = VALS["X"], VALS["W"], VALS["Y"]
+    np.testing.assert_allclose(value(G), 2 * Xv.T @ (Xv @ Wv - Yv), rtol=1e-12)
+
+
+def test_least_squares_hessian_does_not_depend_on_w():
+    f = F.sum((X @ W - Y) ** 2)
+    H = f.grad(W).grad(W).simplify()
+    assert H.edges == ("i", "k", "i_", "k_")
+    assert not H.depends_on(W)
+    assert not H.depends_on(Y)
+    Xv = VALS["X"]
+    expected = 2 * np.einsum("bi,bj,kl->ikjl", Xv, Xv, np.eye(2))
+    np.testing.assert_allclose(value(H), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_of_linear_function_is_constant():
+    g = F.sum(A @ x).grad(x).simplify()
+    assert not g.depends_on(x)
+    assert g == F.sum(A, "j")
+
+
+# -- elementwise rules -------------------------------------------------------------------------
+
+
+def test_square_by_product():
+    assert_simplifies_to(x * x, F.pow(x, 2))
+    assert_simplifies_to(A * A, F.pow(A, 2))
+    assert_simplifies_to(x * x * x, F.pow(x, 3))
+    assert_simplifies_to(x * F.pow(x, 2), F.pow(x, 3))
+
+
+def test_product_of_transposes_is_not_a_square():
+    at = A.rename(i="j", j="i")
+    s = (A * at).simplify()
+    assert s != F.pow(A, 2)
+    np.testing.assert_allclose(value(s), VALS["A"] * VALS["A"].T, rtol=1e-12)
+
+
+def test_division_by_itself_is_ones():
+    assert_simplifies_to(x / x, tg.Delta(n, "i"))
+    s = (A / A).simplify()
+    assert s.edges == ("i", "j")
+    assert not s.depends_on(A)
+    np.testing.assert_allclose(value(s), np.ones((3, 3)))
+
+
+def test_division_cancels_powers():
+    assert_simplifies_to(F.pow(x, 3) / x, F.pow(x, 2))
+    assert_simplifies_to(F.pow(x, 2) / x, x)
+
+
+def test_log_of_exp():
+    assert_simplifies_to(F.log(F.exp(x)), x)
+    assert_simplifies_to(F.log(F.exp(A @ B)), A @ B)
+    # not the other way round: exp(log(x)) is x only for positive x
+    s = F.exp(F.log(x)).simplify()
+    assert s != x
+
+
+def test_power_of_power():
+    assert_simplifies_to(F.pow(F.pow(x, 2), 3), F.pow(x, 6))
+    assert_simplifies_to(F.pow(F.pow(A, 3), 2), F.pow(A, 6))
+    assert_simplifies_to(F.pow(x, 1), x)
+    assert_simplifies_to(F.pow(x, 0), tg.Delta(n, "i"))
+
+
+def test_power_of_scaled():
+    assert_simplifies_to(F.pow(2 * x, 2), 4 * F.pow(x, 2))
+    assert_simplifies_to(F.pow(-x, 3), -F.pow(x, 3))
+
+
+def test_function_of_zero_is_folded():
+    assert isinstance(F.tanh(x - x).simplify(), Zero)
+    assert_simplifies_to(F.exp(x - x), tg.Delta(n, "i"))
+    np.testing.assert_allclose(value(F.sigmoid(A - A).simplify()), np.full((3, 3), 0.5))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: sigmoid(0) folds to a sympy Float weight 0.5, which is not == the Rational 1/2 of 0.5 * ones")
+def test_sigmoid_of_zero_is_half():
+    assert_simplifies_to(F.sigmoid(A - A), 0.5 * (tg.Delta(n, "i") * tg.Delta(n, "j")))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: an integer-valued sympy Float weight (from sigmoid(0) = 0.5) is not "
+                   "normalised: 2 * sigmoid(0) simplifies to 1.0 * ones, which is not == ones")
+def test_float_weight_that_is_an_integer_is_normalised():
+    s = (2 * F.sigmoid(A - A)).simplify()
+    np.testing.assert_allclose(value(s), np.ones((3, 3)))
+    assert s == tg.Delta(n, "i") * tg.Delta(n, "j")
+
+
+# -- zeros, merging, weights --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: x - x,
+    lambda: A @ B - A @ B,
+    lambda: (x + v) - (v + x),
+    lambda: F.tanh(A) - F.tanh(A.rename(i="j", j="i")).rename(i="j", j="i"),
+    lambda: (A @ B) * (x - x),
+    lambda: 2 * A - A - A,
+])
+def test_cancellation_gives_zero(make):
+    e = make()
+    s = e.simplify()
+    assert isinstance(s, Zero), f"{e} simplified to {s}"
+    assert s.edges == e.edges
+    assert not np.any(value(s))
+    np.testing.assert_allclose(value(e), 0, atol=1e-12)
+
+
+def test_zero_inside_sum_is_dropped():
+    assert_simplifies_to(A + (x - x) * B.rename(j="i", k="j"), A)
+
+
+def test_isomorphic_terms_are_merged():
+    ab = A @ B
+    assert_simplifies_to(ab + ab, 2 * ab)
+    renamed_inner = A.rename(j="q") @ B.rename(j="q")
+    assert_simplifies_to(ab + renamed_inner, 2 * ab)
+    assert_simplifies_to(A + A + A, 3 * A)
+    assert_simplifies_to(A - 3 * A + F.tanh(A), F.tanh(A) - 2 * A)
+    assert_simplifies_to((A + A.rename(i="j", j="i")).rename(i="j", j="i") - A, A.rename(i="j", j="i"))
+
+
+def test_scalar_weights_are_pulled_out():
+    assert_simplifies_to((2 * A) @ (3 * B), 6 * (A @ B))
+    assert_simplifies_to((2 * x) * (-3 * v), -6 * (x * v))
+    assert_simplifies_to(F.sum(-x), -F.sum(x))
+    assert_simplifies_to((A / 2) @ (4 * B), 2 * (A @ B))
+    assert_simplifies_to(F.mean(x), F.sum(x) / n)
+
+
+def test_delta_contractions():
+    assert_simplifies_to(A @ tg.Delta(n, "j", "k"), A.rename(j="k"))
+    assert_simplifies_to(tg.Delta(n, "i", "q") @ A.rename(i="q"), A)
+    loop = tg.Delta(n, "i", "j") @ tg.Delta(n, "i", "j")
+    s = loop.simplify()
+    assert s.edges == ()
+    assert s == tg.Delta(n).simplify()
+    np.testing.assert_allclose(value(s), 3.0)
+
+
+def test_nested_products_are_flattened():
+    C = tg.Variable("C", k=n, l=n)
+    VALS.setdefault("C", np.random.default_rng(9).standard_normal((3, 3)))
+    left = ((A @ B) @ C).simplify()
+    right = (A @ (B @ C)).simplify()
+    assert left == right
+    assert left.edges == ("i", "l")
+    assert right.edges == ("i", "l")
+
+
+@pytest.mark.xfail(strict=True, reason="normal form depends on grouping: a power is combined only when its "
+                   "factors are multiplied before the diagonal Delta")
+def test_diagonal_square_normal_form_independent_of_grouping():
+    d = tg.Delta(n, "i", "j")
+    left, right = ((d * A) * A).simplify(), (d * (A * A)).simplify()
+    np.testing.assert_allclose(value(left), np.diag(np.diag(VALS["A"]) ** 2))
+    np.testing.assert_allclose(value(right), np.diag(np.diag(VALS["A"]) ** 2))
+    assert left == right
+
+
+@pytest.mark.xfail(strict=True, reason="normal form depends on grouping: a contraction with a sum factor is "
+                   "evaluated in one nesting and left as a sum factor in the other")
+def test_contraction_with_sum_normal_form_independent_of_grouping():
+    ones_i, ones_j = tg.Delta(n, "i"), tg.Delta(n, "j")
+    c = tg.Delta(n, "i") * tg.Delta(n, "l") + tg.Delta(n, "i", "l")
+    left, right = ((ones_j @ ones_i) @ c).simplify(), (ones_j @ (ones_i @ c)).simplify()
+    np.testing.assert_allclose(value(left), value(right))
+    np.testing.assert_allclose(value(left), np.full((3, 3), 4.0))
+    assert left == right
+
+
+# -- edges and idempotence ---------------------------------------------------------------------
+
+
+EXPRESSIONS = [
+    lambda: A @ B,
+    lambda: B @ A,
+    lambda: (A @ B).rename(i="k", k="i"),
+    lambda: x * B,
+    lambda: B * x,
+    lambda: x + A,
+    lambda: A + x,
+    lambda: A.rename(i="j", j="i") + A,
+    lambda: F.tanh(A.rename(i="j", j="i")) * A,
+    lambda: F.sum((X @ W - Y) ** 2).grad(W),
+    lambda: F.sum(F.tanh(X @ W)).grad(W).grad(W),
+    lambda: (x @ A @ x.rename(i="j")).grad(x).grad(x),
+    lambda: F.sum(A * B.rename(j="i", k="j"), "i"),
+    lambda: F.log(1 + F.pow(A @ B, 2)) * 2 - A @ B,
+    lambda: F.exp(F.tanh(x)) * F.exp(F.tanh(x)),
+    lambda: F.pow(x * v, 2) / (1 + F.pow(v, 2)),
+    lambda: (A @ B) * (A @ B) - F.pow(A @ B, 2),
+    lambda: x * v * tg.Delta(n, "i", "j"),
+    lambda: F.sum(A, "i") + F.sum(A, "j").rename(i="j"),
+    lambda: tg.Derivative(F.sum(F.sigmoid(A @ x)), A),
+]
+
+
+@pytest.mark.parametrize("make", EXPRESSIONS)
+def test_edges_kept_in_order_and_value_kept(make):
+    e = make()
+    s = e.simplify()
+    assert s.edges == e.edges
+    assert s.shape == e.shape
+    np.testing.assert_allclose(value(s), value(e), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("make", EXPRESSIONS)
+def test_simplify_is_idempotent(make):
+    s = make().simplify()
+    s2 = s.simplify()
+    assert s2 == s, f"{s} simplified again to {s2}"
+    assert s2.edges == s.edges
+    assert s2.simplify() == s2
+
+
+@pytest.mark.parametrize("make", EXPRESSIONS)
+def test_simplify_after_renaming(make):
+    """Simplifying commutes with renaming the free edges to fresh names."""
+    e = make()
+    mapping = {d: "r_" + d for d in e.edges}
+    assert e.rename(mapping).simplify() == e.simplify().rename(mapping)
+
+
+def test_simplify_of_equal_expressions_is_equal():
+    e1 = (A @ B) + F.tanh(A @ B) * 2
+    e2 = 2 * F.tanh(A.rename(j="z") @ B.rename(j="z")) + A @ B
+    assert e1 == e2
+    assert e1.simplify() == e2.simplify()
