@@ -62,6 +62,20 @@ def _(t: Sum, size):
     return _factored_sum(terms, t.edges, size)
 
 
+def _remainder_elements(key, shape, size) -> int:
+    """The size of the sum left after pulling the factor out.
+
+    Factoring pays when that sum is no larger than the factor (backprop's
+    ``X^T (...)``); a larger one (an outer product that the terms contracted
+    away early) would cost more than it saves.
+    """
+    canonical, rest_free = key
+    n = 1
+    for e in rest_free:
+        n *= size(canonical._shape[e] if e in canonical._shape else shape[e])
+    return n
+
+
 def _elements(t: Expr, size) -> int:
     n = 1
     for s in t._shape.values():
@@ -150,8 +164,13 @@ def _factored_sum(terms, order, size) -> Expr:
         for j, (_, u) in enumerate(terms):
             for key, k in _occurrences(u):
                 groups[key].setdefault(j, k)
-        best = max(groups.items(), key=lambda kv: (len(kv[1]), _elements(kv[0][0], size)), default=None)
-        if best is None or len(best[1]) < 2:
+        shape = {e: s for _, u in terms for e, s in u._shape.items()}
+        worth = [
+            kv for kv in groups.items()
+            if len(kv[1]) >= 2 and _remainder_elements(kv[0], shape, size) <= _elements(kv[0][0], size)
+        ]
+        best = max(worth, key=lambda kv: (len(kv[1]), _elements(kv[0][0], size)), default=None)
+        if best is None:
             break
         (canonical, rest_free), members = best
         names = {p: fresh_edge() for p in canonical.edges if p.startswith("@")}
