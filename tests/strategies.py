@@ -107,7 +107,8 @@ def _shrink(draw, expr):
 
 @composite
 def deltas(draw):
-    """A structural tensor: the all-ones vector, the identity matrix, or a three-legged copy tensor."""
+    """A structural tensor: the all-ones vector, or the identity matrix, written either as a
+    two-legged Delta or as a three-legged one with its third leg summed."""
     e = draw(st.sampled_from(sorted(EDGE_SIZE)))
     legs = draw(st.sampled_from(((e,), (e, PARTNER[e]), (e, PARTNER[e], e + "3"))))
     return tg.Delta(EDGE_SIZE[e], *legs) if len(legs) < 3 else F.sum(tg.Delta(EDGE_SIZE[e], *legs), e + "3")

@@ -351,8 +351,6 @@ def test_python_float_weights_are_exact():
     assert_equal(A * np.float64(0.25), A / 4)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a numpy float32 (or jax) scalar weight becomes a sympy Float, and "
-                   "Float(2.0) != Integer(2) in sympy, so A * np.float32(2) != 2 * A")
 def test_numpy_float32_weight_equals_int_weight():
     assert A * np.float32(2.0) == 2 * A
 

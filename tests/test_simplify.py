@@ -162,13 +162,10 @@ def test_function_of_zero_is_folded():
     np.testing.assert_allclose(value(F.sigmoid(A - A).simplify()), np.full((3, 3), 0.5))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sigmoid(0) folds to a sympy Float weight 0.5, which is not == the Rational 1/2 of 0.5 * ones")
 def test_sigmoid_of_zero_is_half():
     assert_simplifies_to(F.sigmoid(A - A), 0.5 * (tg.Delta(n, "i") * tg.Delta(n, "j")))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an integer-valued sympy Float weight (from sigmoid(0) = 0.5) is not "
-                   "normalised: 2 * sigmoid(0) simplifies to 1.0 * ones, which is not == ones")
 def test_float_weight_that_is_an_integer_is_normalised():
     s = (2 * F.sigmoid(A - A)).simplify()
     np.testing.assert_allclose(value(s), np.ones((3, 3)))

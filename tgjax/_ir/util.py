@@ -60,6 +60,15 @@ def as_weight(value, where: str) -> sympy.Expr:
     """Scalar weights of sums are sympy numbers (or expressions in sizes, as in mean = sum / n)."""
     if isinstance(value, bool):
         value = int(value)
+    try:
+        import numpy as np
+
+        if isinstance(value, np.integer):
+            value = int(value)
+        elif isinstance(value, np.floating) or (hasattr(value, "shape") and value.shape == () and hasattr(value, "dtype")):
+            value = float(value)
+    except (TypeError, ValueError):
+        pass
     if isinstance(value, int):
         return sympy.Integer(value)
     if isinstance(value, float):
@@ -73,12 +82,5 @@ def as_weight(value, where: str) -> sympy.Expr:
         return sympy.Float(value)
     if isinstance(value, sympy.Expr):
         return value
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic) or (hasattr(value, "shape") and value.shape == ()):
-            return sympy.Float(float(value))
-    except (TypeError, ValueError):
-        pass
     hint = " To use an array, declare a tg.Variable and pass the array when calling the lowered function." if hasattr(value, "shape") else ""
     raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.{hint}")
