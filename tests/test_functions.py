@@ -22,7 +22,8 @@ from tgjax._lower.reference import evaluate
 
 RTOL = 1e-9
 B, C, N = 3, 4, 3  # batch, class and matrix sizes
-b, c, d, n, s, t_, k = tg.symbols("b c d n s t k")
+b, c, d, n, t_, k = tg.symbols("b c d n t k")
+nrows, ncols = tg.symbols("nrows ncols")  # sizes whose names cannot turn up in a message by chance
 
 T = tg.Variable("T", b, c)        # a 2-edge tensor: along one edge, the other batched
 Y = tg.Variable("Y", b, c)        # targets, and fixed weights for scalar losses
@@ -130,9 +131,8 @@ def test_softmax_on_transposed_layout():
     U = tg.Variable("U", c, b)
     u_val = T_VAL.T
     expr = F.softmax(U, "c")
-    out = tg.lower(expr)(U=u_val)
-    expected = jax.nn.softmax(u_val, axis=0)
-    close(out, expected if expr.edges == ("c", "b") else expected.T)
+    assert expr.edges == ("c", "b")
+    close(tg.lower(expr)(U=u_val), jax.nn.softmax(u_val, axis=0))
 
 
 # -- 1. reductions, dot, frobenius --------------------------------------------------
@@ -141,7 +141,7 @@ def test_sum_and_mean_over_named_edges():
     exprs = [F.sum(T, "b"), F.sum(T, "c"), F.sum(T), F.mean(T, "b"), F.mean(T, ["c"]), F.mean(T), F.sum(T, ["b", "c"])]
     outs = tg.lower(exprs)(T=T_VAL)
     expected = [T_VAL.sum(0), T_VAL.sum(1), T_VAL.sum(), T_VAL.mean(0), T_VAL.mean(1), T_VAL.mean(), T_VAL.sum()]
-    for e, o, x in zip(exprs, outs, expected):
+    for o, x in zip(outs, expected):
         close(o, x)
     assert exprs[0].edges == ("c",) and exprs[1].edges == ("b",) and exprs[2].edges == ()
 
@@ -199,7 +199,9 @@ def test_inverse_batched_over_other_edge():
 
 def test_inverse_with_edges_named_in_reverse():
     # X laid out as (j, i) is X^T; its inverse laid out back as (i, j) is X^{-1} again
-    close(tg.lower(F.inverse(X, ("j", "i")))(X=X_VAL), jnp.linalg.inv(X_VAL))
+    reversed_, round_trip = tg.lower([F.inverse(X, ("j", "i")), F.inverse(F.inverse(X), ("j", "i"))])(X=X_VAL)
+    close(reversed_, jnp.linalg.inv(X_VAL))
+    close(round_trip, X_VAL)
 
 
 def test_det_value_and_grads():
@@ -294,11 +296,6 @@ def test_hand_written_logsumexp_batched_is_stable():
 ZSPREAD = np.array([0.0, -800.0, 1.0, 2.0])  # exp(-800) underflows to 0 in float64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the derivative of a hand-written log(softmax(z)) is taken of the unstable form "
-    "(1/softmax * d softmax): nan where a softmax entry underflows, though its value is rewritten stably",
-)
 def test_hand_written_log_softmax_gradient_is_stable():
     loss = F.sum(y * F.log(F.softmax(z, "c")))
     g = tg.lower(loss.grad(z))(z=ZSPREAD, y=PROB)
@@ -313,11 +310,6 @@ def test_hand_written_log_softmax_gradient_after_simplify_is_stable():
     close(g, jax.grad(lambda a: jnp.sum(PROB * jax.nn.log_softmax(a)))(jnp.asarray(ZSPREAD)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the derivative of a hand-written log(sum(exp(z))) is taken of the unstable form "
-    "(exp(z) / sum(exp(z))): nan at logits near 1000, though its value is rewritten to logsumexp",
-)
 def test_hand_written_logsumexp_gradient_is_stable():
     g = tg.lower(F.log(F.sum(F.exp(z), "c")).grad(z))(z=BIG)
     assert np.all(np.isfinite(g))
@@ -401,7 +393,8 @@ def test_det_derivative_is_det_times_inverse_transpose():
     closed = F.det(X) * F.inverse(X).rename(i="j", j="i")
     g, cf = tg.lower([grad, closed])(X=X_VAL)
     close(g, expected)
-    close(cf, expected if closed.edges == ("i", "j") else expected.T)
+    assert closed.edges == ("j", "i")
+    close(cf, expected.T)
     close(g, jax.grad(jnp.linalg.det)(jnp.asarray(X_VAL)))
 
 
@@ -426,11 +419,12 @@ def test_layer_norm_gradients():
         v = ((X - mu) ** 2).mean(axis=1, keepdims=True)
         return jnp.sum(jnp.tanh((X - mu) / jnp.sqrt(v + 1e-5) * g + beta))
 
-    close(tg.lower(loss)(vals), ref(**vals))
-    tg.check_grads(loss, [g, beta], vals, order=1, rtol=RTOL)
-    tg.check_grads(loss, [Xl], vals, order=2, rtol=RTOL)
-    gX = tg.lower(loss.grad(Xl))(vals)
-    close(gX, jax.grad(ref)(*(jnp.asarray(vals[k_]) for k_ in ("X", "g", "beta"))))
+    args = [jnp.asarray(vals[nm]) for nm in ("X", "g", "beta")]
+    value, gX = tg.lower([loss, loss.grad(Xl)])(vals)
+    close(value, ref(*args))
+    close(gX, jax.grad(ref)(*args))
+    # order 2 would add ~2 s; Hessians of mean, sqrt and tanh are checked one by one above
+    tg.check_grads(loss, [Xl, g, beta], vals, order=1, rtol=RTOL)
 
 
 def test_attention_head_gradients():
@@ -454,10 +448,10 @@ def test_attention_head_gradients():
         return jnp.sum((A @ V) ** 2)
 
     args = [jnp.asarray(vals[nm]) for nm in ("X", "Wq", "Wk", "Wv")]
-    close(tg.lower(loss)(vals), ref(*args))
-    tg.check_grads(loss, [Wq, Wk, Wv, Xa], vals, order=1, rtol=RTOL)
-    gWq = tg.lower(loss.grad(Wq))(vals)
+    value, gWq = tg.lower([loss, loss.grad(Wq)])(vals)
+    close(value, ref(*args))
     close(gWq, jax.grad(ref, argnums=1)(*args))
+    tg.check_grads(loss, [Wq, Wk, Wv, Xa], vals, order=1, rtol=RTOL)
 
 
 # -- 5. user-defined elementwise functions ------------------------------------------------------
@@ -482,7 +476,7 @@ def test_user_elementwise_value_grad_hessian():
 def test_user_elementwise_third_derivative():
     loss = F.sum(swish(W @ xv))
     third = loss.grad(xv).grad(xv).grad(xv)
-    assert len(third.edges) == 3
+    assert third.edges == ("j", "j_", "j__")
     Wv_, xv_ = rng.normal(size=(3, 4)), rng.normal(size=4)
     ours = tg.lower(third)(W=Wv_, x=xv_)
     f = lambda a: jnp.sum(_swish_jnp(jnp.asarray(Wv_) @ a))  # noqa: E731
@@ -533,10 +527,6 @@ def test_inverse_of_singular_matrix_is_not_finite_and_does_not_raise():
     assert not np.all(np.isfinite(out))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: simplify rewrites pow(sqrt(x), 2) to x, which is not exact for x < 0 (JAX gives nan)",
-)
 def test_square_of_sqrt_of_negative_is_nan():
     x = tg.Variable("x", c)
     out = np.asarray(tg.lower(F.pow(F.sqrt(x), 2))(x=np.array([-4.0, 4.0])))
@@ -554,7 +544,7 @@ def test_sqrt_of_negative_is_nan():
 # -- 7. bad inputs ----------------------------------------------------------------------------------
 
 T3 = tg.Variable("T3", b, i=n, j=n)
-R = tg.Variable("R", i=n, j=b)  # two edges of different sizes
+R = tg.Variable("R", i=nrows, j=ncols)  # two edges of different sizes
 
 
 @pytest.mark.parametrize(
@@ -568,9 +558,9 @@ R = tg.Variable("R", i=n, j=b)  # two edges of different sizes
         pytest.param(lambda: F.inverse(T3), ["F.inverse", "'b'", "'i'", "'j'"], id="inverse of 3 edges"),
         pytest.param(lambda: F.det(T3), ["F.det", "'b'", "'i'", "'j'"], id="det of 3 edges"),
         pytest.param(lambda: F.trace(T3), ["F.trace", "'b'", "'i'", "'j'"], id="trace of 3 edges"),
-        pytest.param(lambda: F.inverse(R), ["F.inverse", "'i'", "'j'", "n", "b"], id="inverse of unequal sizes"),
-        pytest.param(lambda: F.det(R), ["F.det", "'i'", "'j'", "n", "b"], id="det of unequal sizes"),
-        pytest.param(lambda: F.trace(R), ["F.trace", "'i'", "'j'", "n", "b"], id="trace of unequal sizes"),
+        pytest.param(lambda: F.inverse(R), ["F.inverse", "'i'", "'j'", "nrows", "ncols"], id="inverse of unequal sizes"),
+        pytest.param(lambda: F.det(R), ["F.det", "'i'", "'j'", "nrows", "ncols"], id="det of unequal sizes"),
+        pytest.param(lambda: F.trace(R), ["F.trace", "'i'", "'j'", "nrows", "ncols"], id="trace of unequal sizes"),
         pytest.param(lambda: F.inverse(T3, ("i", "q")), ["F.inverse", "'q'"], id="inverse of missing edge"),
         pytest.param(lambda: F.sum(T, "q"), ["F.sum", "'q'"], id="sum missing edge"),
         pytest.param(lambda: F.mean(T, ["b", "q"]), ["F.mean", "'q'"], id="mean missing edge"),

@@ -195,9 +195,12 @@ class Expr:
         that name is already free here; ``new_names`` overrides this.
         """
         from .._diff import derivative
+        from .._simplify import simplify
 
         d = Derivative(self, x, new_names)
-        return derivative(self, x, d.new_names)
+        # Differentiate the normal form: it has the stable rewrites
+        # (log(softmax) -> log_softmax, ...), so the derivative is stable too.
+        return derivative(simplify(self), x, d.new_names)
 
     def simplify(self) -> "Expr":
         """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly."""

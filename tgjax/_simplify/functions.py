@@ -2,7 +2,8 @@
 
 - f(0) folded when f(0) is known and finite;
 - log(exp(u)) = u;
-- pow(pow(u, a), b) = pow(u, a b) for integer b; pow(u, 1) = u; pow(u, 0) = 1;
+- pow(pow(u, a), b) = pow(u, a b) for integers a and b (sqrt(x)^2 is nan for
+  x < 0, not x); pow(u, 1) = u; pow(u, 0) = 1;
 - pow(c u, k) = c^k pow(u, k) for integer k;
 - log(softmax(v)) = v - logsumexp(v), log(sum_c exp(v)) = logsumexp(v) and
   log(det(X)) = logdet(X), which lower to stable code (logdet through slogdet).
@@ -59,7 +60,7 @@ def _power(u, k, t):
     if k == 0:
         return simplified(ones(t.shape))
     inner = exponent(u.spec) if isinstance(u, Function) else None
-    if inner is not None and k.is_Integer:
+    if inner is not None and k.is_Integer and inner.is_Integer:
         return _power(u.inputs[0], inner * k, t)
     if isinstance(u, Sum) and len(u.terms) == 1 and k.is_Integer:
         (w,), (core,) = u.weights, u.terms
