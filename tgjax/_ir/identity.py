@@ -112,10 +112,13 @@ def flat_terms(s: Sum) -> list:
     return out
 
 
-def _transparent(t: Expr):
-    """The node that ``t`` is the same network as, when ``t`` is only a wrapper around it."""
+def _transparent(t: Expr, factors=None):
+    """The node that ``t`` is the same network as, when ``t`` is only a wrapper around it.
+
+    ``factors``: ``flat_factors(t)`` for a product, when the caller has them already.
+    """
     if isinstance(t, Product):
-        factors = flat_factors(t)
+        factors = flat_factors(t) if factors is None else factors
         if len(factors) == 1 and set(factors[0].edges) == set(t.edges):
             return factors[0]
     if isinstance(t, Sum):
@@ -165,10 +168,10 @@ def _(t: Derivative):
 
 @_signature.register
 def _(t: Product):
-    inner = _transparent(t)
+    factors = flat_factors(t)
+    inner = _transparent(t, factors)
     if inner is not None:
         return signature(inner)
-    factors = flat_factors(t)
     sigs = [signature(f) for f in factors]
     where = defaultdict(list)  # edge -> [(factor index, port colour)]
     for k, (f, s) in enumerate(zip(factors, sigs)):
@@ -323,12 +326,13 @@ def _(t: Zero, g, ids):
 
 @_build.register
 def _(t: Product, g, ids):
-    inner = _transparent(t)
+    factors = flat_factors(t)
+    inner = _transparent(t, factors)
     if inner is not None:
         return _build(inner, g, ids)
     root, ports = _leaf(g, ids, ("prod",), [(e, ("prod-port",)) for e in t.edges])
     open_ends = {}
-    for f in flat_factors(t):
+    for f in factors:
         sub_root, sub_ports = _build(f, g, ids)
         g.add_edge(root, sub_root)
         for e, p in sub_ports.items():

@@ -40,8 +40,13 @@ def _variables(outputs, where: str) -> dict:
 
 def _size_symbols(outputs) -> set:
     symbols = set()
+    seen = set()
 
     def visit(t):
+        # expressions are DAGs: visit each shared node once
+        if id(t) in seen:
+            return
+        seen.add(id(t))
         for s in t._shape.values():
             symbols.update(sympy.sympify(s).free_symbols)
         weights = getattr(t, "weights", ())
@@ -151,10 +156,10 @@ class Lowered:
         key = tuple(sorted((str(s), n) for s, n in env.items() if s in self._symbols))
         entry = self._programs.get(key)
         if entry is None:
-            source, inputs, extra, flops = build(self.outputs, env, as_tuple=not self._single)
+            source, inputs, extra = build(self.outputs, env, as_tuple=not self._single)
             namespace = {"jax": jax, "jnp": jnp, "lax": lax, **RUNTIME_GLOBALS, **extra}
             exec(compile(source, "<tgjax program>", "exec"), namespace)
-            entry = (source, inputs, jax.jit(namespace["program"]), flops)
+            entry = (source, inputs, jax.jit(namespace["program"]))
             self._programs[key] = entry
         return entry
 
@@ -173,7 +178,7 @@ class Lowered:
             arrays, env = self._bind(values, kwargs)
             entry = self._program(env)
             self._by_shapes[tuple(a.shape for a in arrays)] = entry
-        _, inputs, fn, _ = entry
+        _, inputs, fn = entry
         by_name = dict(zip(self.variables, arrays))
         return fn(*(by_name[n] for n in inputs))
 

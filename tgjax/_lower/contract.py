@@ -30,7 +30,6 @@ class Plan:
     post: list             # [("broadcast" | "diagonal", axis, size, new label)]
     labels: list           # labels of the axes after post-processing (free edge names)
     scale: int             # product of the sizes of closed Delta loops
-    cost: float
 
 
 def _optimizer(n: int):
@@ -89,7 +88,6 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             out_classes.append(c)
 
     steps = []
-    cost = 0.0
     result = None
     if operands:
         inputs = ["".join(letters[find(e)] for e in edges) for _, edges in operands]
@@ -108,7 +106,6 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             shapes = [tuple(size_of[ch] for ch in term) for term in inputs]
             equation = ",".join(inputs) + "->" + output
             _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=_optimizer(len(inputs)))
-            cost = float(info.opt_cost)
             for contract_inds, _, einsum_str, _, _ in info.contraction_list:
                 args = [names.pop(k) for k in contract_inds]
                 out = new_name()
@@ -135,7 +132,7 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             post.append(("broadcast", len(axes), sizes[e], e))
             axes.append(c)
             labels.append(e)
-    return Plan(steps, result, out_classes, post, labels, scale, cost)
+    return Plan(steps, result, out_classes, post, labels, scale)
 
 
 def _reuse(inputs, names, output, known):

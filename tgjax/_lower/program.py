@@ -44,7 +44,6 @@ class Program:
         self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
         self._count = 0
-        self.flops = 0.0
 
     # -- names and sizes ---------------------------------------------------
     def new_name(self) -> str:
@@ -80,14 +79,11 @@ class Program:
         ins, out = equation.split("->")
         a, b = ins.split(",")
         for (x, y), names in (((a, b), tuple(operands)), ((b, a), tuple(operands[::-1]))):
-            canon = _letter_map(x + y)
-            key = (f"{''.join(canon[c] for c in x)},{''.join(canon[c] for c in y)}", frozenset(canon[c] for c in out), names)
+            key, canon = _pair_key(x, y, out, names)
             self.pairs.setdefault(key, (name, "".join(canon[c] for c in out)))
 
     def known_pair(self, inputs, keep: str, names):
-        x, y = inputs
-        canon = _letter_map(x + y)
-        key = (f"{''.join(canon[c] for c in x)},{''.join(canon[c] for c in y)}", frozenset(canon[c] for c in keep), tuple(names))
+        key, canon = _pair_key(*inputs, keep, tuple(names))
         found = self.pairs.get(key)
         if found is None:
             return None
@@ -247,7 +243,6 @@ def _(t: Product, program):
     sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair)
-    program.flops += p.cost
     comment = to_string(t)
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
@@ -276,7 +271,7 @@ def _(t: Product, program):
     return Value(name, tuple(p.labels))
 
 
-def _letter_map(letters: str) -> dict:
+def _letter_map(letters) -> dict:
     out = {}
     for ch in letters:
         out.setdefault(ch, chr(ord("a") + len(out)) if len(out) < 26 else f"<{len(out)}>")
@@ -285,14 +280,19 @@ def _letter_map(letters: str) -> dict:
 
 def _canonical_equation(equation: str) -> str:
     """The einsum equation with index letters renamed in order of appearance."""
-    letters = {}
-    return "".join(
-        ch if ch in ",->" else letters.setdefault(ch, chr(ord("a") + len(letters)) if len(letters) < 26 else f"<{len(letters)}>")
-        for ch in equation
-    )
+    canon = _letter_map(ch for ch in equation if ch not in ",->")
+    return "".join(canon.get(ch, ch) for ch in equation)
+
+
+def _pair_key(x: str, y: str, out: str, names: tuple):
+    """A pairwise contraction, up to index letters and output order: (key, letter map)."""
+    canon = _letter_map(x + y)
+    key = ("".join(canon[c] for c in x), "".join(canon[c] for c in y), frozenset(canon[c] for c in out), names)
+    return key, canon
 
 
 def _functions_first(t: Expr, program: Program, seen: set):
+    """Lower every function node, innermost first (``seen``: ids already visited)."""
     if id(t) in seen:
         return
     seen.add(id(t))
@@ -327,8 +327,9 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     outputs = [factor(t, program.size) for t in outputs]
     # Functions first: the products inside them (a forward pass) are then
     # known when the products outside are planned, which may reuse them.
+    seen: set = set()
     for t in outputs:
-        _functions_first(t, program, set())
+        _functions_first(t, program, seen)
     results = [program.aligned(t, t.edges) for t in outputs]
     inputs = list(program.inputs)
     params = [parameter(n) for n in inputs]
@@ -339,4 +340,4 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     else:
         body.append(f"return ({', '.join(results)},)")
     source = "\n".join(header + ["    " + line for line in body]) + "\n"
-    return source, inputs, dict(program.extra_globals), program.flops
+    return source, inputs, dict(program.extra_globals)
