@@ -347,6 +347,34 @@ def test_inverse_of_inverse_is_identity():
     assert F.inverse(F.inverse(X)).simplify() == X.simplify()
 
 
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        pytest.param(lambda: X @ F.inverse(X).rename(i="j", j="k"), lambda: tg.Delta(n, "i", "k"), id="X X^-1"),
+        pytest.param(lambda: F.inverse(X) @ X.rename(i="j", j="k"), lambda: tg.Delta(n, "i", "k"), id="X^-1 X"),
+        pytest.param(lambda: F.trace(X.rename(j="k") @ F.inverse(X).rename(i="k")), lambda: tg.Delta(n), id="tr(X X^-1) = n"),
+        pytest.param(
+            lambda: X.rename(i="a", j="p") @ F.inverse(X).rename(i="p", j="q") @ CM.rename(i="q", j="r"),
+            lambda: CM.rename(i="a", j="r"),
+            id="X X^-1 CM = CM",
+        ),
+    ],
+)
+def test_matrix_times_its_inverse_is_identity(build, expected):
+    expr = build()
+    assert expr.simplify() == expected().simplify()
+    # and the value agrees with the computation it replaces
+    vals = {"X": X_VAL, "CM": rng.normal(size=(N, N))}
+    np.testing.assert_allclose(np.asarray(tg.lower(expr)(vals)), np.asarray(evaluate(expr, vals)), rtol=1e-9, atol=1e-9)
+
+
+def test_inverse_of_another_matrix_or_full_contraction_is_not_cancelled():
+    other = CM @ F.inverse(X).rename(i="j", j="k")     # a different matrix: no identity
+    full = X @ F.inverse(X)                              # sum_ij X_ij (X^-1)_ij: not a matrix product
+    for expr in (other, full):
+        assert any(isinstance(a, type(F.inverse(X))) for a in expr.simplify().factors)
+
+
 def test_det_and_trace_of_delta():
     delta = tg.Delta(n, "i", "j")
     size_n = F.sum(tg.Delta(n, "q"))  # the scalar n, built from public pieces

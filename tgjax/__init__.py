@@ -2,12 +2,12 @@
 
 from sympy import symbols
 
-from ._ir.nodes import Delta, Derivative, Expr, Variable, Zero
+from ._ir.nodes import Convolution, Delta, Derivative, Expr, Variable, Zero
 from ._lower.api import check_grads, lower, to_source
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "symbols", "Variable", "Delta", "Derivative", "Expr", "Zero",
+    "symbols", "Variable", "Delta", "Convolution", "Derivative", "Expr", "Zero",
     "lower", "to_source", "check_grads", "__version__",
 ]

@@ -11,6 +11,7 @@ import functools
 
 from .._ir.nodes import (
     AlongEdge,
+    Convolution,
     Delta,
     Derivative,
     Expr,
@@ -58,6 +59,7 @@ def _(t: Variable, x, new_names):
 
 
 @_derivative.register(Delta)
+@_derivative.register(Convolution)
 @_derivative.register(Zero)
 def _(t, x, new_names):
     return _zero(t, x, new_names)

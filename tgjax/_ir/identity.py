@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import networkx as nx
 
-from .nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .rename import rename
 from .util import combine, fresh_edge, stable_hash
 
@@ -79,6 +79,17 @@ def _(t: Delta):
     shape = combine(stable_hash("delta"), stable_hash(t.size), len(t.edges))
     colour = stable_hash("delta-port")
     return Signature(shape, {e: colour for e in t.edges})
+
+
+@_signature.register
+def _(t: Convolution):
+    # The kernel and output legs are interchangeable (in = out + k), so they
+    # share a colour up to their sizes.
+    w_in, *parts = (t._shape[e] for e in t.edges)
+    shape = combine(stable_hash("conv"), stable_hash(w_in), tuple(sorted(stable_hash(s) for s in parts)))
+    colours = {t.edges[0]: stable_hash("conv-in")}
+    colours.update({e: combine(stable_hash("conv-part"), stable_hash(s)) for e, s in zip(t.edges[1:], parts)})
+    return Signature(shape, colours)
 
 
 @_signature.register
@@ -254,6 +265,8 @@ def tree_key(t: Expr):
             head = ("v", p.name, p.decl)
         elif isinstance(p, Delta):
             head = ("δ", str(p.size))
+        elif isinstance(p, Convolution):
+            head = ("conv", tuple(str(p._shape[e]) for e in p.edges))
         elif isinstance(p, Zero):
             head = ("0", tuple(str(p._shape[e]) for e in p.edges))
         elif isinstance(p, Sum):
@@ -317,6 +330,13 @@ def _(t: Variable, g, ids):
 @_build.register
 def _(t: Delta, g, ids):
     return _leaf(g, ids, ("delta", str(t.size)), [(e, ("delta-port",)) for e in t.edges])
+
+
+@_build.register
+def _(t: Convolution, g, ids):
+    in_edge, *parts = t.edges
+    ports = [(in_edge, ("conv-in",))] + [(e, ("conv-part", str(t._shape[e]))) for e in parts]
+    return _leaf(g, ids, ("conv", str(t._shape[in_edge])), ports)
 
 
 @_build.register

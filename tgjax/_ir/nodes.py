@@ -19,7 +19,7 @@ import sympy
 
 from .util import as_size, as_weight, fresh_edge, is_fresh
 
-__all__ = ["Expr", "Variable", "Delta", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
+__all__ = ["Expr", "Variable", "Delta", "Convolution", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
 
 
 def _check_edge_name(edge, where: str) -> str:
@@ -340,6 +340,67 @@ class Delta(Expr):
         obj.size = size
         obj._init(edges, {e: size for e in edges})
         return obj
+
+
+class Convolution(Expr):
+    """The convolution tensor of Hayashi et al.: 1 where ``in = out + k``, else 0.
+
+    ``Convolution(w_in, k, w_out)`` has three edges named after its sizes,
+    ``(str(w_in), str(k), str(w_out))``, and describes a "valid" convolution:
+    ``w_out = w_in - k + 1``. ``x @ Convolution(w, k, w2) @ kernel`` is the
+    1-D cross-correlation ``y[o] = sum_j x[o + j] kernel[j]`` (what deep
+    learning calls a convolution). The two "part" edges (``k`` and
+    ``w_out``) play symmetric roles: the tensor is the same with them swapped.
+
+    When a network is lowered the tensor is never built: contracting it with
+    a neighbour becomes a windowed view of that neighbour.
+
+    Args:
+        w_in, k, w_out: sympy symbols (``tg.symbols("w k w2")``). Sizes are
+            read from the inputs at call time; one that no input fixes is
+            derived from the other two.
+
+    Example:
+        >>> w, k, w2 = tg.symbols("w k w2")
+        >>> y = tg.Variable("x", w) @ tg.Convolution(w, k, w2) @ tg.Variable("kernel", k)
+    """
+
+    __slots__ = ()
+
+    def __init__(self, w_in, k, w_out):
+        sizes = (w_in, k, w_out)
+        where = f"Convolution({', '.join(map(str, sizes))})"
+        for s in sizes:
+            if not isinstance(s, sympy.Symbol):
+                raise TypeError(
+                    f"{where}: each size must be a sympy symbol, whose name becomes the edge name; got {s!r}. "
+                    f"Use tg.symbols('w k w2'); numeric sizes come from the arrays at call time."
+                )
+        names = tuple(str(s) for s in sizes)
+        duplicates = sorted(e for e, n in Counter(names).items() if n > 1)
+        if duplicates:
+            raise ValueError(
+                f"{where}: edge {duplicates[0]!r} appears twice; give the three sizes distinct symbols, "
+                f"e.g. tg.symbols('w k w2'), even where two of them are equal in value."
+            )
+        for e in names:
+            _check_edge_name(e, where)
+        self._init(names, dict(zip(names, sizes)))
+
+    @classmethod
+    def _make(cls, edges, shape):
+        obj = cls.__new__(cls)
+        obj._init(edges, shape)
+        return obj
+
+    @property
+    def input_edge(self) -> str:
+        return self.edges[0]
+
+    @property
+    def part_edges(self) -> tuple:
+        """The kernel and output edges (interchangeable)."""
+        return self.edges[1:]
 
 
 class Zero(Expr):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from .nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .util import fresh_edge
 
 
@@ -34,6 +34,13 @@ def _(t: Delta, mapping):
     if not mapping:
         return t
     return Delta._make(t.size, _new_order(t, mapping))
+
+
+@rename.register
+def _(t: Convolution, mapping):
+    if not mapping:
+        return t
+    return Convolution._make(_new_order(t, mapping), {mapping.get(e, e): s for e, s in t._shape.items()})
 
 
 @rename.register

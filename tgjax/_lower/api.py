@@ -11,10 +11,12 @@ import sympy
 from jax import lax
 
 from .._ir.nodes import Expr, Variable
+from .._ir.sizes import complete_sizes, convolution_triples
 from .._simplify import simplify
 from .program import RUNTIME_GLOBALS, build
 
 _NOMINAL_SIZE = 64
+_NOMINAL_KERNEL = 3
 
 
 def _as_outputs(exprs, where: str):
@@ -85,6 +87,7 @@ class Lowered:
         self.variables = _variables(self.outputs + self.exprs, "tg.lower")
         self._fixed = _normalise_sizes(sizes, "tg.lower")
         self._symbols = _size_symbols(self.outputs)
+        self._triples = convolution_triples(self.outputs)
         self._programs: dict = {}
         self._by_shapes: dict = {}
 
@@ -133,6 +136,7 @@ class Lowered:
                     env.setdefault(size, int(n))
                     origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
             arrays.append(array)
+        env = complete_sizes(env, self._triples, "tgjax function")
         for array, (name, var) in zip(arrays, self.variables.items()):
             shape = tuple(array.shape)
             for (edge, size), n in zip(var.decl, shape):
@@ -215,7 +219,7 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
     """The generated JAX source of ``tg.lower(exprs)`` as a string.
 
     Contraction order and literal sizes depend on the sizes; those not given
-    in ``sizes`` are planned at a nominal 64.
+    in ``sizes`` are planned at a nominal 64 (a convolution kernel at 3).
     """
     lowered = Lowered(exprs, sizes)
     env = {s: _NOMINAL_SIZE for s in lowered._symbols}
@@ -224,6 +228,17 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
             for sym in sympy.sympify(s).free_symbols:
                 env.setdefault(sym, _NOMINAL_SIZE)
     env.update(lowered._fixed)
+    # A convolution's third size follows from the other two: nominal sizes go
+    # to its input and kernel (a short one), unless given.
+    for w_in, k, w_out in lowered._triples:
+        free = [s for s in (w_in, k, w_out) if s not in lowered._fixed]
+        for s in free:
+            env.pop(s, None)
+        if k in free and len(free) > 1:
+            env[k] = _NOMINAL_KERNEL
+        if w_in in free and w_out in free:
+            env[w_in] = _NOMINAL_SIZE
+    env = complete_sizes(env, lowered._triples, "tg.to_source")
     return build(lowered.outputs, env, as_tuple=not lowered._single)[0]
 
 

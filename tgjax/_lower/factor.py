@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
-from .._ir.nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.rename import rename
 from .._ir.util import fresh_edge
 
@@ -31,6 +31,7 @@ def _factor(t: Expr, size) -> Expr:
 
 @_factor.register(Variable)
 @_factor.register(Delta)
+@_factor.register(Convolution)
 @_factor.register(Zero)
 def _(t, size):
     return t

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import sympy
 
 from .._ir.identity import canonical_names
-from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.rename import rename
 from .._viz.notation import to_string
 from . import runtime
 from .contract import plan
+from .convolution import absorb_convolutions
 from .factor import factor
 
 
@@ -135,6 +136,12 @@ def _(t: Zero, program):
 
 
 @_lower.register
+def _(t: Convolution, program):
+    n, k, m = (program.size(t._shape[e]) for e in t.edges)
+    return Value(program.emit(f"conv_indicator({n}, {k}, {m}, dtype)", to_string(t)), t.edges)
+
+
+@_lower.register
 def _(t: Delta, program):
     n, k = program.size(t.size), len(t.edges)
     return Value(program.emit(f"delta({n}, {k}, dtype)", to_string(t)), t.edges)
@@ -233,14 +240,19 @@ def function_call(spec, args, program) -> str:
 
 @_lower.register
 def _(t: Product, program):
-    operands, deltas = [], []
+    operands, deltas, convolutions = [], [], []
     for f in t.factors:
         if isinstance(f, Delta):
             deltas.append(f.edges)
+        elif isinstance(f, Convolution):
+            convolutions.append(f)
         else:
             v = program.value(f)
             operands.append((v.name, v.edges))
     sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
+    if convolutions:
+        operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
+        deltas.extend(joins)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair)
     comment = to_string(t)
@@ -318,6 +330,8 @@ RUNTIME_GLOBALS = {
     "delta": runtime.delta,
     "broadcast_axis": runtime.broadcast_axis,
     "embed_diagonal": runtime.embed_diagonal,
+    "window": runtime.window,
+    "conv_indicator": runtime.conv_indicator,
 }
 
 

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import opt_einsum
 import sympy
 
-from .._ir.nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.sizes import complete_sizes, convolution_triples
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 
 
 def bind_sizes(t: Expr, values: dict, sizes: dict | None = None) -> dict:
@@ -25,7 +26,7 @@ def bind_sizes(t: Expr, values: dict, sizes: dict | None = None) -> dict:
         for (e, size), n in zip(v.decl, jnp.shape(array)):
             if size.is_Symbol:
                 env.setdefault(size, int(n))
-    return env
+    return complete_sizes(env, convolution_triples([t]), "evaluate")
 
 
 def evaluate(t: Expr, values: dict, sizes: dict | None = None):
@@ -58,6 +59,14 @@ def _(t: Variable, values, env):
     array = values[t.name]
     # the array's axes are the declared edges; permute to the current edge order
     return array  # current edges are the declared ones, renamed in place
+
+
+@_eval.register
+def _(t: Convolution, values, env):
+    # the oracle may build the dense indicator; the compiler never does
+    n, k, m = (_size(t._shape[e], env) for e in t.edges)
+    i, j, o = jnp.indices((n, k, m))
+    return (i == j + o).astype(_dtype(values))
 
 
 @_eval.register

@@ -40,3 +40,36 @@ def embed_diagonal(x, axis: int, n: int):
     eye = delta(n, 2, x.dtype).reshape((1,) * axis + (n, n) + (1,) * (x.ndim - axis - 1))
     return jnp.expand_dims(x, axis + 1) * eye
 
+
+
+# Up to this many slices a window is a stack of static slices (cheap, fuses
+# well); beyond it one gather with an iota index is smaller to compile.
+_MAX_UNROLLED_SLICES = 32
+
+
+def window(x, axis: int, pad: int, start: int, step: int, count: int, length: int):
+    """Windows of ``x`` along ``axis``: ``y[..., p, q, ...] = xp[..., start + step * p + q, ...]``.
+
+    ``xp`` is ``x`` with ``pad`` zeros at both ends of ``axis``; ``p < count``
+    and ``q < length`` replace that axis. This is how a convolution tensor is
+    contracted without building it (an im2col view of the data, or of the
+    padded cotangent for the transposed convolution).
+    """
+    if pad:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (pad, pad)
+        x = jnp.pad(x, widths)
+    if count <= _MAX_UNROLLED_SLICES:
+        slices = [lax.slice_in_dim(x, start + step * p, start + step * p + length, axis=axis) for p in range(count)]
+        return jnp.stack(slices, axis=axis)
+    index = start + step * lax.broadcasted_iota(jnp.int32, (count, length), 0) + lax.broadcasted_iota(jnp.int32, (count, length), 1)
+    return jnp.take(x, index, axis=axis, mode="promise_in_bounds")
+
+
+def conv_indicator(n: int, k: int, m: int, dtype):
+    """The dense convolution tensor ``[i = j + o]`` of shape (n, k, m); only for a
+    convolution that no operand touches (an output, or one contracted with nothing)."""
+    i = lax.broadcasted_iota(jnp.int32, (n, k, m), 0)
+    j = lax.broadcasted_iota(jnp.int32, (n, k, m), 1)
+    o = lax.broadcasted_iota(jnp.int32, (n, k, m), 2)
+    return (i == j + o).astype(dtype)

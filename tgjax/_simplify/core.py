@@ -16,7 +16,7 @@ import functools
 import sympy
 
 from .._ir.identity import sort_key
-from .._ir.nodes import Delta, Expr, Product, Sum, Variable, Zero
+from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
 
 
 def simplify(t: Expr) -> Expr:
@@ -42,6 +42,7 @@ def simplify_node(t: Expr) -> Expr:
 
 
 @simplify_node.register(Variable)
+@simplify_node.register(Convolution)
 @simplify_node.register(Zero)
 def _(t):
     return t

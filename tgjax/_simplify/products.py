@@ -16,7 +16,7 @@ from collections import defaultdict
 import sympy
 
 from .._ir.elementwise import exponent, power
-from .._ir.nodes import Delta, Function, Product, Sum, Zero
+from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero
 from .._ir.rename import rename
 from .._ir.util import fresh_edge
 from .core import make_sum, simplified, simplify_node, terms_of
@@ -47,6 +47,10 @@ def _(t: Product):
         else:
             atoms.append(f)
     atoms, weight = _merge(atoms, t.edges, weight)
+    cancelled = _cancel_inverses(atoms)
+    if cancelled is not None:
+        rest = simplified(Product(cancelled, edges=t.edges))
+        return make_sum([(weight * w, c) for w, c in terms_of(rest)], t.shape)
     sums = [a for a in atoms if isinstance(a, Sum)]
     if (
         len(sums) == 1
@@ -154,6 +158,36 @@ def _merge(atoms, free_edges, weight):
             deltas.append(Delta._make(size, tuple(names) + tuple(free)))
     renamed = [rename(a, {e: n for e, n in m.items() if e != n}) for a, m in zip(others, renames)]
     return renamed + deltas, weight
+
+
+def _cancel_inverses(atoms):
+    """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``: the atoms with one such
+    pair replaced by the identity, or None when there is none.
+
+    Only for a plain matrix (an inverse over both edges of its input); a batch
+    of matrices would leave a diagonal Delta over the batch edges.
+    """
+    for a in atoms:
+        if not (isinstance(a, AlongEdge) and a.spec.name == "inverse" and set(a.input.edges) == set(a.axes)):
+            continue
+        row, col = a.axes
+        for f in atoms:
+            if f is a or len(f.edges) != 2:
+                continue
+            for p, q in (f.edges, f.edges[::-1]):
+                # f is X with p in the row role and q in the column role
+                if rename(f, {p: row, q: col}) != a.input:
+                    continue
+                if q == row and p != col:
+                    ends = (p, col)        # X[p, j] X^-1[j, col]
+                elif p == col and q != row:
+                    ends = (row, q)        # X^-1[row, i] X[i, q]
+                else:
+                    continue
+                rest = [g for g in atoms if g is not a and g is not f]
+                identity = Delta._make(a._shape[row], ends) if ends[0] != ends[1] else Delta._make(a._shape[row], ())
+                return rest + [identity]
+    return None
 
 
 def _free_size(r, classes, sizes):

@@ -13,7 +13,7 @@ import string
 
 import sympy
 
-from .._ir.nodes import AlongEdge, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.util import is_fresh
 
 
@@ -52,6 +52,11 @@ def _(t: Delta, names):
     if not t.edges:
         return str(t.size)
     return "δ" + _idx(t.edges, names)
+
+
+@_str.register
+def _(t: Convolution, names):
+    return "conv" + _idx(t.edges, names)
 
 
 @_str.register
