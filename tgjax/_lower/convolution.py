@@ -1,20 +1,25 @@
-"""Convolution tensors inside a network: contracted as windowed views, never built.
+"""Convolution tensors inside a network: contracted as convolutions, never built.
 
-``C[i, j, o] = [i = j + o]`` touches a neighbour operand ``T`` on one leg.
-Contracting the two gives ``T`` with that leg replaced by the other two:
+``C[i, j, o] = [i = j + o]`` joins its neighbours on three legs. Two ways to
+contract it, tried in this order:
 
-- on the input leg ``i``: ``R[j, o] = T[j + o]``, the windows of ``T``
-  (im2col), a stack of ``min(k, w_out)`` slices;
-- on a part leg ``o``: ``R[j, i] = T[i - j]``, the windows of ``T`` padded
-  with zeros (the transposed convolution of a gradient).
-
-What remains is an ordinary einsum network (the windows against the kernel),
-which ``contract.plan`` orders as usual. Each convolution is absorbed into
-the neighbour for which the windowed array is smallest.
+1. ``convolve_pairs``: two operands joined by convolution tensors (one leg
+   on each, the third going elsewhere) are one ``lax.conv_general_dilated``:
+   a "valid" convolution where one carries the input leg, a full one (the
+   transposed convolution of a gradient) where both carry part legs. This
+   is what backpropagation through a convolution layer does.
+2. ``absorb_convolutions``: any other convolution is contracted with one
+   neighbour ``T`` as a windowed view of ``T``, which then joins the einsum
+   network like any operand:
+   on the input leg ``i``: ``R[j, o] = T[j + o]`` (im2col);
+   on a part leg ``o``: ``R[j, i] = T[i - j]``, the windows of ``T`` padded
+   with zeros.
+   The neighbour is chosen by the estimated cost of the whole network.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import opt_einsum
@@ -155,3 +160,119 @@ def _window_code(c, name: str, axis: int, leg: str, sizes: dict):
     # R[p, i] = T[i - p] = T_padded[i - p + n_p - 1]
     n_p = sizes[other]
     return f"window({name}, {axis}, {n_p - 1}, {n_p - 1}, -1, {n_p}, {sizes[in_edge]})", (other, in_edge)
+
+
+def convolve_pairs(operands, convolutions, deltas, free, sizes: dict, program):
+    """Contract each pair of operands joined by convolution tensors as one
+    ``lax.conv_general_dilated``, as backpropagation would; returns the new
+    operands and the convolutions left over (for windowed views).
+
+    The pair's other edges go on to the rest of the network: a gradient
+    ``x C K x' C'`` is the forward convolution ``y = x C K`` and then ``y``
+    against ``x'`` (the kernel gradient) or the kernel (the data gradient).
+    """
+    operands, convolutions = list(operands), list(convolutions)
+    changed = True
+    while changed and convolutions:
+        changed = False
+        for i, j in itertools.combinations(range(len(operands)), 2):
+            (_, ea), (_, eb) = operands[i], operands[j]
+            joining = [c for c in convolutions if _joins(c, ea, eb)]
+            if not joining:
+                continue
+            outside = set(free).union(*(set(d) for d in deltas))
+            for k, (_, edges) in enumerate(operands):
+                if k not in (i, j):
+                    outside.update(edges)
+            for c in convolutions:
+                if not any(c is g for g in joining):
+                    outside.update(c.edges)
+            group_free = [e for e in dict.fromkeys(ea + eb + tuple(e for c in joining for e in c.edges)) if e in outside]
+            found = convolution_call([operands[i], operands[j]], joining, group_free, sizes)
+            if found is None:
+                continue
+            code, edges = found
+            name = program.emit(code, f"convolution of {operands[i][0]} and {operands[j][0]}")
+            operands = [o for k, o in enumerate(operands) if k not in (i, j)] + [(name, edges)]
+            convolutions = [c for c in convolutions if not any(c is g for g in joining)]
+            changed = True
+            break
+    return operands, convolutions
+
+
+def _joins(c, ea, eb) -> bool:
+    """Convolution ``c`` has one leg on each operand and its third leg elsewhere."""
+    in_a = [e for e in c.edges if e in ea]
+    in_b = [e for e in c.edges if e in eb]
+    return len(in_a) == 1 and len(in_b) == 1 and in_a != in_b
+
+
+def _legs_volume(convolutions, edges, sizes) -> int:
+    return math.prod(sizes[e] for c in convolutions for e in c.edges if e in edges)
+
+
+def convolution_call(operands, convolutions, free, sizes):
+    """One ``lax.conv_general_dilated`` for a network of exactly two operands and
+    convolution tensors between them: (code, output edges), or None.
+
+    Each convolution joins the two operands: one carries a leg, the other
+    another, the third leg is an output. If one operand ``A`` carries input
+    legs it is the data, and along that axis the other, ``B``, is a "valid"
+    kernel; where both carry part legs the output is the input leg, a full
+    convolution (``A`` padded, ``B`` flipped), as in the gradient of a
+    convolution layer with respect to its data. Edges both operands carry
+    and sum are the input features, those of one operand only are batch
+    (``A``) or output features (``B``). Anything else (an edge both keep, a
+    Delta, a third operand) is left to the windowed views.
+    """
+    if len(operands) != 2:
+        return None
+    (na, ea), (nb, eb) = operands
+    if any(c.input_edge in eb for c in convolutions):
+        if any(c.input_edge in ea for c in convolutions):
+            return None  # data on both sides
+        (na, ea), (nb, eb) = (nb, eb), (na, ea)
+    elif _legs_volume(convolutions, eb, sizes) > _legs_volume(convolutions, ea, sizes):
+        # a full convolution: pad the long signal by the short one, not the reverse
+        (na, ea), (nb, eb) = (nb, eb), (na, ea)
+    spatial = []  # (A leg, B leg, output leg, kind)
+    for c in convolutions:
+        a_legs = [e for e in c.edges if e in ea]
+        b_legs = [e for e in c.edges if e in eb]
+        if len(a_legs) != 1 or len(b_legs) != 1:
+            return None
+        out = next(e for e in c.edges if e not in (a_legs[0], b_legs[0]))
+        if out not in free:
+            return None
+        spatial.append((a_legs[0], b_legs[0], out, "valid" if a_legs[0] == c.input_edge else "full"))
+    conv_legs = {e for s in spatial for e in s}
+    shared = [e for e in ea if e in eb and e not in conv_legs]
+    if any(e in free for e in shared):
+        return None
+    batch = [e for e in ea if e not in eb and e not in conv_legs]
+    features = [e for e in eb if e not in ea and e not in conv_legs]
+    if any(e not in free for e in batch + features):
+        return None
+
+    def grouped(name, edges, groups):
+        order = [e for g in groups for e in g]
+        perm = tuple(edges.index(e) for e in order)
+        text = name if perm == tuple(range(len(edges))) else f"{name}.transpose({perm})"
+        shape = tuple(math.prod(sizes[e] for e in g) if len(g) != 1 else sizes[g[0]] for g in groups)
+        if shape != tuple(sizes[e] for e in order):
+            text = f"{text}.reshape({shape})"
+        return text
+
+    lhs = grouped(na, ea, [batch, shared] + [[a] for a, _, _, _ in spatial])
+    rhs = grouped(nb, eb, [features, shared] + [[b] for _, b, _, _ in spatial])
+    flips = tuple(2 + k for k, s in enumerate(spatial) if s[3] == "full")
+    if flips:
+        rhs = f"jnp.flip({rhs}, {flips})"
+    padding = [(sizes[b] - 1, sizes[b] - 1) if kind == "full" else (0, 0) for _, b, _, kind in spatial]
+    # lax wants one dtype on both sides, where einsum would promote
+    code = f"lax.conv_general_dilated({lhs}.astype(dtype), {rhs}.astype(dtype), {(1,) * len(spatial)}, {padding})"
+    out_edges = batch + features + [o for _, _, o, _ in spatial]
+    shape = tuple(sizes[e] for e in out_edges)
+    if len(batch) != 1 or len(features) != 1:
+        code = f"{code}.reshape({shape})"
+    return code, tuple(out_edges)

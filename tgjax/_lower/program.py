@@ -21,7 +21,7 @@ from .._ir.rename import rename
 from .._viz.notation import to_string
 from . import runtime
 from .contract import plan
-from .convolution import absorb_convolutions
+from .convolution import absorb_convolutions, convolve_pairs
 from .factor import factor
 
 
@@ -250,6 +250,8 @@ def _(t: Product, program):
             v = program.value(f)
             operands.append((v.name, v.edges))
     sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
+    if convolutions:
+        operands, convolutions = convolve_pairs(operands, convolutions, deltas, t.edges, sizes, program)
     if convolutions:
         operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
         deltas.extend(joins)

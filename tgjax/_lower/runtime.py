@@ -63,7 +63,7 @@ def window(x, axis: int, pad: int, start: int, step: int, count: int, length: in
         slices = [lax.slice_in_dim(x, start + step * p, start + step * p + length, axis=axis) for p in range(count)]
         return jnp.stack(slices, axis=axis)
     index = start + step * lax.broadcasted_iota(jnp.int32, (count, length), 0) + lax.broadcasted_iota(jnp.int32, (count, length), 1)
-    return jnp.take(x, index, axis=axis, mode="promise_in_bounds")
+    return jnp.take(x, index, axis=axis, mode="clip")
 
 
 def conv_indicator(n: int, k: int, m: int, dtype):
