@@ -1,6 +1,7 @@
 """Convolution layers written with tg.Convolution against lax.conv_general_dilated,
-float32 on one device: the forward pass, and loss plus gradients with respect
-to kernel and data (tg.lower([loss, *grads]) vs jax.jit(jax.value_and_grad)).
+float32 on one device: the forward pass, loss plus gradients with respect
+to kernel and data (tg.lower([loss, *grads]) vs jax.jit(jax.value_and_grad)),
+and the Hessian with respect to the kernel (vs jax.jit(jax.hessian)).
 
 Run: python benchmarks/convolutions.py [--quick]
 """
@@ -63,6 +64,20 @@ def main(quick: bool = False):
 
         table.add(f"2-D conv loss + grads {label}", median_time(jax_all, values), median_time(fn, values), compile_s,
                   max_rel_error(fn(values), jax_all(values)))
+
+    # Hessian with respect to the kernel: the windows of the data, twice, against tanh''.
+    B, C, D, W, K = 8, 4, 4, 16, 3
+    data, kernel = tg.Variable("data", b, c, w, h), tg.Variable("kernel", d, c, kw, kh)
+    y = data @ tg.Convolution(w, kw, w2) @ tg.Convolution(h, kh, h2) @ kernel
+    values = {"data": normal(B, C, W, W), "kernel": normal(D, C, K, K)}
+    fn, compile_s = timed_lower(F.sum(F.tanh(y)).grad(kernel).grad(kernel), values)
+    hess = jax.jit(jax.hessian(lambda k, x: jnp.sum(jnp.tanh(lax.conv_general_dilated(x, k, (1, 1), "VALID")))))
+
+    def jax_hess(v):
+        return hess(v["kernel"], v["data"])
+
+    table.add(f"2-D conv Hessian wrt kernel (b={B}, c={C}, d={D}, {W}x{W}, k={K})", median_time(jax_hess, values),
+              median_time(fn, values), compile_s, max_rel_error(fn(values), jax_hess(values)))
 
     # 1-D convolution of long signals with a wide kernel.
     B, C, D, W, K = 16, 8, 8, 4096 // s, 64

@@ -87,7 +87,8 @@ class Lowered:
         self.variables = _variables(self.outputs + self.exprs, "tg.lower")
         self._fixed = _normalise_sizes(sizes, "tg.lower")
         self._symbols = _size_symbols(self.outputs)
-        self._triples = convolution_triples(self.outputs)
+        # the sizes of a convolution that simplified away are still tied
+        self._triples = convolution_triples(self.outputs + self.exprs)
         self._programs: dict = {}
         self._by_shapes: dict = {}
 
@@ -222,23 +223,21 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
     in ``sizes`` are planned at a nominal 64 (a convolution kernel at 3).
     """
     lowered = Lowered(exprs, sizes)
-    env = {s: _NOMINAL_SIZE for s in lowered._symbols}
+    symbols = set(lowered._symbols)
     for v in lowered.variables.values():
         for _, s in v.decl:
-            for sym in sympy.sympify(s).free_symbols:
-                env.setdefault(sym, _NOMINAL_SIZE)
-    env.update(lowered._fixed)
-    # A convolution's third size follows from the other two: nominal sizes go
-    # to its input and kernel (a short one), unless given.
+            symbols.update(sympy.sympify(s).free_symbols)
+    # Sizes a convolution ties together are derived, not guessed: a nominal
+    # (short) kernel and input where neither end is known.
+    env = complete_sizes(lowered._fixed, lowered._triples, "tg.to_source")
     for w_in, k, w_out in lowered._triples:
-        free = [s for s in (w_in, k, w_out) if s not in lowered._fixed]
-        for s in free:
-            env.pop(s, None)
-        if k in free and len(free) > 1:
+        if k not in env and (w_in not in env or w_out not in env):
             env[k] = _NOMINAL_KERNEL
-        if w_in in free and w_out in free:
+        if w_in not in env and w_out not in env:
             env[w_in] = _NOMINAL_SIZE
-    env = complete_sizes(env, lowered._triples, "tg.to_source")
+        env = complete_sizes(env, lowered._triples, "tg.to_source")
+    for s in symbols:
+        env.setdefault(s, _NOMINAL_SIZE)
     return build(lowered.outputs, env, as_tuple=not lowered._single)[0]
 
 

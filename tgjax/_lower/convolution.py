@@ -228,11 +228,13 @@ def convolution_call(operands, convolutions, free, sizes):
     if len(operands) != 2:
         return None
     (na, ea), (nb, eb) = operands
-    if any(c.input_edge in eb for c in convolutions):
-        if any(c.input_edge in ea for c in convolutions):
-            return None  # data on both sides
+    data_in_a = any(c.input_edge in ea for c in convolutions)
+    data_in_b = any(c.input_edge in eb for c in convolutions)
+    if data_in_a and data_in_b:
+        return None  # data on both sides
+    if data_in_b:
         (na, ea), (nb, eb) = (nb, eb), (na, ea)
-    elif _legs_volume(convolutions, eb, sizes) > _legs_volume(convolutions, ea, sizes):
+    elif not data_in_a and _legs_volume(convolutions, eb, sizes) > _legs_volume(convolutions, ea, sizes):
         # a full convolution: pad the long signal by the short one, not the reverse
         (na, ea), (nb, eb) = (nb, eb), (na, ea)
     spatial = []  # (A leg, B leg, output leg, kind)
