@@ -212,8 +212,9 @@ def _legs_volume(convolutions, edges, sizes) -> int:
 
 
 def convolution_call(operands, convolutions, free, sizes):
-    """One ``lax.conv_general_dilated`` for a network of exactly two operands and
-    convolution tensors between them: (code, output edges), or None.
+    """One ``lax.conv_general_dilated`` for two operands and the convolution
+    tensors between them: (code, output edges), or None. ``free``: the edges
+    the group passes on to the rest of the network.
 
     Each convolution joins the two operands: one carries a leg, the other
     another, the third leg is an output. If one operand ``A`` carries input
@@ -222,8 +223,9 @@ def convolution_call(operands, convolutions, free, sizes):
     convolution (``A`` padded, ``B`` flipped), as in the gradient of a
     convolution layer with respect to its data. Edges both operands carry
     and sum are the input features, those of one operand only are batch
-    (``A``) or output features (``B``). Anything else (an edge both keep, a
-    Delta, a third operand) is left to the windowed views.
+    (``A``) or output features (``B``). Anything else (an edge both keep, an
+    input leg on both sides, an operand on two legs of one convolution) is
+    left to the windowed views.
     """
     if len(operands) != 2:
         return None
