@@ -955,3 +955,21 @@ def test_source_of_bare_convolution_builds_indicator():
     src = tg.to_source(C, sizes={w: 5, k: 2})
     assert "conv_indicator(5, 2, 4" in src
     assert "window(" not in src
+
+
+def test_two_layer_network_hessian_wrt_first_kernel_vs_jax():
+    # windows through two layers in one product: the choice of views is searched within its budget
+    e, kw2, kh2, w3, h3 = tg.symbols("e kw2 kh2 w3 h3")
+    K1 = tg.Variable("K1", d, c, k, kh)
+    K2 = tg.Variable("K2", e, d, kw2, kh2)
+    x = tg.Variable("x", b, c, w, h)
+    y1 = F.tanh(x @ tg.Convolution(w, k, w2) @ tg.Convolution(h, kh, h2) @ K1)
+    y2 = y1 @ tg.Convolution(w2, kw2, w3) @ tg.Convolution(h2, kh2, h3) @ K2
+    hess = tg.lower(F.sum(F.tanh(y2)).grad(K1).grad(K1))
+    vals = {"x": rand(2, 2, 7, 6, seed=90), "K1": rand(2, 2, 3, 2, seed=91) / 3, "K2": rand(2, 2, 2, 3, seed=92) / 3}
+
+    def jax_loss(k1):
+        a = jnp.tanh(lax.conv_general_dilated(jnp.asarray(vals["x"]), k1, (1, 1), "VALID"))
+        return jnp.sum(jnp.tanh(lax.conv_general_dilated(a, jnp.asarray(vals["K2"]), (1, 1), "VALID")))
+
+    assert_close(hess(vals), jax.hessian(jax_loss)(jnp.asarray(vals["K1"])), rtol=1e-9, atol=1e-11)

@@ -68,8 +68,10 @@ def _windowed_edges(edges, leg, new_legs, sizes, deltas):
     return tuple(edges[:at]) + tuple(renamed) + tuple(edges[at + 1:])
 
 
-# Beyond this many convolutions in one network, choose greedily, one at a time.
+# Beyond this many convolutions in one network, or once this many complete
+# sequences have been costed, choose greedily, one at a time.
 _MAX_SEARCHED = 4
+_MAX_COSTED = 256
 
 
 def _choose(operands, convolutions, free, sizes) -> list:
@@ -79,6 +81,7 @@ def _choose(operands, convolutions, free, sizes) -> list:
     step expensive (a kernel seen through windows of the full width is a
     dense Toeplitz matrix), so whole sequences of choices are compared."""
     sizes = dict(sizes)
+    costed = [0]
 
     def options(ops, convs):
         out = []
@@ -102,6 +105,7 @@ def _choose(operands, convolutions, free, sizes) -> list:
     def best(ops, deltas, convs, depth):
         """(cost, choices) of the cheapest way to absorb ``convs``."""
         if not convs:
+            costed[0] += 1
             return _network_cost(ops, deltas, free, sizes), []
         found = options(ops, convs)
         if not found:
@@ -109,7 +113,7 @@ def _choose(operands, convolutions, free, sizes) -> list:
             c = convs[0]
             cost, tail = best(ops + [("", c.edges)], deltas, convs[1:], depth)
             return cost, [(c, None, None)] + tail
-        if depth >= _MAX_SEARCHED:
+        if depth >= _MAX_SEARCHED or costed[0] >= _MAX_COSTED:
             # greedy: the smallest window first
             found = [min(found, key=lambda ch: apply(ops, deltas, ch)[2])]
         results = []
