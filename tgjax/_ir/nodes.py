@@ -352,8 +352,9 @@ class Convolution(Expr):
     learning calls a convolution). The two "part" edges (``k`` and
     ``w_out``) play symmetric roles: the tensor is the same with them swapped.
 
-    When a network is lowered the tensor is never built: contracting it with
-    a neighbour becomes a windowed view of that neighbour.
+    When a network is lowered the tensor is never built: two operands joined
+    by convolution tensors become one ``lax.conv_general_dilated``, and a
+    convolution anywhere else a windowed view of a neighbour.
 
     Args:
         w_in, k, w_out: sympy symbols (``tg.symbols("w k w2")``). Sizes are
@@ -395,12 +396,8 @@ class Convolution(Expr):
 
     @property
     def input_edge(self) -> str:
+        """The ``w_in`` edge; the other two (kernel and output) are interchangeable."""
         return self.edges[0]
-
-    @property
-    def part_edges(self) -> tuple:
-        """The kernel and output edges (interchangeable)."""
-        return self.edges[1:]
 
 
 class Zero(Expr):

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import opt_einsum
 import sympy
 
-from .._ir.sizes import complete_sizes, convolution_triples
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.sizes import complete_sizes, convolution_triples
 
 
 def bind_sizes(t: Expr, values: dict, sizes: dict | None = None) -> dict:

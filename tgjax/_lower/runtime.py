@@ -41,7 +41,6 @@ def embed_diagonal(x, axis: int, n: int):
     return jnp.expand_dims(x, axis + 1) * eye
 
 
-
 # Up to this many slices a window is a stack of static slices (cheap, fuses
 # well); beyond it one gather with an iota index is smaller to compile.
 _MAX_UNROLLED_SLICES = 32
