@@ -313,3 +313,18 @@ def test_simplify_of_equal_expressions_is_equal():
     e2 = 2 * F.tanh(A.rename(j="z") @ B.rename(j="z")) + A @ B
     assert e1 == e2
     assert e1.simplify() == e2.simplify()
+
+
+def test_sum_factor_scale_does_not_depend_on_inner_edge_names():
+    # Found by test_simplify_is_equal_for_equal_inputs: the sum factor's terms
+    # z[a] 1[n] and z[n] 1[a] sort by the arbitrary inner name a, and the
+    # normal form came out as (u - v) c in one run and -(v - u) c in another.
+    K, I = tg.symbols("k i")
+    z = tg.Variable("z", K)
+    ones = tg.Delta
+    inner = (z @ ones(K, "n")) - (z.rename(k="n") @ ones(K, "k"))
+    e = ((inner @ ones(I, "i") @ ones(I, "l")) + ones(I, "i", "l") @ ones(K, "k") @ ones(K, "n")) @ ones(K, "k")
+    mapping = {d: "t_" + d for d in e.edges}
+    back = e.rename(mapping).rename({v: k for k, v in mapping.items()})
+    assert back.simplify() == e.simplify()
+    assert e.rename(n="q").simplify() == e.simplify().rename(n="q")

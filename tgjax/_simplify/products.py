@@ -16,6 +16,7 @@ from collections import defaultdict
 import sympy
 
 from .._ir.elementwise import exponent, power
+from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero
 from .._ir.rename import rename
 from .._ir.util import fresh_edge
@@ -62,6 +63,7 @@ def _(t: Product):
         # Delta with a free edge stays outside: inside it would become a
         # materialised diagonal in every term.
         return _distribute(sums[0], [a for a in atoms if isinstance(a, Delta)], t, weight)
+    atoms, weight = _scale_sum_factors(atoms, t, weight)
     core = _assemble(atoms, t)
     if weight == 0:
         return Zero._make(t.shape)
@@ -228,6 +230,33 @@ def _combine_powers(atoms, classes):
         base = a.inputs[0] if isinstance(a, Function) and exponent(a.spec) is not None else a
         result.append(simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=a.edges)))
     return result
+
+
+def _scale_sum_factors(atoms, t: Product, weight):
+    """Each sum factor keeps one term at weight 1, its scale moved into ``weight``.
+
+    Which term: the choice for which the whole product's structure hashes
+    least, edge names ignored. The sum's own term order depends on the names
+    of edges it shares with the rest of the product, which are arbitrary
+    inner names, so "the first term" would make ``(a - b) c`` and
+    ``-(b - a) c`` two normal forms; the free names must not decide either,
+    or renaming would change the normal form.
+    """
+    for k, a in enumerate(atoms):
+        if not isinstance(a, Sum):
+            continue
+        options = []
+        for lead in dict.fromkeys(a.weights):
+            trial = atoms[:k] + [Sum(a.terms, [w / lead for w in a.weights], edges=a.edges)] + atoms[k + 1:]
+            options.append((_structure_key(_assemble(trial, t)), lead, trial))
+        _, lead, atoms = min(options, key=lambda option: option[0])
+        weight *= lead
+    return atoms, weight
+
+
+def _structure_key(t):
+    sig = signature(t)
+    return sig.shape, tuple(sorted(sig.ports.values()))
 
 
 def _assemble(atoms, t: Product):
