@@ -972,4 +972,4 @@ def test_two_layer_network_hessian_wrt_first_kernel_vs_jax():
         a = jnp.tanh(lax.conv_general_dilated(jnp.asarray(vals["x"]), k1, (1, 1), "VALID"))
         return jnp.sum(jnp.tanh(lax.conv_general_dilated(a, jnp.asarray(vals["K2"]), (1, 1), "VALID")))
 
-    assert_close(hess(vals), jax.hessian(jax_loss)(jnp.asarray(vals["K1"])), rtol=1e-9, atol=1e-11)
+    assert_close(hess(vals), jax.hessian(jax_loss)(jnp.asarray(vals["K1"])))

@@ -16,13 +16,14 @@ from tgjax.nn.tensor_train import _contraction
 IN, OUT, RANKS = (3, 4, 2), (2, 3, 5), (4, 3)
 
 
-def dense_weight(cores) -> np.ndarray:
-    """W[out, in] from the cores by one einsum per core, row-major over the modes."""
-    cores = [np.asarray(c) for c in cores]
+def dense_weight(cores, xp=np):
+    """W[out, in] from the cores by one einsum per core, row-major over the modes
+    (``xp``: numpy, or jax.numpy to differentiate through it)."""
+    cores = [xp.asarray(c) for c in cores]
     w = cores[0][0]  # (n1, m1, r1)
     for core in cores[1:]:
         # w[I, O, r] core[r, n, m, s] -> w[(I n), (O m), s]
-        w = np.einsum("abr,rnms->anbms", w, core)
+        w = xp.einsum("abr,rnms->anbms", w, core)
         a, n, b, m, s = w.shape
         w = w.reshape(a * n, b * m, s)
     return w[..., 0].T
@@ -73,12 +74,7 @@ def test_vmap_jit_and_gradients_match_the_dense_formula():
         return jnp.sum(jnp.tanh(jax.vmap(mm)(xs)) ** 2)
 
     def dense_loss(cores, bias):
-        w = cores[0][0]
-        for core in cores[1:]:
-            w = jnp.einsum("abr,rnms->anbms", w, core)
-            a, n, b, mm_, s = w.shape
-            w = w.reshape(a * n, b * mm_, s)
-        return jnp.sum(jnp.tanh(xs @ w[..., 0] + bias) ** 2)
+        return jnp.sum(jnp.tanh(xs @ dense_weight(cores, jnp).T + bias) ** 2)
 
     ours = eqx.filter_grad(loss)(m)
     theirs_cores, theirs_bias = jax.grad(dense_loss, argnums=(0, 1))(m.cores, m.bias)

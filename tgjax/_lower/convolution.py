@@ -96,7 +96,7 @@ def _choose(operands, convolutions, free, sizes) -> list:
         c, k, leg = choice
         ops = list(ops)
         name, edges = ops.pop(k)
-        new_legs = _window_code(c, name, edges.index(leg), leg, sizes)[1]
+        new_legs = _window_legs(c, leg, sizes)
         deltas = list(deltas)
         new_edges = _windowed_edges(edges, leg, new_legs, sizes, deltas)
         ops.append((name, new_edges))
@@ -113,12 +113,12 @@ def _choose(operands, convolutions, free, sizes) -> list:
             c = convs[0]
             cost, tail = best(ops + [("", c.edges)], deltas, convs[1:], depth)
             return cost, [(c, None, None)] + tail
+        applied = [(choice, *apply(ops, deltas, choice)) for choice in found]
         if depth >= _MAX_SEARCHED or costed[0] >= _MAX_COSTED:
             # greedy: the smallest window first
-            found = [min(found, key=lambda ch: apply(ops, deltas, ch)[2])]
+            applied = [min(applied, key=lambda entry: entry[3])]
         results = []
-        for choice in found:
-            new_ops, new_deltas, volume = apply(ops, deltas, choice)
+        for choice, new_ops, new_deltas, volume in applied:
             rest = [c for c in convs if c is not choice[0]]
             cost, tail = best(new_ops, new_deltas, rest, depth + 1)
             results.append((cost + volume, [choice] + tail))
@@ -153,17 +153,23 @@ def _network_cost(operands, deltas, free, sizes) -> float:
     return float(info.opt_cost)
 
 
-def _window_code(c, name: str, axis: int, leg: str, sizes: dict):
-    """The ``window(...)`` call contracting convolution ``c`` with array ``name`` on ``leg``; and the new legs in order."""
+def _window_legs(c, leg: str, sizes: dict) -> tuple:
+    """The legs that replace ``leg`` when convolution ``c`` is contracted there, in axis order."""
     in_edge, a, b = c.edges
     if leg == in_edge:
-        # R[p, q] = T[p + q]: loop over the shorter part leg
-        p, q = (a, b) if sizes[a] <= sizes[b] else (b, a)
-        return f"window({name}, {axis}, 0, 0, 1, {sizes[p]}, {sizes[q]})", (p, q)
-    other = b if leg == a else a
+        return (a, b) if sizes[a] <= sizes[b] else (b, a)  # the loop runs over the shorter part leg
+    return (b if leg == a else a, in_edge)
+
+
+def _window_code(c, name: str, axis: int, leg: str, sizes: dict):
+    """The ``window(...)`` call contracting convolution ``c`` with array ``name`` on ``leg``; and the new legs in order."""
+    p, q = legs = _window_legs(c, leg, sizes)
+    if leg == c.input_edge:
+        # R[p, q] = T[p + q]
+        return f"window({name}, {axis}, 0, 0, 1, {sizes[p]}, {sizes[q]})", legs
     # R[p, i] = T[i - p] = T_padded[i - p + n_p - 1]
-    n_p = sizes[other]
-    return f"window({name}, {axis}, {n_p - 1}, {n_p - 1}, -1, {n_p}, {sizes[in_edge]})", (other, in_edge)
+    n_p = sizes[p]
+    return f"window({name}, {axis}, {n_p - 1}, {n_p - 1}, -1, {n_p}, {sizes[q]})", legs
 
 
 def convolve_pairs(operands, convolutions, deltas, free, sizes: dict, program):
@@ -192,7 +198,7 @@ def convolve_pairs(operands, convolutions, deltas, free, sizes: dict, program):
                 if not any(c is g for g in joining):
                     outside.update(c.edges)
             group_free = [e for e in dict.fromkeys(ea + eb + tuple(e for c in joining for e in c.edges)) if e in outside]
-            found = convolution_call([operands[i], operands[j]], joining, group_free, sizes)
+            found = convolution_call(operands[i], operands[j], joining, group_free, sizes)
             if found is None:
                 continue
             code, edges = found
@@ -208,16 +214,16 @@ def _joins(c, ea, eb) -> bool:
     """Convolution ``c`` has one leg on each operand and its third leg elsewhere."""
     in_a = [e for e in c.edges if e in ea]
     in_b = [e for e in c.edges if e in eb]
-    return len(in_a) == 1 and len(in_b) == 1 and in_a != in_b
+    return len(in_a) == 1 and len(in_b) == 1  # an edge has two ends, so the legs differ
 
 
 def _legs_volume(convolutions, edges, sizes) -> int:
     return math.prod(sizes[e] for c in convolutions for e in c.edges if e in edges)
 
 
-def convolution_call(operands, convolutions, free, sizes):
-    """One ``lax.conv_general_dilated`` for two operands and the convolution
-    tensors between them: (code, output edges), or None. ``free``: the edges
+def convolution_call(first, second, convolutions, free, sizes):
+    """One ``lax.conv_general_dilated`` for operands ``first`` and ``second`` (name, edges)
+    and the convolution tensors between them: (code, output edges), or None. ``free``: the edges
     the group passes on to the rest of the network.
 
     Each convolution joins the two operands: one carries a leg, the other
@@ -231,9 +237,7 @@ def convolution_call(operands, convolutions, free, sizes):
     input leg on both sides, an operand on two legs of one convolution) is
     left to the windowed views.
     """
-    if len(operands) != 2:
-        return None
-    (na, ea), (nb, eb) = operands
+    (na, ea), (nb, eb) = first, second
     data_in_a = any(c.input_edge in ea for c in convolutions)
     data_in_b = any(c.input_edge in eb for c in convolutions)
     if data_in_a and data_in_b:

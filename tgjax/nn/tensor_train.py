@@ -97,8 +97,6 @@ class TensorTrainLinear(eqx.Module):
     in_modes: tuple = eqx.field(static=True)
     out_modes: tuple = eqx.field(static=True)
     ranks: tuple = eqx.field(static=True)
-    in_features: int = eqx.field(static=True)
-    out_features: int = eqx.field(static=True)
     use_bias: bool = eqx.field(static=True)
 
     def __init__(self, in_modes: Sequence[int], out_modes: Sequence[int], ranks, *, use_bias: bool = True,
@@ -113,7 +111,6 @@ class TensorTrainLinear(eqx.Module):
         ranks = _ranks(ranks, d)
         dtype = jnp.result_type(float) if dtype is None else dtype
         self.in_modes, self.out_modes, self.ranks = in_modes, out_modes, ranks
-        self.in_features, self.out_features = math.prod(in_modes), math.prod(out_modes)
         self.use_bias = use_bias
         # Each entry of W is a sum over prod(ranks) products of d core entries;
         # scale the cores so that W has the variance of eqx.nn.Linear's
@@ -131,6 +128,14 @@ class TensorTrainLinear(eqx.Module):
             self.bias = jax.random.uniform(keys[d], (self.out_features,), dtype, -limit, limit)
         else:
             self.bias = None
+
+    @property
+    def in_features(self) -> int:
+        return math.prod(self.in_modes)
+
+    @property
+    def out_features(self) -> int:
+        return math.prod(self.out_modes)
 
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
@@ -154,7 +159,5 @@ class TensorTrainLinear(eqx.Module):
 
     def dense(self) -> jax.Array:
         """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
-        eye = jnp.eye(self.in_features, dtype=self.cores[0].dtype)
-        bias = self.bias
-        weight = jax.vmap(lambda e: self.__call__(e) - (bias if self.use_bias else 0))(eye)
-        return weight.T
+        columns = jax.vmap(self)(jnp.eye(self.in_features, dtype=self.cores[0].dtype))
+        return (columns - self.bias if self.use_bias else columns).T
