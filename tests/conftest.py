@@ -14,3 +14,19 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow (CI=true does)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Slow cases run in CI (CI=true, as .ci/run sets it) and with --runslow or -m slow.
+    if os.environ.get("CI") or config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="slow: runs in CI, or locally with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

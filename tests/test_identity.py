@@ -7,12 +7,20 @@ asserts something about meaning and not only about the implementation.
 """
 
 import functools
+import random
 
+import jax
+import jax.numpy as jnp
+import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.strategies import composite
 
 import tgjax as tg
 import tgjax.functions as F
+from tgjax._ir import identity
 from tgjax._ir.nodes import Product
 from tgjax._lower.reference import evaluate
 
@@ -372,3 +380,142 @@ def test_weight_wrappers_alone_are_transparent():
 def test_hash_is_stable_under_rebuilding(make):
     assert hash(make()) == hash(make())
     assert make() == make()
+
+
+# -- the exact check is bounded and stays sound ------------------------------------
+
+Z = tg.Variable("Z", i=n, j=n)
+
+
+def _det_tanh(z):
+    return jnp.linalg.det(jnp.tanh(z) / 2 + jnp.eye(z.shape[0]))
+
+
+def _det_tanh_expr():
+    return F.sum(F.det(F.tanh(Z) / 2 + tg.Delta(n, "i", "j")))
+
+
+@pytest.mark.parametrize("build", [
+    lambda f: f.grad(Z).grad(Z),
+    lambda f: tg.Derivative(tg.Derivative(f, Z), Z),
+], ids=["grad", "Derivative"])
+def test_det_tanh_hessian_simplifies(build):
+    # The issue: merging like terms of this Hessian ran a graph search for minutes.
+    h = build(_det_tanh_expr()).simplify()
+    assert h.edges == ("i", "j", "i_", "j_")
+    z = np.random.default_rng(1).standard_normal((3, 3))
+    want = jax.hessian(_det_tanh)(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(tg.lower(h)(Z=z)), want, rtol=1e-10, atol=1e-10)
+
+
+def test_det_tanh_third_derivative_simplifies():
+    # Its sums hold terms whose hashes tie but whose networks differ; colour
+    # refinement to a stable partition tells them apart without a search.
+    t = tg.Derivative(tg.Derivative(tg.Derivative(_det_tanh_expr(), Z), Z), Z).simplify()
+    z = np.random.default_rng(2).standard_normal((3, 3))
+    want = jax.jacfwd(jax.hessian(_det_tanh))(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(tg.lower(t)(Z=z)), want, rtol=1e-10, atol=1e-10)
+
+
+def cycles(lengths, prefix, seed=None):
+    """Disjoint closed chains of M, one per length, as one product; factors shuffled when ``seed`` is given."""
+    factors = []
+    for c, m in enumerate(lengths):
+        names = [f"{prefix}{c}_{t}" for t in range(m)]
+        factors += [M.rename(a=names[t], b=names[(t + 1) % m]) for t in range(m)]
+    if seed is not None:
+        random.Random(seed).shuffle(factors)
+    return functools.reduce(lambda acc, f: acc @ f, factors)
+
+
+def _same(a, b):
+    # assert_equal without the reference value: one einsum over dozens of
+    # factors is too large to evaluate, and both sides are the same network.
+    assert a == b and b == a
+    assert not (a != b)
+    assert hash(a) == hash(b)
+
+
+def test_many_cycles_renamed_and_permuted_are_equal():
+    first = cycles([6] * 8, "p")
+    other = cycles([6] * 8, "q", seed=0)
+    assert identity.tree_key(first) != identity.tree_key(other)  # so the graph check decides
+    _same(first, other)
+    _same(cycles([3, 4, 5, 6] * 3, "p", seed=1), cycles([3, 4, 5, 6] * 3, "q", seed=2))
+
+
+def test_cycles_differing_in_one_place_are_unequal():
+    # Every factor sees the same neighbourhood in both, and fixing one factor
+    # on each side still looks alike when both lie in 6-cycles.
+    six = cycles([6] * 8, "p", seed=3)
+    split = cycles([6] * 7 + [3, 3], "q", seed=4)
+    assert hash(six) == hash(split)
+    assert not (six == split) and not (split == six)
+    assert six != split
+    assert len({six, split}) == 2
+    # their values: tr(M^6)^8 against tr(M^6)^7 tr(M^3)^2
+    t6, t3 = value(cycle([f"p{t}" for t in range(6)])), value(cycle(["p0", "p1", "p2"]))
+    assert not np.isclose(t6 ** 8, t6 ** 7 * t3 ** 2)
+
+
+def test_exhausted_search_answers_unequal_and_simplify_stays_correct(monkeypatch):
+    # The documented trade-off: no search budget means symmetric networks
+    # that need a search compare unequal; networks that refinement alone
+    # decides are unaffected, and simplified values stay right.
+    first = cycles([6] * 4, "p")
+    other = cycles([6] * 4, "q", seed=5)
+    chain = A @ B @ C
+    chain_again = tg.Variable("C", k=n, l=n) @ (tg.Variable("B", j=n, k=n) @ tg.Variable("A", i=n, j=n))
+    assert identity.tree_key(chain) != identity.tree_key(chain_again)
+    monkeypatch.setattr(identity, "_SEARCH_BUDGET", 0)
+    monkeypatch.setattr(identity, "_SEARCH_BUDGET_PER_NODE", 0)
+    assert not identity.isomorphic(first, other)
+    assert not identity.isomorphic(first, cycles([6] * 3 + [3, 3], "r"))
+    assert identity.isomorphic(chain, chain_again)
+    h = tg.Derivative(tg.Derivative(_det_tanh_expr(), Z), Z).simplify()
+    z = np.random.default_rng(3).standard_normal((3, 3))
+    np.testing.assert_allclose(np.asarray(tg.lower(h)(Z=z)), jax.hessian(_det_tanh)(jnp.asarray(z)), rtol=1e-10, atol=1e-10)
+
+
+T = tg.Variable("T", a=n, b=n, c=n)
+
+
+@composite
+def three_port_networks(draw, size=st.sampled_from([4, 6, 8])):
+    """Copies of T[a,b,c]: a of u meets b of succ[u], c of u meets c of partner[u]; every T looks alike locally."""
+    m = draw(size)
+    succ = draw(st.permutations(range(m)).filter(lambda p: all(p[u] != u for u in range(m))))
+    order = draw(st.permutations(range(m)))
+    partner = {}
+    for u, w in zip(order[::2], order[1::2]):
+        partner[u], partner[w] = w, u
+    return succ, partner
+
+
+def _three_port(succ, partner, prefix, order):
+    pred = {w: u for u, w in enumerate(succ)}
+    factors = [
+        T.rename(a=f"{prefix}ab{u}", b=f"{prefix}ab{pred[u]}", c=f"{prefix}c{min(u, partner[u])}_{max(u, partner[u])}")
+        for u in range(len(succ))
+    ]
+    return functools.reduce(lambda acc, f: acc @ f, [factors[u] for u in order])
+
+
+def _networkx(e):
+    g = identity.graph(e)
+    out = nx.Graph()
+    out.add_nodes_from((v, {"label": label}) for v, label in enumerate(g.labels))
+    out.add_edges_from((u, v) for u, nb in enumerate(g.adj) for v in nb)
+    return out
+
+
+@settings(max_examples=60)
+@given(three_port_networks(), three_port_networks(), st.randoms(use_true_random=False))
+def test_equality_agrees_with_a_plain_isomorphism_search(one, two, rnd):
+    a = _three_port(*one, "x", range(len(one[0])))
+    order = list(range(len(one[0])))
+    rnd.shuffle(order)
+    assert a == _three_port(*one, "y", order)
+    b = _three_port(*two, "z", range(len(two[0])))
+    same = nx.is_isomorphic(_networkx(a), _networkx(b), node_match=lambda p, q: p["label"] == q["label"])
+    assert (a == b) == same

@@ -221,9 +221,12 @@ def elementwise(name: str, fn):
 
 
 def _user_function(name: str, fn, order: int):
-    import jax
     import jax.numpy as jnp
 
+    if order > 0:
+        # A derivative of an elementwise function is elementwise, and jax.grad
+        # takes scalars: map it over the entries, with no probe to run.
+        return _user_spec(name, fn, jnp.vectorize(fn), order)
     probe = jnp.linspace(0.3, 1.7, 5)
     one_by_one = jnp.stack([jnp.asarray(fn(p)) for p in probe])
     try:
@@ -231,7 +234,7 @@ def _user_function(name: str, fn, order: int):
         vectorised = whole.shape == probe.shape and bool(jnp.allclose(whole, one_by_one, equal_nan=True))
     except Exception:  # noqa: BLE001  (fn may only accept scalars)
         vectorised = False
-    if not vectorised and order == 0:
+    if not vectorised:
         try:
             whole = jnp.asarray(fn(probe))
         except Exception:  # noqa: BLE001
@@ -246,7 +249,13 @@ def _user_function(name: str, fn, order: int):
                 f"F.elementwise({name!r}): fn is not elementwise: applied to an array it differs from applying it "
                 f"to each entry (does it mix entries, e.g. x - x.mean()?). Give a function of one scalar."
             )
-    apply = fn if vectorised else jnp.vectorize(fn)
+    return _user_spec(name, fn, fn if vectorised else jnp.vectorize(fn), order)
+
+
+def _user_spec(name: str, fn, apply, order: int):
+    """The function ``f`` over the spec of ``fn`` (applied to arrays by ``apply``) and its derivatives."""
+    import jax
+
     spec_name = name if order == 0 else f"{name}{chr(39) * order}"
     derivative = jax.grad(fn)
     holder = {}

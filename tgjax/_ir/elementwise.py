@@ -86,6 +86,8 @@ def power(k) -> FunctionSpec:
     def partials(u):
         if k - 1 == 0:
             return [scale(_ones_like(u), k)]
+        if k - 1 == 1:
+            return [scale(u, k)]
         return [scale(power(k - 1)(u), k)]
 
     at_zero = 0.0 if (k.is_positive) else (1.0 if k == 0 else None)

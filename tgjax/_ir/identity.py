@@ -12,10 +12,7 @@ equal hashes are confirmed by an exact isomorphism test on a labelled graph.
 from __future__ import annotations
 
 import functools
-import itertools
-from collections import defaultdict
-
-import networkx as nx
+from collections import Counter, defaultdict, deque
 
 from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .rename import rename
@@ -101,15 +98,28 @@ def _(t: Zero):
 def flat_factors(p: Product) -> list:
     """The factors of a product with nested products expanded: ``(a @ b) @ c`` is one network."""
     out = []
-    for f in p.factors:
-        inner = _transparent(f)
-        f = f if inner is None else inner
-        if isinstance(f, Product):
-            fresh = {e: fresh_edge() for e in f.inner_edges}
-            out.extend(flat_factors(Product([rename(g, {e: fresh[e] for e in g.edges if e in fresh}) for g in f.factors], edges=f.edges)))
-        else:
-            out.append(f)
+    _flatten_into(p, {}, out)
     return out
+
+
+def _flatten_into(p: Product, names: dict, out: list):
+    """Append the leaf factors of ``p`` to ``out``, its edges renamed by ``names`` (default: kept).
+
+    Nested products get fresh inner names, and the renamings compose on the way
+    down, so each leaf is renamed once: a chain built as ``((a @ b) @ c) @ ...``
+    flattens in linear time, not once per level.
+    """
+    for f in p.factors:
+        if isinstance(f, Sum):
+            inner = _transparent(f)
+            f = f if inner is None else inner
+        if isinstance(f, Product):
+            sub = {e: names.get(e, e) for e in f.edges}
+            sub.update({e: fresh_edge() for e in f.inner_edges})
+            _flatten_into(f, sub, out)
+        else:
+            moved = {e: names[e] for e in f.edges if names.get(e, e) != e}
+            out.append(rename(f, moved) if moved else f)
 
 
 def flat_terms(s: Sum) -> list:
@@ -211,37 +221,297 @@ def _(t: Product):
 
 
 # -- exact check --------------------------------------------------------------
+#
+# The check runs in stages, cheapest first; each settles most of what reaches it.
+#
+# 1. ``tree_key``: equal pairs built the same way (most ties in simplify).
+# 2. Colour refinement of the labelled graph to its coarsest equitable
+#    partition, cached per expression. Port roles are node labels and
+#    multi-edges count with multiplicity. Different colour counts decide
+#    "not equal"; a discrete partition (every node its own colour) decides by
+#    comparing the two colour-sorted graphs, with no search.
+# 3. Individualisation-refinement for the classes left tied: give one node of
+#    the smallest tied class a colour of its own and refine again, on both
+#    sides; candidates on the second side whose refinement matches the first
+#    side's are tried depth-first. Symmetric isomorphic networks (repeated
+#    factors, Delta ports) usually succeed on the first candidate at each
+#    level; once a branch fails, the levels above it are compared as
+#    multisets of refinements (``_Search.check_path``), which rejects most
+#    non-isomorphic pairs at the root.
+#
+# Stage 3 is exponential on adversarial graphs, so it runs under a budget of
+# refinement work. An exhausted budget answers "not equal": the simplifier then
+# keeps two terms it could have merged, a longer result and some lost speed but
+# never a wrong value, instead of stalling. "Equal" is only ever answered for a
+# bijection that has been checked edge by edge.
+
+# Refinement work (neighbour visits) one comparison may spend in stage 3, plus
+# an allowance per graph node so that large networks get a proportional share,
+# and a cap on the search depth. The test suites spend at most about a thousand
+# units; a unit costs a few microseconds, so an exhausted budget has cost a
+# fraction of a second (0.2-0.5 s for a few hundred nodes).
+_SEARCH_BUDGET = 100_000
+_SEARCH_BUDGET_PER_NODE = 100
+_SEARCH_DEPTH = 300
 
 
 def isomorphic(a: Expr, b: Expr) -> bool:
-    """Exact test: same network up to inner edge names, same free edge names."""
+    """Exact test: same network up to inner edge names, same free edge names.
+
+    Sound: ``True`` only for isomorphic networks. Complete unless the bounded
+    search of stage 3 runs out, which answers ``False`` (see above).
+    """
     if set(a.edges) != set(b.edges):
         return False
     if tree_key(a) == tree_key(b):
         return True
     ga, gb = graph(a), graph(b)
-    if len(ga) != len(gb) or sorted(ga.graph["colours"]) != sorted(gb.graph["colours"]):
+    if ga.trace != gb.trace:
         return False
-    return nx.is_isomorphic(ga, gb, node_match=_colour_match)
+    budget = _Budget(_SEARCH_BUDGET + _SEARCH_BUDGET_PER_NODE * len(ga))
+    try:
+        return _Search(ga, gb, budget).match(ga.partition, gb.partition)
+    except _OutOfBudget:
+        return False
 
 
-def _colour_match(x, y):
-    return x["colour"] == y["colour"]
+class _Graph:
+    """A labelled undirected graph as adjacency lists, with its equitable partition."""
+
+    __slots__ = ("labels", "adj", "partition", "trace")
+
+    def __init__(self):
+        self.labels = []
+        self.adj = []
+
+    def add_node(self, label) -> int:
+        # Labels hold sympy sizes; their text is what identifies them.
+        self.labels.append(repr(label))
+        self.adj.append([])
+        return len(self.labels) - 1
+
+    def add_edge(self, u: int, v: int):
+        self.adj[u].append(v)
+        self.adj[v].append(u)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def finish(self):
+        colours = [_LABEL_IDS.setdefault(label, len(_LABEL_IDS)) for label in self.labels]
+        self.partition = _Partition(colours, _cells(colours), -1)
+        labels = tuple(sorted((c, len(vs)) for c, vs in self.partition.cells.items()))
+        self.trace = (labels, self.partition.refine(sorted(self.partition.cells), self.adj, None))
 
 
-def _refine(g: nx.Graph):
-    """Label every node with its colour after refinement on the graph itself.
+# Node label -> initial colour, shared by every graph of the process so that
+# colours of two graphs can be compared. Refinement numbers the colours it
+# creates -1, -2, ... in the order it creates them, which isomorphic graphs
+# share; so created colours never meet label colours, nor each other.
+_LABEL_IDS: dict = {}
 
-    Colours are invariant under isomorphism, so matching them is exact; they
-    tell apart most nodes that share a label (the ports of a Delta, say), which
-    keeps the isomorphism search from trying every permutation of them.
+
+class _OutOfBudget(Exception):
+    pass
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int):
+        self.left = left
+
+    def spend(self, amount: int):
+        self.left -= amount
+        if self.left < 0:
+            raise _OutOfBudget
+
+
+def _cells(colours: list) -> dict:
+    cells = defaultdict(set)
+    for v, c in enumerate(colours):
+        cells[c].add(v)
+    return dict(cells)
+
+
+class _Partition:
+    """Node colours and their classes; ``fresh``: the next colour to create.
+
+    Class sets are replaced, never mutated, so ``copy`` is shallow.
     """
-    for n, data in g.nodes(data=True):
-        data["text"] = repr(data["label"])
-    hashes = nx.weisfeiler_lehman_subgraph_hashes(g, node_attr="text", iterations=4, digest_size=16)
-    for n, data in g.nodes(data=True):
-        data["colour"] = (data["text"], hashes[n][-1] if hashes[n] else "")
-    g.graph["colours"] = [data["colour"] for _, data in g.nodes(data=True)]
+
+    __slots__ = ("colours", "cells", "fresh")
+
+    def __init__(self, colours: list, cells: dict, fresh: int):
+        self.colours = colours
+        self.cells = cells
+        self.fresh = fresh
+
+    def copy(self) -> "_Partition":
+        return _Partition(list(self.colours), dict(self.cells), self.fresh)
+
+    def discrete(self) -> bool:
+        return len(self.cells) == len(self.colours)
+
+    def refine(self, queue, adj: list, budget: _Budget | None) -> tuple:
+        """Split classes by neighbour counts until the partition is equitable.
+
+        ``queue``: the colours whose classes may still split others. Counting
+        neighbours in one class at a time, and keeping the largest piece of a
+        split under the old colour and off the queue (Hopcroft), makes a
+        refinement after individualising one node cost about the size of the
+        part of the graph that changes, not of the whole graph.
+
+        Every choice depends only on colours and counts, so isomorphic inputs
+        split alike. Returns the trace of counts; equal traces from equal
+        starting partitions leave equal colour counts, so traces are what two
+        graphs compare.
+        """
+        colours, cells = self.colours, self.cells
+        queue = deque(queue)
+        trace = []
+        while queue:
+            w = queue.popleft()
+            count = defaultdict(int)
+            for v in cells[w]:
+                for u in adj[v]:
+                    count[u] += 1
+            touched = defaultdict(list)
+            for u in count:
+                touched[colours[u]].append(u)
+            if budget is not None:
+                budget.spend(1 + len(count))
+            for c in sorted(touched):
+                cell, hit = cells[c], touched[c]
+                groups = defaultdict(list)
+                for u in hit:
+                    groups[count[u]].append(u)
+                sizes = sorted((k, len(vs)) for k, vs in groups.items())
+                if len(hit) < len(cell):
+                    sizes.insert(0, (0, len(cell) - len(hit)))
+                # Recorded even when nothing splits: the uniform count is part
+                # of what two graphs must share (one vs two neighbours in w).
+                trace.append((c, w, tuple(sizes)))
+                if len(sizes) == 1:
+                    continue
+                keep = max(sizes, key=lambda kn: (kn[1], kn[0]))[0]
+                if keep == 0:
+                    # The untouched rest stays as it is: only the touched
+                    # nodes move, so a small splitter costs little in a big class.
+                    cells[c] = cell - set(hit)
+                else:
+                    cells[c] = set(groups.pop(keep))
+                    if len(hit) < len(cell):
+                        groups[0] = cell - set(hit) - cells[c]
+                for k in sorted(groups):
+                    new = self.fresh
+                    self.fresh -= 1
+                    cells[new] = set(groups[k])
+                    for u in groups[k]:
+                        colours[u] = new
+                    queue.append(new)
+        return tuple(trace)
+
+    def individualised(self, v: int, adj: list, budget: _Budget) -> tuple:
+        """``v`` given a colour of its own, then refined: (trace, partition)."""
+        out = self.copy()
+        budget.spend(1 + len(out.colours) // 32)  # the copies, which run at C speed
+        c = out.colours[v]
+        new = out.fresh
+        out.fresh -= 1
+        out.colours[v] = new
+        out.cells[c] = out.cells[c] - {v}
+        out.cells[new] = {v}
+        return out.refine([new], adj, budget), out
+
+
+class _Dead(Exception):
+    """The classes at search level ``level`` refine differently on the two sides."""
+
+    def __init__(self, level: int):
+        self.level = level
+
+
+class _Level:
+    """One level of the search: the partitions and the tied class branched on."""
+
+    __slots__ = ("a", "b", "colour", "checked")
+
+    def __init__(self, a: _Partition, b: _Partition, colour: int):
+        self.a, self.b, self.colour = a, b, colour
+        self.checked = False
+
+
+class _Search:
+    """Depth-first individualisation-refinement between two graphs, under a budget."""
+
+    def __init__(self, ga: _Graph, gb: _Graph, budget: _Budget):
+        self.ga, self.gb, self.budget = ga, gb, budget
+        self.path: list = []
+
+    def match(self, a: _Partition, b: _Partition) -> bool:
+        """Is there an isomorphism mapping each class of ``a`` onto the same-coloured class of ``b``?
+
+        ``a`` and ``b`` are equitable, with equal colour counts.
+        """
+        if a.discrete():
+            return _verify(self.ga, self.gb, {min(vs): min(b.cells[c]) for c, vs in a.cells.items()})
+        # The smallest tied class branches least; its colour names the same
+        # class on both sides, so both choose alike.
+        _, colour = min((len(vs), c) for c, vs in a.cells.items() if len(vs) > 1)
+        level = len(self.path)
+        if level >= _SEARCH_DEPTH:
+            raise _OutOfBudget  # a budget too: Python's stack must not run out first
+        self.path.append(_Level(a, b, colour))
+        try:
+            trace, fixed = a.individualised(min(a.cells[colour]), self.ga.adj, self.budget)
+            for w in sorted(b.cells[colour]):
+                t, p = b.individualised(w, self.gb.adj, self.budget)
+                if t == trace:
+                    if self.match(fixed, p):
+                        return True
+                    self.check_path()
+            return False
+        except _Dead as dead:
+            if dead.level != level:
+                raise
+            return False
+        finally:
+            self.path.pop()
+
+    def check_path(self):
+        """After a failed branch, find the shallowest level whose two sides differ.
+
+        A branch that refined alike and still failed means the pair may differ
+        only deeper down (six 6-cycles against five and two 3-cycles), and
+        retrying equivalent candidates one by one would be exponential. The
+        classes of a level are compared as multisets of refinements, one per
+        node, top-down, each level once: a difference at the root ends the
+        search, and the check is paid for only when something failed.
+        """
+        for i, level in enumerate(self.path):
+            if level.checked:
+                continue
+            level.checked = True
+            if self._refinements(self.ga, level.a, level.colour) != self._refinements(self.gb, level.b, level.colour):
+                raise _Dead(i)
+
+    def _refinements(self, g: _Graph, part: _Partition, colour: int) -> Counter:
+        return Counter(part.individualised(v, g.adj, self.budget)[0] for v in part.cells[colour])
+
+
+def _verify(ga: _Graph, gb: _Graph, to_b: dict) -> bool:
+    """Is the node bijection ``to_b`` an isomorphism of the labelled graphs?
+
+    Colours already agree; checking every edge anyway makes a "yes" rest on
+    this check alone, not on the argument that equal traces force it.
+    """
+    for u, v in to_b.items():
+        if ga.labels[u] != gb.labels[v]:
+            return False
+        if sorted([to_b[x] for x in ga.adj[u]]) != sorted(gb.adj[v]):
+            return False
+    return True
 
 
 def tree_key(t: Expr):
@@ -287,79 +557,71 @@ def tree_key(t: Expr):
     return walk(t)
 
 
-def graph(t: Expr) -> nx.Graph:
+def graph(t: Expr) -> _Graph:
     """A labelled graph whose isomorphism class is exactly the expression's equality class."""
     if t._graph is None:
-        g = nx.Graph()
-        ids = itertools.count()
-        _, ports = _build(t, g, ids)
+        g = _Graph()
+        _, ports = _build(t, g)
         for e, p in ports.items():
-            node = _node(g, ids, ("free", e))
-            g.add_edge(node, p)
-        _refine(g)
+            g.add_edge(g.add_node(("free", e)), p)
+        g.finish()
         t._graph = g
     return t._graph
 
 
-def _node(g, ids, label):
-    n = next(ids)
-    g.add_node(n, label=label)
-    return n
-
-
-def _leaf(g, ids, label, port_labels):
-    root = _node(g, ids, label)
+def _leaf(g, label, port_labels):
+    root = g.add_node(label)
     ports = {}
     for e, plabel in port_labels:
-        ports[e] = _node(g, ids, plabel)
+        ports[e] = g.add_node(plabel)
         g.add_edge(root, ports[e])
     return root, ports
 
 
 @functools.singledispatch
-def _build(t: Expr, g, ids):
+def _build(t: Expr, g):
     """Add ``t`` to ``g``; return its root node and its free edge -> port node."""
     raise NotImplementedError(f"graph: no rule for node type {type(t).__name__}")
 
 
 @_build.register
-def _(t: Variable, g, ids):
-    return _leaf(g, ids, ("var", t.name, t.decl), [(n, ("port", e)) for (e, _), n in zip(t.decl, t.edges)])
+def _(t: Variable, g):
+    return _leaf(g, ("var", t.name, t.decl), [(n, ("port", e)) for (e, _), n in zip(t.decl, t.edges)])
 
 
 @_build.register
-def _(t: Delta, g, ids):
-    return _leaf(g, ids, ("delta", str(t.size)), [(e, ("delta-port",)) for e in t.edges])
+def _(t: Delta, g):
+    return _leaf(g, ("delta", str(t.size)), [(e, ("delta-port",)) for e in t.edges])
 
 
 @_build.register
-def _(t: Convolution, g, ids):
+def _(t: Convolution, g):
     in_edge, *parts = t.edges
     ports = [(in_edge, ("conv-in",))] + [(e, ("conv-part", str(t._shape[e]))) for e in parts]
-    return _leaf(g, ids, ("conv", str(t._shape[in_edge])), ports)
+    return _leaf(g, ("conv", str(t._shape[in_edge])), ports)
 
 
 @_build.register
-def _(t: Zero, g, ids):
-    return _leaf(g, ids, ("zero",), [(e, ("zero-port", str(s))) for e, s in t._shape.items()])
+def _(t: Zero, g):
+    return _leaf(g, ("zero",), [(e, ("zero-port", str(s))) for e, s in t._shape.items()])
 
 
 @_build.register
-def _(t: Product, g, ids):
+def _(t: Product, g):
     factors = flat_factors(t)
     inner = _transparent(t, factors)
     if inner is not None:
-        return _build(inner, g, ids)
-    root, ports = _leaf(g, ids, ("prod",), [(e, ("prod-port",)) for e in t.edges])
+        return _build(inner, g)
+    root, ports = _leaf(g, ("prod",), [(e, ("prod-port",)) for e in t.edges])
     open_ends = {}
     for f in factors:
-        sub_root, sub_ports = _build(f, g, ids)
+        sub_root, sub_ports = _build(f, g)
         g.add_edge(root, sub_root)
         for e, p in sub_ports.items():
             if e in ports:
                 g.add_edge(ports[e], p)
             elif e in open_ends:
-                wire = _node(g, ids, ("wire",))
+                wire = g.add_node(("wire",))
                 g.add_edge(open_ends.pop(e), wire)
                 g.add_edge(wire, p)
             else:
@@ -369,15 +631,15 @@ def _(t: Product, g, ids):
 
 
 @_build.register
-def _(t: Sum, g, ids):
+def _(t: Sum, g):
     inner = _transparent(t)
     if inner is not None:
-        return _build(inner, g, ids)
-    root, ports = _leaf(g, ids, ("sum",), [(e, ("sum-port",)) for e in t.edges])
+        return _build(inner, g)
+    root, ports = _leaf(g, ("sum",), [(e, ("sum-port",)) for e in t.edges])
     for w, u in flat_terms(t):
-        weight = _node(g, ids, ("weight", str(w)))
+        weight = g.add_node(("weight", str(w)))
         g.add_edge(root, weight)
-        sub_root, sub_ports = _build(u, g, ids)
+        sub_root, sub_ports = _build(u, g)
         g.add_edge(weight, sub_root)
         for e, p in sub_ports.items():
             g.add_edge(ports[e], p)
@@ -385,12 +647,12 @@ def _(t: Sum, g, ids):
 
 
 @_build.register
-def _(t: Function, g, ids):
-    root, ports = _leaf(g, ids, ("fn", t.spec.key), [(e, ("fn-port",)) for e in t.edges])
+def _(t: Function, g):
+    root, ports = _leaf(g, ("fn", t.spec.key), [(e, ("fn-port",)) for e in t.edges])
     for k, u in enumerate(t.inputs):
-        arg = _node(g, ids, ("arg", k))
+        arg = g.add_node(("arg", k))
         g.add_edge(root, arg)
-        sub_root, sub_ports = _build(u, g, ids)
+        sub_root, sub_ports = _build(u, g)
         g.add_edge(arg, sub_root)
         for e, p in sub_ports.items():
             g.add_edge(ports[e], p)
@@ -398,30 +660,30 @@ def _(t: Function, g, ids):
 
 
 @_build.register
-def _(t: AlongEdge, g, ids):
+def _(t: AlongEdge, g):
     role = {a: k for k, a in enumerate(t.axes)}
-    root, ports = _leaf(g, ids, ("along", t.spec.key), [(e, ("along-port", role.get(e, -1))) for e in t.edges])
-    arg = _node(g, ids, ("arg", 0))
+    root, ports = _leaf(g, ("along", t.spec.key), [(e, ("along-port", role.get(e, -1))) for e in t.edges])
+    arg = g.add_node(("arg", 0))
     g.add_edge(root, arg)
-    sub_root, sub_ports = _build(t.input, g, ids)
+    sub_root, sub_ports = _build(t.input, g)
     g.add_edge(arg, sub_root)
     for e, p in sub_ports.items():
         if e in ports:
             g.add_edge(ports[e], p)
         else:
-            axis = _node(g, ids, ("axis", role[e]))
+            axis = g.add_node(("axis", role[e]))
             g.add_edge(axis, p)
             g.add_edge(axis, root)
     return root, ports
 
 
 @_build.register
-def _(t: Derivative, g, ids):
+def _(t: Derivative, g):
     new = [(n, ("new-port", e)) for e, n in t.new_names.items()]
-    root, ports = _leaf(g, ids, ("d", t.x.name, t.x.decl), new)
-    sub_root, sub_ports = _build(t.expr, g, ids)
+    root, ports = _leaf(g, ("d", t.x.name, t.x.decl), new)
+    sub_root, sub_ports = _build(t.expr, g)
     g.add_edge(root, sub_root)
     for e, p in sub_ports.items():
-        ports[e] = _node(g, ids, ("d-port",))
+        ports[e] = g.add_node(("d-port",))
         g.add_edge(ports[e], p)
     return root, ports

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import sympy
 
+from .deep import deep
 from .util import as_size, as_weight, fresh_edge, is_fresh
 
 __all__ = ["Expr", "Variable", "Delta", "Convolution", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
@@ -47,7 +48,7 @@ def _merge_shapes(parts, where: str) -> dict:
 class Expr:
     """Base class of tensor expressions."""
 
-    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars")
+    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for")
 
     args: tuple = ()
     # NumPy must hand ``array * expr`` to Expr.__rmul__, not build an object array.
@@ -61,6 +62,10 @@ class Expr:
         self._graph = None
         self._simplified = None
         self._vars = None
+        # An equal expression whose normal form is this one's (see Expr.grad).
+        self._stands_for = None
+        # levels of nodes below and including this one: passes recurse this deep
+        self._depth = 1 + max((a._depth for a in self.args), default=0)
 
     @property
     def shape(self) -> dict:
@@ -72,6 +77,7 @@ class Expr:
         return len(self.edges)
 
     # -- identity ---------------------------------------------------------
+    @deep
     def __hash__(self):
         if self._hash is None:
             from .identity import named_hash
@@ -79,6 +85,7 @@ class Expr:
             self._hash = named_hash(self)
         return self._hash
 
+    @deep
     def __eq__(self, other):
         if self is other:
             return True
@@ -101,26 +108,31 @@ class Expr:
         )
 
     # -- operators (API.md, "Building expressions") ----------------------
+    @deep
     def __matmul__(self, other):
         if not isinstance(other, Expr):
             return NotImplemented
         return product([self, other], where="a @ b")
 
+    @deep
     def __rmatmul__(self, other):
         if not isinstance(other, Expr):
             return NotImplemented
         return product([other, self], where="a @ b")
 
+    @deep
     def __mul__(self, other):
         if isinstance(other, Expr):
             return elementwise_product(self, other, where="a * b")
         return scale(self, as_weight(other, "a * b"))
 
+    @deep
     def __rmul__(self, other):
         if isinstance(other, Expr):
             return elementwise_product(other, self, where="a * b")
         return scale(self, as_weight(other, "a * b"))
 
+    @deep
     def __truediv__(self, other):
         if isinstance(other, Expr):
             from ..functions import pow as _pow
@@ -131,25 +143,31 @@ class Expr:
             raise ZeroDivisionError("a / b: division of a tensor expression by the scalar 0.")
         return scale(self, 1 / weight)
 
+    @deep
     def __rtruediv__(self, other):
         from ..functions import pow as _pow
 
         return scale(_pow(self, -1), as_weight(other, "a / b"))
 
+    @deep
     def __pow__(self, k):
         from ..functions import pow as _pow
 
         return _pow(self, k)
 
+    @deep
     def __add__(self, other):
         return broadcast_sum([self, _as_tensor(other, "a + b")], [1, 1], where="a + b")
 
+    @deep
     def __radd__(self, other):
         return broadcast_sum([_as_tensor(other, "a + b"), self], [1, 1], where="a + b")
 
+    @deep
     def __sub__(self, other):
         return broadcast_sum([self, _as_tensor(other, "a - b")], [1, -1], where="a - b")
 
+    @deep
     def __rsub__(self, other):
         return broadcast_sum([_as_tensor(other, "a - b"), self], [1, -1], where="a - b")
 
@@ -160,6 +178,7 @@ class Expr:
         return self
 
     # -- edges ------------------------------------------------------------
+    @deep
     def rename(self, mapping: Mapping[str, str] | None = None, **kwargs) -> "Expr":
         """Relabel free edges, all at once: ``t.rename(i="k", k="i")`` swaps ``i`` and ``k``.
 
@@ -187,27 +206,48 @@ class Expr:
     # -- passes -----------------------------------------------------------
     # These methods are entry points for the user; the passes themselves live
     # in later stages of the pipeline and are imported at call time.
+    @deep
     def grad(self, x: "Variable", new_names: Mapping[str, str] | None = None) -> "Expr":
         """The derivative of this expression with respect to Variable ``x``.
 
         Edges: ``self.edges`` followed by one new edge per edge of ``x`` (in
         ``x``'s declared order), named as ``x``'s edge, with ``_`` appended while
         that name is already free here; ``new_names`` overrides this.
+
+        The result is built by reverse accumulation, in backpropagation's
+        shape (what ``tg.lower`` compiles); ``.simplify()`` gives its normal
+        form. For a scalar ``f`` and vector ``x`` with edge ``i``,
+        ``f.grad(x).grad(x)`` is the Hessian with edges ``("i", "i_")``.
+
+        Example:
+            >>> loss = F.sum(F.cross_entropy(X @ W, T, "c"))
+            >>> value, grad = tg.lower([loss, loss.grad(W)])(X=X_array, W=W_array, T=T_array)
         """
-        from .._diff import derivative
+        from .._diff import gradient
         from .._simplify import simplify
 
         d = Derivative(self, x, new_names)
         # Differentiate the normal form: it has the stable rewrites
         # (log(softmax) -> log_softmax, ...), so the derivative is stable too.
-        return derivative(simplify(self), x, d.new_names)
+        # A derivative from .grad is stable already, and in backpropagation's
+        # shape: a Hessian differentiates it as it is (reverse over reverse).
+        base = self if self._stands_for is not None else simplify(self)
+        # Reverse accumulation gives the result backpropagation's shape, which
+        # is what lowering wants. Its normal form is that of the unevaluated
+        # derivative (the forward rules), which keeps the structure they show
+        # (the Hessian of x^T A x is A + A^T) whatever the evaluation form.
+        result = gradient(base, x, d.new_names)
+        result._stands_for = d
+        return result
 
+    @deep
     def simplify(self) -> "Expr":
         """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly."""
         from .._simplify import simplify
 
         return simplify(self)
 
+    @deep
     def variables(self) -> tuple:
         """The Variables this expression depends on (as declared, not renamed), in first-seen order."""
         if self._vars is None:
@@ -222,6 +262,7 @@ class Expr:
         key = x.key
         return any(v.key == key for v in self.variables())
 
+    @deep
     def __repr__(self):
         from .._viz.notation import to_string
 
@@ -612,6 +653,7 @@ def ones(shape: Mapping) -> Expr:
     return Product([Delta._make(s, (e,)) for e, s in shape.items()], edges=tuple(shape))
 
 
+@deep
 def broadcast_to(t: Expr, shape: Mapping, order=None) -> Expr:
     """``t`` multiplied by ones on every edge of ``shape`` that it lacks."""
     missing = {e: s for e, s in shape.items() if e not in t._shape}
@@ -627,6 +669,7 @@ def broadcast_to(t: Expr, shape: Mapping, order=None) -> Expr:
     return Product([t, *(Delta._make(s, (e,)) for e, s in missing.items())], edges=order)
 
 
+@deep
 def broadcast_sum(terms, weights, where="sum") -> Expr:
     """A weighted sum; an edge missing from some term is broadcast (API.md)."""
     shape = _merge_shapes([t._shape for t in terms], where)
@@ -636,6 +679,7 @@ def broadcast_sum(terms, weights, where="sum") -> Expr:
     return Sum([broadcast_to(t, shape) for t in terms], weights, edges=order, where=where)
 
 
+@deep
 def elementwise_product(a: Expr, b: Expr, where="a * b") -> Expr:
     """Elementwise on shared edges, outer product on the others.
 

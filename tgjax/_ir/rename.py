@@ -13,8 +13,30 @@ from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Pr
 from .util import fresh_edge
 
 
-@functools.singledispatch
 def rename(t: Expr, mapping: dict) -> Expr:
+    """``t`` with free edges renamed by ``mapping``: a new node, rebuilt down to the leaves that carry them."""
+    result = _rename(t, mapping)
+    if result is not t:
+        _carry_caches(t, result, mapping)
+    return result
+
+
+def _carry_caches(t: Expr, result: Expr, mapping: dict):
+    """What a rename cannot change: the structure's signature (its ports relabelled) and the variables.
+
+    Without this every renamed copy, and every copy inside it, is hashed again
+    from scratch: quadratic in depth for the chains a derivative renames.
+    """
+    from .identity import Signature
+
+    if t._sig is not None and result._sig is None:
+        result._sig = Signature(t._sig.shape, {mapping.get(e, e): c for e, c in t._sig.ports.items()})
+    if t._vars is not None and result._vars is None:
+        result._vars = t._vars
+
+
+@functools.singledispatch
+def _rename(t: Expr, mapping: dict) -> Expr:
     raise NotImplementedError(f"rename: no rule for node type {type(t).__name__}")
 
 
@@ -22,28 +44,28 @@ def _new_order(t: Expr, mapping: dict):
     return tuple(mapping.get(e, e) for e in t.edges)
 
 
-@rename.register
+@_rename.register
 def _(t: Variable, mapping):
     if not mapping:
         return t
     return Variable._renamed(t, _new_order(t, mapping))
 
 
-@rename.register
+@_rename.register
 def _(t: Delta, mapping):
     if not mapping:
         return t
     return Delta._make(t.size, _new_order(t, mapping))
 
 
-@rename.register
+@_rename.register
 def _(t: Convolution, mapping):
     if not mapping:
         return t
     return Convolution._make(_new_order(t, mapping), {mapping.get(e, e): s for e, s in t._shape.items()})
 
 
-@rename.register
+@_rename.register
 def _(t: Zero, mapping):
     if not mapping:
         return t
@@ -60,7 +82,7 @@ def freshen_inner(t: Product, avoid: set) -> Product:
     return Product(factors, edges=t.edges)
 
 
-@rename.register
+@_rename.register
 def _(t: Product, mapping):
     if not mapping:
         return t
@@ -70,21 +92,21 @@ def _(t: Product, mapping):
     return Product(factors, edges=_new_order(t, mapping))
 
 
-@rename.register
+@_rename.register
 def _(t: Sum, mapping):
     if not mapping:
         return t
     return Sum([rename(u, mapping) for u in t.terms], t.weights, edges=_new_order(t, mapping))
 
 
-@rename.register
+@_rename.register
 def _(t: Function, mapping):
     if not mapping:
         return t
     return Function(t.spec, [rename(u, mapping) for u in t.inputs], edges=_new_order(t, mapping))
 
 
-@rename.register
+@_rename.register
 def _(t: Derivative, mapping):
     if not mapping:
         return t
@@ -97,7 +119,7 @@ def _(t: Derivative, mapping):
     return Derivative(expr, t.x, new_names)
 
 
-@rename.register
+@_rename.register
 def _(t: AlongEdge, mapping):
     if not mapping:
         return t
@@ -109,3 +131,27 @@ def _(t: AlongEdge, mapping):
         u, axes = rename(u, fresh), tuple(fresh.get(a, a) for a in axes)
     inner = {e: n for e, n in mapping.items() if e in u._shape}
     return AlongEdge(t.spec, rename(u, inner), tuple(inner.get(a, a) for a in axes), edges=_new_order(t, mapping))
+
+
+def view(t: Expr, mapping: dict) -> Expr:
+    """``t`` with free edges renamed by ``mapping``, sharing ``t`` itself.
+
+    ``rename`` rebuilds a node and everything below it (a function's input
+    carries the function's edges). A view does not: leaves are renamed
+    outright, any other node is wrapped in a product with one identity Delta
+    per renamed edge, which lowering turns into a relabelling of one array.
+    Passes over large DAGs use views, so that renaming costs constant time.
+    """
+    mapping = {e: n for e, n in mapping.items() if e != n}
+    if not mapping:
+        return t
+    if isinstance(t, (Variable, Delta, Zero)):
+        return rename(t, mapping)
+    if set(mapping.values()) & set(t.edges):
+        # A permutation of t's own names: pass through fresh names first.
+        temp = {e: fresh_edge() for e in mapping}
+        t = view(t, temp)
+        mapping = {temp[e]: n for e, n in mapping.items()}
+    # t's mapped edges meet their Deltas inside the product; the rest pass through.
+    order = tuple(mapping.get(e, e) for e in t.edges)
+    return Product([t, *(Delta._make(t._shape[e], (e, n)) for e, n in mapping.items())], edges=order)

@@ -84,3 +84,36 @@ def as_weight(value, where: str) -> sympy.Expr:
         return value
     hint = " To use an array, declare a tg.Variable and pass the array when calling the lowered function." if hasattr(value, "shape") else ""
     raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.{hint}")
+
+
+class UnionFind:
+    """Classes of edge names: a Delta says its edges are one index."""
+
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, e):
+        self.parent.setdefault(e, e)
+        while self.parent[e] != e:
+            self.parent[e] = self.parent[self.parent[e]]
+            e = self.parent[e]
+        return e
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+    def join(self, edges):
+        """Put all of ``edges`` in one class (and each in some class)."""
+        for e in edges:
+            self.find(e)
+        for e in edges[1:]:
+            self.union(edges[0], e)
+
+    def __contains__(self, e) -> bool:
+        return e in self.parent
+
+    def __iter__(self):
+        return iter(list(self.parent))
+

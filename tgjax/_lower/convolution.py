@@ -24,7 +24,7 @@ import math
 
 import opt_einsum
 
-from .._ir.util import fresh_edge
+from .._ir.util import UnionFind, fresh_edge
 
 
 def absorb_convolutions(operands, convolutions, free, sizes: dict, program):
@@ -129,17 +129,10 @@ def _choose(operands, convolutions, free, sizes) -> list:
 
 def _network_cost(operands, deltas, free, sizes) -> float:
     """Estimated flops of contracting ``operands`` (Deltas join edges into one index)."""
-    parent: dict = {}
-
-    def find(e):
-        while parent.get(e, e) != e:
-            e = parent[e]
-        return e
-
-    for a, b in deltas:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[rb] = ra
+    classes = UnionFind()
+    for edges in deltas:
+        classes.join(edges)
+    find = classes.find
     letters: dict = {}
     inputs = []
     for _, edges in operands:

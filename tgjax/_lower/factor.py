@@ -13,19 +13,38 @@ import functools
 from collections import defaultdict
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
-from .._ir.rename import rename
+from .._ir.numbering import Numbering
+from .._ir.rename import view
 from .._ir.util import fresh_edge
+from .._ir.walk import parents_first
 
 
 def factor(t: Expr, size) -> Expr:
     """``t`` with common factors pulled out of its sums. ``size(edge size) -> int``
     ranks equally common factors: the largest is pulled out first, so that it
     is applied once, last, as in backpropagation."""
-    return _factor(t, size)
+    ctx = _Context(size)
+    # Children first, each shared node once: a rebuilt node keeps sharing its
+    # rebuilt children (a derivative shares the forward pass it is built on).
+    for node in reversed(parents_first([t])):
+        ctx.memo[id(node)] = _factor(node, ctx)
+    return ctx.memo[id(t)]
+
+
+class _Context:
+    """The size function and the nodes factored so far (id -> result)."""
+
+    def __init__(self, size):
+        self.size = size
+        self.memo: dict = {}
+        self.numbering = Numbering()
+
+    def __call__(self, u: Expr) -> Expr:
+        return self.memo[id(u)]
 
 
 @functools.singledispatch
-def _factor(t: Expr, size) -> Expr:
+def _factor(t: Expr, ctx) -> Expr:
     raise NotImplementedError(f"factor: no rule for node type {type(t).__name__}")
 
 
@@ -33,47 +52,51 @@ def _factor(t: Expr, size) -> Expr:
 @_factor.register(Delta)
 @_factor.register(Convolution)
 @_factor.register(Zero)
-def _(t, size):
+def _(t, ctx):
     return t
 
 
 @_factor.register
-def _(t: Function, size):
-    return Function(t.spec, [_factor(u, size) for u in t.inputs], edges=t.edges)
+def _(t: Function, ctx):
+    return _same_or(t, [ctx(u) for u in t.inputs], lambda args: Function(t.spec, args, edges=t.edges))
 
 
 @_factor.register
-def _(t: AlongEdge, size):
-    return AlongEdge(t.spec, _factor(t.input, size), t.axes, edges=t.edges)
+def _(t: AlongEdge, ctx):
+    return _same_or(t, [ctx(t.input)], lambda args: AlongEdge(t.spec, args[0], t.axes, edges=t.edges))
 
 
 @_factor.register
-def _(t: Product, size):
-    return Product([_factor(f, size) for f in t.factors], edges=t.edges)
+def _(t: Product, ctx):
+    return _same_or(t, [ctx(f) for f in t.factors], lambda args: Product(args, edges=t.edges))
+
+
+def _same_or(t: Expr, args: list, make) -> Expr:
+    return t if all(a is b for a, b in zip(args, t.args)) else make(args)
 
 
 @_factor.register
-def _(t: Derivative, size):
+def _(t: Derivative, ctx):
     raise AssertionError("internal error: derivatives are evaluated before lowering")
 
 
 @_factor.register
-def _(t: Sum, size):
-    terms = [(w, _factor(u, size)) for w, u in zip(t.weights, t.terms)]
-    return _factored_sum(terms, t.edges, size)
+def _(t: Sum, ctx):
+    terms = [(w, ctx(u)) for w, u in zip(t.weights, t.terms)]
+    return _factored_sum(terms, t.edges, ctx)
 
 
-def _remainder_elements(key, shape, size) -> int:
+def _remainder_elements(atom: "_Atom", shape, size) -> int:
     """The size of the sum left after pulling the factor out.
 
     Factoring pays when that sum is no larger than the factor (backprop's
     ``X^T (...)``); a larger one (an outer product that the terms contracted
     away early) would cost more than it saves.
     """
-    canonical, rest_free = key
+    port_sizes = {p: atom.node._shape[e] for e, p in atom.ports.items()}
     n = 1
-    for e in rest_free:
-        n *= size(canonical._shape[e] if e in canonical._shape else shape[e])
+    for e in atom.rest_free:
+        n *= size(port_sizes[e] if e in port_sizes else shape[e])
     return n
 
 
@@ -82,6 +105,21 @@ def _elements(t: Expr, size) -> int:
     for s in t._shape.values():
         n *= size(s)
     return n
+
+
+class _Atom:
+    """One factor of a term: the node, its edges' ports, and the free edges of the rest."""
+
+    def __init__(self, node: Expr, ports: dict, rest_free: frozenset):
+        self.node = node
+        self.ports = ports
+        self.rest_free = rest_free
+
+    def key(self, numbering) -> tuple:
+        """Equal for atoms that compute the same array wired the same way (value numbers, not ``==``:
+        hashing a deep subexpression costs time proportional to it, at every sum)."""
+        number, order = numbering(self.node)
+        return number, tuple(self.ports.get(e, e) for e in order), self.rest_free
 
 
 def _ports(f: Expr, term: Expr, deltas: list):
@@ -119,7 +157,7 @@ def _ports(f: Expr, term: Expr, deltas: list):
 
 
 def _occurrences(term: Expr):
-    """(key, index) for each non-Delta atom of a term; the key says what the atom is and how it is wired."""
+    """(atom, index) for each non-Delta factor of a term."""
     factors = term.factors if isinstance(term, Product) else (term,)
     deltas = [f for f in factors if isinstance(f, Delta)]
     free = set(term.edges)
@@ -129,10 +167,9 @@ def _occurrences(term: Expr):
         ports = _ports(f, term, deltas)
         if ports is None:
             continue
-        canonical = rename(f, ports)
         new = {p for p in ports.values() if p.startswith("@p")}
         rest_free = frozenset((free - set(f.edges) - set(ports.values())) | new)
-        yield (canonical, rest_free), k
+        yield _Atom(f, ports, rest_free), k
 
 
 def _split(term: Expr, k: int, names: dict):
@@ -151,7 +188,7 @@ def _split(term: Expr, k: int, names: dict):
             continue  # the factor now carries this free edge itself
         if isinstance(g, Delta) and detached & set(g.edges):
             g = Delta._make(g.size, tuple(e for e in g.edges if e not in detached))
-        rest.append(rename(g, {e: inner[e] for e in g.edges if e in inner}))
+        rest.append(view(g, {e: inner[e] for e in g.edges if e in inner}))
     taken = set(f._shape) | {ports[e] for e in carried}
     rest_edges = [e for e in term.edges if e not in taken] + list(inner.values())
     if len(rest) == 1 and set(rest[0].edges) == set(rest_edges):
@@ -159,34 +196,39 @@ def _split(term: Expr, k: int, names: dict):
     return Product(rest, edges=tuple(rest_edges))
 
 
-def _factored_sum(terms, order, size) -> Expr:
+def _factored_sum(terms, order, ctx) -> Expr:
+    size = ctx.size
     while True:
         groups = defaultdict(dict)  # key -> {term index: factor index}
+        atoms = {}                  # key -> the first atom with it
         for j, (_, u) in enumerate(terms):
-            for key, k in _occurrences(u):
+            for atom, k in _occurrences(u):
+                key = atom.key(ctx.numbering)
+                atoms.setdefault(key, atom)
                 groups[key].setdefault(j, k)
         shape = {e: s for _, u in terms for e, s in u._shape.items()}
         worth = [
-            kv for kv in groups.items()
-            if len(kv[1]) >= 2 and _remainder_elements(kv[0], shape, size) <= _elements(kv[0][0], size)
+            (atoms[key], members) for key, members in groups.items()
+            if len(members) >= 2 and _remainder_elements(atoms[key], shape, size) <= _elements(atoms[key].node, size)
         ]
-        best = max(worth, key=lambda kv: (len(kv[1]), _elements(kv[0][0], size)), default=None)
+        best = max(worth, key=lambda am: (len(am[1]), _elements(am[0].node, size)), default=None)
         if best is None:
             break
-        (canonical, rest_free), members = best
-        names = {p: fresh_edge() for p in canonical.edges if p.startswith("@")}
-        rest_order = tuple(names.get(e, e) for e in sorted(rest_free))
+        atom, members = best
+        names = {p: fresh_edge() for p in atom.ports.values() if p.startswith("@")}
+        rest_order = tuple(names.get(e, e) for e in sorted(atom.rest_free))
         rests = [(terms[j][0], _split(terms[j][1], k, names)) for j, k in members.items()]
-        inner = _factored_sum(rests, rest_order, size)
+        inner = _factored_sum(rests, rest_order, ctx)
         # An @s port rejoins its free edge g through a three-legged Delta.
         joins, relabel = [], {}
-        for p in canonical.edges:
+        for e, p in atom.ports.items():
             if p.startswith("@s"):
                 g = p.split(":", 1)[1]
                 relabel[g] = fresh_edge()
-                joins.append(Delta._make(canonical._shape[p], (names[p], relabel[g], g)))
-        inner = rename(inner, relabel) if relabel else inner
-        merged = Product([rename(canonical, names), inner, *joins], edges=tuple(order))
+                joins.append(Delta._make(atom.node._shape[e], (names[p], relabel[g], g)))
+        inner = view(inner, relabel) if relabel else inner
+        common = view(atom.node, {e: names.get(p, p) for e, p in atom.ports.items()})
+        merged = Product([common, inner, *joins], edges=tuple(order))
         terms = [(1, merged)] + [wt for j, wt in enumerate(terms) if j not in members]
     if len(terms) == 1 and terms[0][0] == 1:
         u = terms[0][1]

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 import sympy
 
-from .._ir.identity import canonical_names
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
-from .._ir.rename import rename
+from .._ir.numbering import Numbering
+from .._ir.walk import parents_first
 from .._viz.notation import to_string
 from . import runtime
 from .contract import plan
 from .convolution import absorb_convolutions, convolve_pairs
 from .factor import factor
+from .network import distributed, network
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,15 @@ class Program:
     def __init__(self, env: dict):
         self.env = env          # size symbol -> int
         self.lines = []          # generated statements, with comment lines
-        self.memo = {}           # Expr -> Value
+        self.numbering = Numbering()
+        self.memo = {}           # value number -> Value, its edges given as port positions
         self.inputs = {}         # variable name -> None, in first-use order
         self.extra_globals = {}  # callables that have no jnp spelling
         self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
+        self.flops = 0           # estimated multiply-adds of the statements emitted
+        self.written = 0         # elements written by them
+        self.largest = 0         # elements of the largest array they make
         self._count = 0
 
     # -- names and sizes ---------------------------------------------------
@@ -61,11 +66,28 @@ class Program:
             return str(int(value))
         return repr(float(value))
 
-    def emit(self, code: str, comment: str | None = None, key=None) -> str:
-        """Append ``name = code``; an identical statement emitted before is reused instead."""
+    def elements(self, t: Expr) -> int:
+        n = 1
+        for s in t._shape.values():
+            n *= self.size(s)
+        return n
+
+    @property
+    def cost(self) -> int:
+        """What the program is estimated to cost: work plus memory traffic."""
+        return self.flops + self.written
+
+    def emit(self, code: str, comment: str | None = None, key=None, flops: int = 0, elements: int = 0) -> str:
+        """Append ``name = code``; an identical statement emitted before is reused instead.
+
+        ``flops`` and ``elements`` (of the result) feed the program's cost estimate.
+        """
         key = key or code
         if key in self.statements:
             return self.statements[key]
+        self.flops += flops
+        self.written += elements
+        self.largest = max(self.largest, elements)
         if comment:
             self.lines.append(f"# {_short(comment)}")
         name = self.new_name()
@@ -97,17 +119,15 @@ class Program:
         if isinstance(t, Variable):
             self.inputs.setdefault(t.name, None)
             return Value(parameter(t.name), t.edges)
-        # Memoise on a canonical naming of the free edges: the same work often
-        # appears inside different terms under other edge names.
-        canon = canonical_names(t)
-        key = rename(t, canon)
-        found = self.memo.get(key)
+        # Memoise on the value number: the same work often appears inside
+        # different terms, or in renamed copies, under other edge names.
+        number, ports = self.numbering(t)
+        found = self.memo.get(number)
         if found is None:
             v = _lower(t, self)
-            found = Value(v.name, tuple(canon[e] for e in v.edges))
-            self.memo[key] = found
-        back = {c: e for e, c in canon.items()}
-        return Value(found.name, tuple(back[c] for c in found.edges))
+            found = Value(v.name, tuple(ports.index(e) for e in v.edges))
+            self.memo[number] = found
+        return Value(found.name, tuple(ports[k] for k in found.edges))
 
     def aligned(self, t: Expr, order) -> str:
         """Source text for ``t``'s array with axes in ``order``."""
@@ -117,6 +137,12 @@ class Program:
             return v.name
         perm = tuple(v.edges.index(e) for e in order)
         return f"{v.name}.transpose({perm})"
+
+
+def _describe(t: Expr) -> str:
+    """A comment for the statement computing ``t``: its top levels only (a DAG
+    printed whole as a tree can be far larger than the program)."""
+    return to_string(t, depth=4)
 
 
 def _short(text: str, limit: int = 110) -> str:
@@ -132,19 +158,19 @@ def _lower(t: Expr, program: Program) -> Value:
 @_lower.register
 def _(t: Zero, program):
     shape = tuple(program.size(t._shape[e]) for e in t.edges)
-    return Value(program.emit(f"jnp.zeros({shape}, dtype)", to_string(t)), t.edges)
+    return Value(program.emit(f"jnp.zeros({shape}, dtype)", _describe(t), elements=program.elements(t)), t.edges)
 
 
 @_lower.register
 def _(t: Convolution, program):
     n, k, m = (program.size(t._shape[e]) for e in t.edges)
-    return Value(program.emit(f"conv_indicator({n}, {k}, {m}, dtype)", to_string(t)), t.edges)
+    return Value(program.emit(f"conv_indicator({n}, {k}, {m}, dtype)", _describe(t)), t.edges)
 
 
 @_lower.register
 def _(t: Delta, program):
     n, k = program.size(t.size), len(t.edges)
-    return Value(program.emit(f"delta({n}, {k}, dtype)", to_string(t)), t.edges)
+    return Value(program.emit(f"delta({n}, {k}, dtype)", _describe(t), elements=program.elements(t)), t.edges)
 
 
 def _broadcast_core(u: Expr):
@@ -194,13 +220,15 @@ def _(t: Sum, program):
         parts.append((sign, body))
     code = ("-" if parts[0][0] == "-" else "") + parts[0][1]
     code += "".join(f" {s} {b}" for s, b in parts[1:])
-    return Value(program.emit(code, to_string(t)), t.edges)
+    n = program.elements(t)
+    return Value(program.emit(code, _describe(t), flops=n * len(parts), elements=n), t.edges)
 
 
 @_lower.register
 def _(t: Function, program):
     args = [program.aligned(u, t.edges) for u in t.inputs]
-    return Value(program.emit(function_call(t.spec, args, program), to_string(t)), t.edges)
+    n = program.elements(t)
+    return Value(program.emit(function_call(t.spec, args, program), _describe(t), flops=n, elements=n), t.edges)
 
 
 @_lower.register
@@ -208,7 +236,9 @@ def _(t: AlongEdge, program):
     v = program.value(t.input)
     positions = tuple(v.edges.index(a) for a in t.axes)
     edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e not in t.axes)
-    return Value(program.emit(t.spec.code(v.name, positions), to_string(t)), edges)
+    # a max, a subtraction, an exponential, a sum, and a division or a log per entry
+    n = program.elements(t.input)
+    return Value(program.emit(t.spec.code(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)
 
 
 def function_call(spec, args, program) -> str:
@@ -240,16 +270,10 @@ def function_call(spec, args, program) -> str:
 
 @_lower.register
 def _(t: Product, program):
-    operands, deltas, convolutions = [], [], []
-    for f in t.factors:
-        if isinstance(f, Delta):
-            deltas.append(f.edges)
-        elif isinstance(f, Convolution):
-            convolutions.append(f)
-        else:
-            v = program.value(f)
-            operands.append((v.name, v.edges))
-    sizes = {e: program.size(s) for f in t.factors for e, s in f._shape.items()}
+    spread = distributed(t, program)
+    if spread is not None:
+        return program.value(spread)
+    operands, deltas, convolutions, sizes, weight = network(t, program)
     if convolutions:
         operands, convolutions = convolve_pairs(operands, convolutions, deltas, t.edges, sizes, program)
     if convolutions:
@@ -257,7 +281,7 @@ def _(t: Product, program):
         deltas.extend(joins)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair)
-    comment = to_string(t)
+    comment = _describe(t)
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
     renamed = {}
@@ -266,9 +290,10 @@ def _(t: Product, program):
         note = comment if len(p.steps) == 1 else (
             f"{comment}  [step {k + 1}/{len(p.steps)}]" if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
         operands = [renamed.get(a, a) for a in step.operands]
-        code = f"jnp.einsum({step.equation!r}, {', '.join(operands)})"
+        code = _product_code(step.equation, operands) or f"jnp.einsum({step.equation!r}, {', '.join(operands)})"
         key = ("einsum", _canonical_equation(step.equation), tuple(operands))
-        renamed[step.out] = program.emit(code, note, key=key)
+        flops, elements = _step_cost(step.equation, p.letter_sizes)
+        renamed[step.out] = program.emit(code, note, key=key, flops=flops, elements=elements)
         program.remember_pair(step.equation, operands, renamed[step.out])
         if step.out == p.result:
             result = renamed[step.out]
@@ -276,13 +301,57 @@ def _(t: Product, program):
     for kind, axis, n, _ in p.post:
         fn = "broadcast_axis" if kind == "broadcast" else "embed_diagonal"
         code = f"{fn}({code}, {axis}, {n})"
-    if p.scale != 1:
-        code = f"{p.scale} * {code}"
+    scale = sympy.sympify(weight * p.scale)
+    if scale != 1:
+        code = f"{program.number(scale)} * {code}"
     if code != result:
-        name = program.emit(code, comment if not p.steps else "output axes no operand carries")
+        # A broadcast is free under jit (XLA fuses it into its consumer); a
+        # diagonal or a scale writes the array.
+        n = program.elements(t) if scale != 1 or any(kind != "broadcast" for kind, *_ in p.post) else 0
+        name = program.emit(code, comment if not p.steps else "output axes no operand carries", flops=n, elements=n)
     else:
         name = result
     return Value(name, tuple(p.labels))
+
+
+def _product_code(equation: str, operands) -> str | None:
+    """An einsum that sums over nothing, as a broadcast multiplication (``t3 * t5[:, None]``).
+
+    It is the same array, but a plain multiply is what XLA fuses best, and
+    the long elementwise chains of a backward pass compile faster without
+    an einsum's reshapes. None where the einsum does more (a sum, a diagonal).
+    """
+    ins, out = equation.split("->")
+    terms = ins.split(",")
+    if len(terms) != 2 or len(set(out)) != len(out) or set("".join(terms)) != set(out):
+        return None
+    parts = []
+    for term, name in zip(terms, operands):
+        if len(set(term)) != len(term):
+            return None  # a diagonal
+        ordered = [c for c in out if c in term]
+        if ordered != list(term):
+            name = f"{name}.transpose({tuple(term.index(c) for c in ordered)})"
+        if len(ordered) == len(out):
+            parts.append(name)
+        else:
+            parts.append(f"{name}[{', '.join(':' if c in term else 'None' for c in out)}]")
+    return " * ".join(parts)
+
+
+def _step_cost(equation: str, letter_sizes: dict) -> tuple[int, int]:
+    """FLOPs and output elements of one einsum step, counted as XLA counts them:
+    a multiply and an add for every index combination of a contraction, a
+    multiply per element of a product that sums nothing."""
+    ins, out = equation.split("->")
+    combinations = 1
+    for ch in set(ins.replace(",", "")):
+        combinations *= letter_sizes.get(ch, 1)
+    elements = 1
+    for ch in out:
+        elements *= letter_sizes.get(ch, 1)
+    summed = combinations > elements
+    return (2 if summed else 1) * combinations, elements
 
 
 def _letter_map(letters) -> dict:
@@ -303,17 +372,6 @@ def _pair_key(x: str, y: str, out: str, names: tuple):
     canon = _letter_map(x + y)
     key = ("".join(canon[c] for c in x), "".join(canon[c] for c in y), frozenset(canon[c] for c in out), names)
     return key, canon
-
-
-def _functions_first(t: Expr, program: Program, seen: set):
-    """Lower every function node, innermost first (``seen``: ids already visited)."""
-    if id(t) in seen:
-        return
-    seen.add(id(t))
-    for a in t.args:
-        _functions_first(a, program, seen)
-    if isinstance(t, (Function, AlongEdge)):
-        program.value(t)
 
 
 def parameter(name: str) -> str:
@@ -338,14 +396,16 @@ RUNTIME_GLOBALS = {
 
 
 def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program"):
-    """Source text and globals of one function computing every output, at sizes ``env``."""
+    """Source text, inputs and globals of one function computing every output at sizes ``env``,
+    and its estimated cost (``Program.cost``)."""
     program = Program(env)
     outputs = [factor(t, program.size) for t in outputs]
-    # Functions first: the products inside them (a forward pass) are then
-    # known when the products outside are planned, which may reuse them.
-    seen: set = set()
-    for t in outputs:
-        _functions_first(t, program, seen)
+    # Functions first, innermost first: the products inside them (a forward
+    # pass) are then known when the products outside are planned, which may
+    # reuse them.
+    for t in reversed(parents_first(outputs)):
+        if isinstance(t, (Function, AlongEdge)):
+            program.value(t)
     results = [program.aligned(t, t.edges) for t in outputs]
     inputs = list(program.inputs)
     params = [parameter(n) for n in inputs]
@@ -356,4 +416,4 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     else:
         body.append(f"return ({', '.join(results)},)")
     source = "\n".join(header + ["    " + line for line in body]) + "\n"
-    return source, inputs, dict(program.extra_globals)
+    return source, inputs, dict(program.extra_globals), program.cost

@@ -27,7 +27,7 @@ def simplify(t: Expr) -> Expr:
 def simplified(t: Expr) -> Expr:
     """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
     if t._simplified is None:
-        result = simplify_node(t)
+        result = simplify_node(t if t._stands_for is None else t._stands_for)
         assert set(result.edges) == set(t.edges), (
             f"internal error: simplify changed the edges {t.edges} into {result.edges} for {type(t).__name__}"
         )

@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-from .._ir.elementwise import exponent, power
+from .._ir.along import det, logdet, logsumexp, softmax
+from .._ir.elementwise import exp, exponent, log, power
 from .._ir.util import as_weight
-from .._ir.along import logdet, logsumexp
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero, broadcast_to, ones
 from .core import scaled, simplified, simplify_node, with_order
 
@@ -27,9 +27,9 @@ def _(t: Function):
         return scaled(simplified(ones(t.shape)), value) if value != 0 else Zero._make(t.shape)
     if len(inputs) == 1:
         (u,) = inputs
-        if spec.name == "log" and isinstance(u, Function) and u.spec.name == "exp":
+        if spec is log and isinstance(u, Function) and u.spec is exp:
             return u.inputs[0]
-        if spec.name == "log":
+        if spec is log:
             stable = _stable_log(u, t)
             if stable is not None:
                 return stable
@@ -40,17 +40,29 @@ def _(t: Function):
 
 
 def _stable_log(u, t):
-    """log(softmax(v)) = v - logsumexp(v), and log(sum_c exp(v)) = logsumexp(v): stable forms."""
-    if isinstance(u, AlongEdge) and u.spec.name == "det":
-        return AlongEdge(logdet, u.input, u.axes, edges=t.edges)
-    if isinstance(u, AlongEdge) and u.spec.name == "softmax":
+    """The normal form of ``stable_log``, or None."""
+    stable = stable_log(u, t.edges)
+    return None if stable is None else with_order(simplified(stable), t.edges)
+
+
+def stable_log(u, edges):
+    """log(u) in a stable form, or None: log(softmax(v)) = v - logsumexp(v),
+    log(sum_c exp(v)) = logsumexp(v) and log(det(X)) = logdet(X) (through slogdet).
+
+    ``edges``: the order of log(u)'s edges. Applied by the simplifier and to
+    the evaluation form that lowering builds, so both lower to stable code.
+    """
+    if isinstance(u, AlongEdge) and u.spec is det:
+        return AlongEdge(logdet, u.input, u.axes, edges=edges)
+    if isinstance(u, AlongEdge) and u.spec is softmax:
         v, c = u.input, u.edge
-        return simplified(Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=t.edges))
+        return Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=edges)
     if isinstance(u, Product) and len(u.factors) == 2:
-        fn = [f for f in u.factors if isinstance(f, Function) and f.spec.name == "exp"]
+        fn = [f for f in u.factors if isinstance(f, Function) and f.spec is exp]
         ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
         if len(fn) == 1 and len(ones) == 1 and ones[0].edges[0] in fn[0]._shape and ones[0].edges[0] not in u._shape:
-            return with_order(simplified(logsumexp(fn[0].inputs[0], ones[0].edges[0])), t.edges)
+            lse = logsumexp(fn[0].inputs[0], ones[0].edges[0])
+            return lse if lse.edges == tuple(edges) else Product([lse], edges=edges)
     return None
 
 

@@ -19,7 +19,7 @@ from .._ir.elementwise import exponent, power
 from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero
 from .._ir.rename import rename
-from .._ir.util import fresh_edge
+from .._ir.util import UnionFind, fresh_edge
 from .core import make_sum, simplified, simplify_node, terms_of
 
 
@@ -84,28 +84,9 @@ def _fresh_inner(p: Product) -> Product:
     return Product([rename(f, {e: fresh[e] for e in f.edges if e in fresh}) for f in p.factors], edges=p.edges)
 
 
-class _Classes:
-    """Union-find over edge names."""
-
-    def __init__(self):
-        self.parent = {}
-
-    def find(self, e):
-        self.parent.setdefault(e, e)
-        while self.parent[e] != e:
-            self.parent[e] = self.parent[self.parent[e]]
-            e = self.parent[e]
-        return e
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
-
-
 def _merge(atoms, free_edges, weight):
     """Merge Deltas into edge classes and combine powers; return the new atom list and weight."""
-    classes = _Classes()
+    classes = UnionFind()
     sizes = {}
     others = []
     for a in atoms:
@@ -133,7 +114,7 @@ def _merge(atoms, free_edges, weight):
         r = classes.find(e)
         ends[r].append((None, e))
         order.append(r)
-    for e in classes.parent:
+    for e in classes:
         order.append(classes.find(e))
 
     renames = [dict() for _ in others]

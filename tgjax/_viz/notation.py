@@ -17,20 +17,44 @@ from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Functio
 from .._ir.util import is_fresh
 
 
-def to_string(t: Expr) -> str:
+def to_string(t: Expr, depth: int | None = None) -> str:
+    """The text notation of ``t``; with ``depth``, nodes deeper than that are shown as ``…``
+    (a short description of a large expression, as in generated code's comments)."""
     used = set()
     fresh = []
-    _collect_edges(t, used, fresh)
+    _collect_edges(t, used, fresh, depth)
     letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
-    names = {e: next(letters) for e in dict.fromkeys(fresh)}
+    names = _Names({e: next(letters) for e in dict.fromkeys(fresh)})
+    names.depth = depth
     return _str(t, names)
 
 
-def _collect_edges(t: Expr, used: set, fresh: list):
+class _Names(dict):
+    """Inner edge -> short letter, and how many more levels to print (None: all)."""
+
+    depth: int | None = None
+
+
+def _sub(t: Expr, names: _Names) -> str:
+    """A child's text, one level deeper."""
+    if names.depth is None:
+        return _str(t, names)
+    if names.depth <= 0:
+        return "…"
+    names.depth -= 1
+    try:
+        return _str(t, names)
+    finally:
+        names.depth += 1
+
+
+def _collect_edges(t: Expr, used: set, fresh: list, depth: int | None = None):
     for e in t.edges + (t.axes if isinstance(t, AlongEdge) else ()):
         (fresh.append if is_fresh(e) else used.add)(e)
+    if depth is not None and depth <= 0:
+        return
     for a in t.args:
-        _collect_edges(a, used, fresh)
+        _collect_edges(a, used, fresh, None if depth is None else depth - 1)
 
 
 def _idx(edges, names) -> str:
@@ -82,7 +106,7 @@ def _(t: Sum, names):
         if isinstance(u, Product) and not u.factors:
             parts.append(str(w) if k == 0 else (f" + {w}" if not (w.is_number and w < 0) else f" - {-w}"))
             continue
-        body = _str(u, names)
+        body = _sub(u, names)
         if isinstance(u, Sum) and (w != 1 or len(u.terms) > 1):
             body = f"({body})"
         parts.append(_weight(w, body, k == 0))
@@ -95,7 +119,7 @@ def _(t: Product, names):
         return "1"
     parts = []
     for f in t.factors:
-        s = _str(f, names)
+        s = _sub(f, names)
         # a nested product is its own scope: its inner edge names may repeat outer ones
         if isinstance(f, (Sum, Product)):
             s = f"({s})"
@@ -105,7 +129,7 @@ def _(t: Product, names):
 
 @_str.register
 def _(t: Function, names):
-    inner = ", ".join(_str(u, names) for u in t.inputs)
+    inner = ", ".join(_sub(u, names) for u in t.inputs)
     if t.spec.name == "pow":
         k = t.spec.params[0]
         if k == sympy.Rational(1, 2):
@@ -118,9 +142,9 @@ def _(t: Function, names):
 @_str.register
 def _(t: Derivative, names):
     new = ",".join(t.new_names[e] for e, _ in t.x.decl)
-    return f"D[{t.x.name}[{new}]]({_str(t.expr, names)})"
+    return f"D[{t.x.name}[{new}]]({_sub(t.expr, names)})"
 
 
 @_str.register
 def _(t: AlongEdge, names):
-    return f"{t.spec.name}[{','.join(names.get(a, a) for a in t.axes)}]({_str(t.input, names)})"
+    return f"{t.spec.name}[{','.join(names.get(a, a) for a in t.axes)}]({_sub(t.input, names)})"

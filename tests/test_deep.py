@@ -1,0 +1,90 @@
+"""Expressions of any depth and width: no pass stops at Python's recursion limit.
+
+Issue: lowering 300 nested tanh, simplifying the gradient of 200 nested tanh
+and a sum of 400 terms raised RecursionError. Each case is checked for its
+value, not only for running.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tgjax as tg
+import tgjax.functions as F
+from tgjax._ir.numbering import Numbering
+
+n = tg.symbols("n")
+x = tg.Variable("x", n)
+X0 = np.linspace(-0.9, 0.9, 5)
+
+
+def tanh_chain(depth):
+    e = x
+    for _ in range(depth):
+        e = F.tanh(e)
+    return e
+
+
+def jax_tanh_chain(v, depth):
+    for _ in range(depth):
+        v = jnp.tanh(v)
+    return v
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deep_tanh_chain_loss_and_gradient(depth):
+    loss = F.sum(tanh_chain(depth))
+    value, grad = tg.lower([loss, loss.grad(x)])(x=X0)
+    jloss = lambda v: jnp.sum(jax_tanh_chain(v, depth))  # noqa: E731
+    np.testing.assert_allclose(value, jloss(X0), rtol=1e-10)
+    np.testing.assert_allclose(grad, jax.grad(jloss)(X0), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("depth", [60, pytest.param(200, marks=pytest.mark.slow)])
+def test_gradient_of_nested_tanh_simplifies(depth):
+    # The normal form of a deep derivative still takes time quadratic in depth
+    # (each partial renames a copy of the chain below it): 200 levels is slow.
+    g = F.sum(tanh_chain(depth)).grad(x).simplify()
+    jloss = lambda v: jnp.sum(jax_tanh_chain(v, depth))  # noqa: E731
+    np.testing.assert_allclose(tg.lower(g)(x=X0), jax.grad(jloss)(X0), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_ten_thousand_levels():
+    e = tanh_chain(10_000)
+    assert e.edges == ("n",)
+    assert repr(e).count("tanh") == 10_000
+    np.testing.assert_allclose(tg.lower(F.sum(e))(x=X0), jnp.sum(jax_tanh_chain(X0, 10_000)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("terms", [400, pytest.param(10_000, marks=pytest.mark.slow)])
+def test_long_sum_built_left_to_right(terms):
+    xs = [tg.Variable(f"x{k}", n) for k in range(8)]
+    total = xs[0]
+    for k in range(1, terms):
+        total = total + (k % 3 + 1) * xs[k % 8]
+    values = {f"x{k}": np.full(3, float(k)) for k in range(8)}
+    expected = sum((k % 3 + 1 if k else 1) * float(k % 8) for k in range(terms))
+    np.testing.assert_allclose(tg.lower(F.sum(total))(values), 3 * expected)
+    # its normal form collects the terms: one per variable
+    assert len(F.sum(total).simplify().terms) == 8
+    assert "x7" in repr(total)
+
+
+def test_printing_a_deep_gradient():
+    g = F.sum(tanh_chain(300)).grad(x)
+    assert "tanh" in repr(g) and "tanh" in tg.to_source(g, sizes={n: 4})
+
+
+def test_value_numbers_see_through_renaming():
+    """A renamed copy (what ``a * b`` makes of its operands) is the same computation."""
+    i, j = tg.symbols("i j")
+    A = tg.Variable("A", i, j)
+    t = F.tanh(A @ tg.Variable("B", j=j, k=i))
+    copy = t.rename(i="p", k="q")
+    numbers = Numbering()
+    (a, ports_a), (b, ports_b) = numbers(t), numbers(copy)
+    assert a == b
+    assert dict(zip(ports_a, ports_b)) == {"i": "p", "k": "q"}
+    assert numbers(F.exp(A @ tg.Variable("B", j=j, k=i)))[0] != a

@@ -1,0 +1,264 @@
+"""Reverse accumulation: derivatives in the shape of backpropagation.
+
+``gradient(t, x, new_names)`` has the value of ``derivative(t, x, new_names)``
+but is built the way backpropagation computes it. Every node of ``t`` that
+depends on ``x`` gets one cotangent: the derivative of ``t`` with respect to
+that node, an expression with the node's edges plus ``t``'s own edges (under
+fresh names, so that they cannot meet the node's). Cotangents are
+accumulated over a node's consumers and contracted into each local Jacobian
+first, so no intermediate ever carries ``x``'s edges and the node's together
+(the forward rules of ``derivative.py`` build exactly those: a softmax
+Jacobian ``diag(p) - p p^T`` as a dense tensor, a chain rule through an
+elementwise function as a dense diagonal).
+
+The forward nodes are never copied: where a rule needs one of them under other
+edge names it uses a *view*, a product of the node with identity Deltas,
+which lowering turns into a relabelling of the same array. So the result is a
+DAG that shares the forward pass, and its size grows linearly with ``t``.
+
+For a scalar ``t`` the seed is the scalar 1 and every cotangent has the size
+of its node, as in backpropagation; for a tensor ``t`` the seed is the
+identity on ``t``'s edges (a Jacobian, as ``jax.jacrev`` computes it).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .._ir import along as _along
+from .._ir import elementwise
+from .._ir.nodes import (
+    AlongEdge,
+    Convolution,
+    Delta,
+    Derivative,
+    Expr,
+    Function,
+    Product,
+    Sum,
+    Variable,
+    Zero,
+    broadcast_to,
+)
+from .._ir.rename import view
+from .._ir.util import fresh_edge
+from .._ir.numbering import Numbering
+
+
+def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
+    """d t / d x by reverse accumulation; edges ``t.edges`` then ``new_names[e]`` per declared edge of ``x``."""
+    x = x.declared
+    order = t.edges + tuple(new_names[e] for e, _ in x.decl)
+    shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
+    if not t.depends_on(x):
+        return Zero._make({e: shape[e] for e in order})
+    # t's own edges ride along every cotangent under fresh names.
+    out = {e: fresh_edge() for e in t.edges}
+    seed = Product([Delta._make(t._shape[e], (e, out[e])) for e in t.edges], edges=t.edges + tuple(out.values()))
+    pending = {id(t): [seed]}
+    found = []
+    classes = _Classes(x)
+    for node in classes.parents_first(t):
+        parts = pending.pop(id(node), None)
+        if not parts:  # reached only through zero partials (a step, a sign)
+            continue
+        g = _accumulate(parts)
+        if isinstance(node, Variable):
+            if node.key == x.key:
+                back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
+                back.update({o: e for e, o in out.items()})
+                found.append(view(g, back))
+            continue
+        for child, contribution in _pullback(node, g, x):
+            representative, relabel = classes.representative(child)
+            pending.setdefault(id(representative), []).append(view(contribution, relabel))
+    if not found:  # every path went through a zero partial (a step, a sign)
+        return Zero._make({e: shape[e] for e in order})
+    result = _accumulate(found)
+    return result if result.edges == order else Product([result], edges=order)
+
+
+def _is_one(g: Expr) -> bool:
+    """The scalar seed 1 (an empty product), which contracts into nothing."""
+    return isinstance(g, Product) and not g.factors
+
+
+def _accumulate(parts: list) -> Expr:
+    if len(parts) == 1:
+        return parts[0]
+    return Sum(parts, [1] * len(parts), edges=parts[0].edges)
+
+
+class _Classes:
+    """Nodes that compute the same array up to free-edge names (a node and its
+    renamed copy: ``a * b`` renames both operands) share one cotangent, so that
+    the work below them is done once, as backpropagation does it."""
+
+    def __init__(self, x: Variable):
+        self.x = x
+        self.numbering = Numbering()
+        self.first: dict = {}  # value number -> the first node seen with it
+
+    def representative(self, t: Expr):
+        """The node standing for ``t``'s class, and the map of ``t``'s edges onto its edges."""
+        number, ports = self.numbering(t)
+        first = self.first.setdefault(number, t)
+        if first is t:
+            return t, {}
+        return first, dict(zip(ports, self.numbering(first)[1]))
+
+    def parents_first(self, t: Expr) -> list:
+        """One node per class that depends on ``x``, every class before the classes below it."""
+        postorder, seen = [], set()
+        stack = [(self.representative(t)[0], False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                postorder.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for child in node.args:
+                if _depends(child, self.x):
+                    stack.append((self.representative(child)[0], False))
+        return postorder[::-1]
+
+
+def _depends(t: Expr, x: Variable) -> bool:
+    return not isinstance(t, (Delta, Zero, Convolution)) and t.depends_on(x)
+
+
+# -- views and elementwise products that never copy a node -------------------------
+
+
+def hadamard(a: Expr, b: Expr) -> Expr:
+    """Elementwise on the edges ``a`` and ``b`` share, outer on the rest; neither is copied."""
+    shared = [e for e in a.edges if e in b._shape]
+    if not shared:
+        if _is_one(a):
+            return b
+        return Product([a, b], edges=a.edges + tuple(e for e in b.edges if e not in a._shape))
+    left = {e: fresh_edge() for e in shared}
+    right = {e: fresh_edge() for e in shared}
+    joins = [Delta._make(a._shape[e], (left[e], right[e], e)) for e in shared]
+    order = a.edges + tuple(e for e in b.edges if e not in a._shape)
+    return Product([view(a, left), view(b, right), *joins], edges=order)
+
+
+def _sum_over(t: Expr, edges) -> Expr:
+    edges = tuple(edges)
+    return Product([t, *(Delta._make(t._shape[e], (e,)) for e in edges)], edges=tuple(e for e in t.edges if e not in edges))
+
+
+# -- pullbacks: the cotangent of each child from the cotangent g of its parent -------
+
+
+@functools.singledispatch
+def _pullback(t: Expr, g: Expr, x: Variable):
+    raise NotImplementedError(f"gradient: no reverse rule for node type {type(t).__name__}")
+
+
+@_pullback.register
+def _(t: Sum, g, x):
+    for w, u in zip(t.weights, t.terms):
+        if _depends(u, x):
+            yield u, (g if w == 1 else Sum([g], [w], edges=g.edges))
+
+
+@_pullback.register
+def _(t: Product, g, x):
+    # Contract the cotangent with every other factor: the edges left free are
+    # exactly the factor's own (its free edges in t, and those it shares
+    # with the others) plus the output edges g carries.
+    for k, f in enumerate(t.factors):
+        if not _depends(f, x):
+            continue
+        others = t.factors[:k] + t.factors[k + 1:]
+        contribution = Product(others + ((g,) if not _is_one(g) else ()))
+        assert set(contribution.edges) == set(f.edges) | (set(g.edges) - set(t.edges)), (
+            f"internal error: pullback through a product gave edges {contribution.edges} for a factor with {f.edges}"
+        )
+        yield f, contribution
+
+
+@_pullback.register
+def _(t: Function, g, x):
+    partials = t.spec.partials(*t.inputs)
+    for u, partial in zip(t.inputs, partials):
+        if _depends(u, x) and not isinstance(partial, Zero):
+            yield u, hadamard(g, partial)
+
+
+@_pullback.register
+def _(t: Derivative, g, x):
+    raise AssertionError("internal error: evaluate Derivative nodes before reverse accumulation (simplify does)")
+
+
+@_pullback.register
+def _(t: AlongEdge, g, x):
+    u = t.input
+    rule = _ALONG_RULES.get(t.spec)
+    if rule is None:
+        raise NotImplementedError(f"gradient: no reverse rule for {t.spec.name} along an edge")
+    yield u, rule(t, g)
+
+
+def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """p = softmax(u): du = p (g - sum_c p g), the Jacobian never formed."""
+    (c,) = t.axes
+    inner = _sum_over(hadamard(g, t), [c])
+    centred = Sum([g, broadcast_to(inner, g._shape, order=g.edges)], [1, -1], edges=g.edges)
+    return hadamard(centred, t)
+
+
+def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """l = logsumexp(u): du = softmax(u) g, broadcast along the consumed edge.
+
+    The softmax is exp(u - l), from the l the forward pass computed: one
+    exponential per entry, where a softmax of its own would compute them again.
+    """
+    (c,) = t.axes
+    u = t.input
+    spread = broadcast_to(g, {c: u._shape[c]})
+    shifted = Sum([u, broadcast_to(t, u._shape, order=u.edges)], [1, -1], edges=u.edges)
+    return hadamard(spread, elementwise.exp(shifted))
+
+
+def _transposed_inverse(t: AlongEdge) -> Expr:
+    """inverse(u) with its two matrix edges swapped, as a view."""
+    u = t.input
+    r, c = t.axes
+    y = t if t.spec is _along.inverse else _along.inverse(u, r, c)
+    return view(y, {r: c, c: r})
+
+
+def _inverse_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """Y = inverse(u) on (r, c): du = -Y^T g Y^T, batched over the other edges."""
+    r, c = t.axes
+    a, b = fresh_edge(), fresh_edge()
+    y_t = _transposed_inverse(t)
+    # (Y^T g)[r, b] = sum_a Y^T[r, a] g[a, b]; then (Y^T g Y^T)[r, c] = sum_b (Y^T g)[r, b] Y^T[b, c]
+    left = _sum_over(hadamard(view(y_t, {c: a}), view(g, {r: a, c: b})), [a])
+    both = _sum_over(hadamard(left, view(y_t, {r: b})), [b])
+    return Sum([both], [-1], edges=both.edges)
+
+
+def _logdet_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """l = logdet(u): du = g Y^T."""
+    return hadamard(g, _transposed_inverse(t))
+
+
+def _det_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """d = det(u): du = g d Y^T."""
+    return hadamard(hadamard(g, t), _transposed_inverse(t))
+
+
+_ALONG_RULES = {
+    _along.softmax: _softmax_pullback,
+    _along.logsumexp: _logsumexp_pullback,
+    _along.inverse: _inverse_pullback,
+    _along.logdet: _logdet_pullback,
+    _along.det: _det_pullback,
+}

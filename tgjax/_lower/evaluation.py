@@ -1,0 +1,84 @@
+"""What gets lowered: an evaluation form built for cost, or the normal form where that is cheaper.
+
+The normal form (``simplify``) is made for equality and display. It finds
+structure (the Hessian of ``x^T A x`` is ``A + A^T``), but it writes a
+derivative as a sum of products, and a sum whose terms carry a node's edges
+and ``x``'s together is a dense Jacobian (``diag(p) - p p^T``) once it is
+evaluated. The evaluation form keeps a derivative in backpropagation's shape
+(``_diff.reverse``): it is never costlier than backpropagation.
+
+Lowering builds the program of both and keeps the cheaper (the evaluation
+form only where it is strictly cheaper: the normal form carries the stable
+rewrites of expressions written by hand). The normal form is skipped for
+expressions too large for the simplifier to be worth its time.
+"""
+
+from __future__ import annotations
+
+from .._diff import gradient
+from .._ir import elementwise
+from .._ir.nodes import AlongEdge, Derivative, Expr, Function, Product, Sum
+from .._ir.walk import parents_first
+from .._simplify import simplify
+from .._simplify.functions import stable_log
+
+# Beyond this many distinct nodes, simplifying costs more than it can save.
+NORMAL_FORM_NODE_LIMIT = 600
+
+
+def evaluation_form(t: Expr) -> Expr:
+    """What to lower for ``t``.
+
+    A derivative from ``.grad`` is one already. An expression with no
+    derivative in it is its normal form while that is cheap to find: the
+    derivatives lowered beside it (a loss and its gradients) are built on
+    that normal form, so the forward pass is then computed once, for both.
+    Otherwise every Derivative node is evaluated by reverse accumulation and
+    every logarithm put in its stable form.
+    """
+    if t._stands_for is not None:
+        return t
+    order = parents_first([t])
+    plain = not any(isinstance(node, Derivative) or node._stands_for is not None for node in order)
+    if plain and len(order) <= NORMAL_FORM_NODE_LIMIT:
+        return simplify(t)
+    memo: dict = {}
+    for node in reversed(order):
+        memo[id(node)] = _rebuilt(node, memo)
+    return memo[id(t)]
+
+
+def node_count(exprs) -> int:
+    """Distinct nodes of the DAGs of ``exprs`` (shared nodes counted once)."""
+    return len(parents_first(exprs))
+
+
+def normal_forms(exprs):
+    """``simplify`` of each expression, or None when they are too large to be worth it."""
+    if node_count(exprs) > NORMAL_FORM_NODE_LIMIT:
+        return None
+    return tuple(simplify(t) for t in exprs)
+
+
+def _rebuilt(node: Expr, memo: dict) -> Expr:
+    """``node`` over its rebuilt children, or ``node`` itself when none changed."""
+    if isinstance(node, Derivative):
+        inner = memo[id(node.expr)]
+        # The normal form carries the stable rewrites (log(softmax) -> log_softmax).
+        return gradient(simplify(inner), node.x, node.new_names)
+    args = [memo[id(a)] for a in node.args]
+    if isinstance(node, Function) and node.spec is elementwise.log:
+        stable = stable_log(args[0], node.edges)
+        if stable is not None:
+            return stable
+    if all(a is b for a, b in zip(args, node.args)):
+        return node
+    if isinstance(node, Product):
+        return Product(args, edges=node.edges)
+    if isinstance(node, Sum):
+        return Sum(args, node.weights, edges=node.edges)
+    if isinstance(node, Function):
+        return Function(node.spec, args, edges=node.edges)
+    if isinstance(node, AlongEdge):
+        return AlongEdge(node.spec, args[0], node.axes, edges=node.edges)
+    raise AssertionError(f"internal error: cannot rebuild {type(node).__name__} over evaluated derivatives")

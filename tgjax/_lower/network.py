@@ -1,0 +1,165 @@
+"""What one product contracts: its network of operands and Deltas, shaped for cost.
+
+A product's factors may be other nodes of the DAG, each lowered to one array.
+Three of them are better not materialised on their own (reverse accumulation
+makes all three):
+
+- a thin product (Deltas around one factor: a view, an identity seed, a
+  broadcast) or an expanding one (an outer product, a diagonal) is dissolved
+  into the network that consumes it, where its Deltas are free hyperedges;
+- a scaled term (a sum of one term) becomes a weight on the result;
+- a small sum factor is distributed over (``distributed``) where
+  materialising it would write edges the rest contracts away, or would
+  turn structured terms into one dense operand.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .._ir.nodes import Convolution, Delta, Expr, Product, Sum
+from .._ir.rename import rename
+from .._ir.util import UnionFind, fresh_edge
+
+
+def _is_thin(t: Expr) -> bool:
+    """A product of Deltas (and thin products) around at most one other factor: a seed, a view, a broadcast."""
+    if not isinstance(t, Product):
+        return False
+    others = [f for f in t.factors if not isinstance(f, Delta)]
+    return len(others) <= 1 or sum(not _is_thin(f) for f in others) <= 1
+
+
+def network(t: Product, program):
+    """The operands, Deltas, convolutions and edge sizes of the network ``t`` contracts,
+    and the scalar weight it carries.
+
+    Nested products that are thin or expanding (``_dissolves``) are dissolved
+    into it, their inner edges renamed apart, and so are scaled terms (a sum
+    of one term) as a weight: their Deltas are then free hyperedges of this
+    network, where on their own they would be materialised (an identity seed
+    as a dense matrix, an outer product the consumer sums over at once).
+    """
+    operands, deltas, convolutions, sizes = [], [], [], {}
+    weight = sympy.Integer(1)
+    pending = [(f, {}) for f in t.factors]
+    while pending:
+        f, names = pending.pop()
+        for e, s in f._shape.items():
+            sizes[names.get(e, e)] = program.size(s)
+        if isinstance(f, Delta):
+            deltas.append(tuple(names.get(e, e) for e in f.edges))
+        elif isinstance(f, Convolution):
+            convolutions.append(rename(f, {e: n for e, n in names.items() if e in f._shape}))
+        elif isinstance(f, Sum) and len(f.terms) == 1:
+            weight *= f.weights[0]
+            pending.append((f.terms[0], names))
+        elif _dissolves(f, program):
+            scoped = {**{e: fresh_edge() for e in f.inner_edges}, **{e: names.get(e, e) for e in f.edges}}
+            pending.extend((g, scoped) for g in f.factors)
+        else:
+            v = program.value(f)
+            operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
+    operands, deltas, convolutions = _joined(operands, deltas, convolutions, set(t.edges))
+    return operands, deltas, convolutions, sizes, weight
+
+
+def _joined(operands, deltas, convolutions, free: set):
+    """The network with every Delta class that has exactly two ends made a plain edge.
+
+    A view's identity Deltas chain two edges that mean one index; named as one
+    edge, the operands meet directly, which is what the convolution pairing
+    (and a reader of the generated code) looks for. Other classes keep their
+    Deltas: the planner makes them hyperedges.
+    """
+    classes = UnionFind()
+    find = classes.find
+    for edges in deltas:
+        classes.join(edges)
+    ends: dict = {}
+    for edges in [e for _, e in operands] + [c.edges for c in convolutions] + [tuple(free)]:
+        for e in edges:
+            if e in classes:
+                ends.setdefault(find(e), []).append(e)
+    renames, kept = {}, []
+    for edges in deltas:
+        # a free edge that an operand carries is one end, not two
+        members = list(dict.fromkeys(ends.get(find(edges[0]), [])))
+        if len(members) == 2 and not set(members) <= free:
+            keep = next((e for e in members if e in free), members[0])
+            renames.update({e: keep for e in members if e != keep})
+        else:
+            kept.append(edges)
+    if not renames:
+        return operands, deltas, convolutions
+    operands = [(name, tuple(renames.get(e, e) for e in edges)) for name, edges in operands]
+    convolutions = [rename(c, {e: renames[e] for e in c.edges if e in renames}) for c in convolutions]
+    return operands, kept, convolutions
+
+
+def _dissolves(f: Expr, program) -> bool:
+    """A nested product that is better contracted inside its consumer's network than
+    materialised: a thin one, or one larger than every factor it is made of (an
+    outer product, a broadcast, a diagonal)."""
+    if not isinstance(f, Product):
+        return False
+    if _is_thin(f):
+        return True
+    parts = [g for g in f.factors if not isinstance(g, Delta)]
+    return all(program.elements(g) < program.elements(f) for g in parts)
+
+
+# A sum factor of at most this many terms may be distributed over.
+_MAX_DISTRIBUTED_TERMS = 4
+
+
+def distributed(t: Product, program) -> Sum | None:
+    """``t`` distributed over a small sum factor, where that is cheaper, or None.
+
+    It is when the sum is larger than ``t`` itself: materialising it writes
+    edges that the rest of the network is about to contract away (a
+    cotangent accumulated from two consumers, each term carrying an edge of
+    its own). And it is when every term is structured (``_structured``):
+    materialised, the sum is a dense operand, contracted at full cost.
+    """
+    for k, f in enumerate(t.factors):
+        inner = _sum_inside(f)
+        if inner is None or len(inner.terms) > _MAX_DISTRIBUTED_TERMS:
+            continue
+        larger = program.elements(inner) > program.elements(t)
+        if larger or all(_structured(u, program) for u in inner.terms):
+            rest = t.factors[:k] + t.factors[k + 1:]
+            terms = [Product(rest + (_with_core(f, u),), edges=t.edges) for u in inner.terms]
+            return Sum(terms, inner.weights, edges=t.edges)
+    return None
+
+
+def _structured(t: Expr, program) -> bool:
+    """Whether ``t`` is made of arrays smaller than itself: a broadcast, a diagonal,
+    an outer product (or a sum of such). A dense sum of such terms (a centring
+    matrix ``I - 1 1^T / n``) is cheaper contracted term by term than materialised."""
+    if isinstance(t, Sum):
+        return all(_structured(u, program) for u in t.terms)
+    factors = [t]
+    while any(_is_thin(f) or (isinstance(f, Product) and f is t) for f in factors):
+        factors = [g for f in factors for g in (f.factors if isinstance(f, Product) else (f,))]
+    largest = max((program.elements(f) for f in factors if not isinstance(f, Delta)), default=1)
+    return largest < program.elements(t)
+
+
+def _sum_inside(f: Expr) -> Sum | None:
+    """The sum that ``f`` is, or that a thin product ``f`` (a view of it) wraps."""
+    while _is_thin(f):
+        cores = [g for g in f.factors if not isinstance(g, Delta) and not _is_thin(g)]
+        if len(cores) != 1:
+            return None
+        f = cores[0]
+    return f if isinstance(f, Sum) else None
+
+
+def _with_core(f: Expr, term: Expr) -> Expr:
+    """``f`` with the sum inside it (``_sum_inside``) replaced by one of its terms."""
+    if isinstance(f, Sum):
+        return term
+    factors = [g if isinstance(g, Delta) or _is_thin(g) else _with_core(g, term) for g in f.factors]
+    return Product(factors, edges=f.edges)
