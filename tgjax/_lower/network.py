@@ -22,12 +22,31 @@ from .._ir.rename import rename
 from .._ir.util import UnionFind, fresh_edge
 
 
-def _is_thin(t: Expr) -> bool:
-    """A product of Deltas (and thin products) around at most one other factor: a seed, a view, a broadcast."""
+def _is_thin(t: Expr, program) -> bool:
+    """A product that is Deltas around at most one operand, once its thin factors are
+    dissolved too: a seed, a view, a broadcast. (Memoised per program: views nest.)"""
     if not isinstance(t, Product):
         return False
-    others = [f for f in t.factors if not isinstance(f, Delta)]
-    return len(others) <= 1 or sum(not _is_thin(f) for f in others) <= 1
+    thin = program.thin.get(id(t))
+    if thin is None:
+        operands = 0
+        for f in t.factors:
+            if isinstance(f, Delta):
+                continue
+            operands += 1 if not _is_thin(f, program) else sum(not isinstance(g, Delta) for g in _dissolved(f, program))
+            if operands > 1:
+                break
+        thin = operands <= 1
+        program.thin[id(t)] = thin
+    return thin
+
+
+def _dissolved(t: Product, program) -> list:
+    """The factors of ``t`` with its thin factors dissolved (for a thin ``t``: Deltas and at most one operand)."""
+    out = []
+    for f in t.factors:
+        out.extend(_dissolved(f, program) if _is_thin(f, program) else [f])
+    return out
 
 
 def network(t: Product, program):
@@ -99,14 +118,24 @@ def _joined(operands, deltas, convolutions, free: set):
 
 def _dissolves(f: Expr, program) -> bool:
     """A nested product that is better contracted inside its consumer's network than
-    materialised: a thin one, or one larger than every factor it is made of (an
-    outer product, a broadcast, a diagonal)."""
+    materialised: a thin one, or one larger than every array it is made of (an
+    outer product, a broadcast, a diagonal). Memoised per program."""
     if not isinstance(f, Product):
         return False
-    if _is_thin(f):
-        return True
-    parts = [g for g in f.factors if not isinstance(g, Delta)]
-    return all(program.elements(g) < program.elements(f) for g in parts)
+    dissolves = program.dissolves.get(id(f))
+    if dissolves is None:
+        dissolves = _is_thin(f, program) or all(program.elements(g) < program.elements(f) for g in _arrays(f, program))
+        program.dissolves[id(f)] = dissolves
+    return dissolves
+
+
+def _arrays(f: Product, program) -> list:
+    """The operands ``f`` contracts once every factor that dissolves is dissolved."""
+    out = []
+    for g in f.factors:
+        if not isinstance(g, Delta):
+            out.extend(_arrays(g, program) if _dissolves(g, program) else [g])
+    return out
 
 
 # A sum factor of at most this many terms may be distributed over.
@@ -116,20 +145,23 @@ _MAX_DISTRIBUTED_TERMS = 4
 def distributed(t: Product, program) -> Sum | None:
     """``t`` distributed over a small sum factor, where that is cheaper, or None.
 
-    It is when the sum is larger than ``t`` itself: materialising it writes
-    edges that the rest of the network is about to contract away (a
-    cotangent accumulated from two consumers, each term carrying an edge of
-    its own). And it is when every term is structured (``_structured``):
+    It is when the sum is larger than ``t`` and than the other factors:
+    materialising it writes edges that the rest of the network is about to
+    contract away (a cotangent accumulated from two consumers, each term
+    carrying an edge of its own). And it is when every term is structured (``_structured``):
     materialised, the sum is a dense operand, contracted at full cost.
     """
     for k, f in enumerate(t.factors):
-        inner = _sum_inside(f)
+        inner = _sum_inside(f, program)
         if inner is None or len(inner.terms) > _MAX_DISTRIBUTED_TERMS:
             continue
-        larger = program.elements(inner) > program.elements(t)
+        rest = t.factors[:k] + t.factors[k + 1:]
+        # Larger than the result and than anything it meets: the sum is what
+        # blows up. (Backpropagation's X^T (s - y) keeps its sum: X is larger.)
+        size = program.elements(inner)
+        larger = size > program.elements(t) and all(size > program.elements(g) for g in rest if not isinstance(g, Delta))
         if larger or all(_structured(u, program) for u in inner.terms):
-            rest = t.factors[:k] + t.factors[k + 1:]
-            terms = [Product(rest + (_with_core(f, u),), edges=t.edges) for u in inner.terms]
+            terms = [Product(rest + (_with_core(f, u, program),), edges=t.edges) for u in inner.terms]
             return Sum(terms, inner.weights, edges=t.edges)
     return None
 
@@ -141,25 +173,24 @@ def _structured(t: Expr, program) -> bool:
     if isinstance(t, Sum):
         return all(_structured(u, program) for u in t.terms)
     factors = [t]
-    while any(_is_thin(f) or (isinstance(f, Product) and f is t) for f in factors):
+    while any(_is_thin(f, program) or (isinstance(f, Product) and f is t) for f in factors):
         factors = [g for f in factors for g in (f.factors if isinstance(f, Product) else (f,))]
     largest = max((program.elements(f) for f in factors if not isinstance(f, Delta)), default=1)
     return largest < program.elements(t)
 
 
-def _sum_inside(f: Expr) -> Sum | None:
+def _sum_inside(f: Expr, program) -> Sum | None:
     """The sum that ``f`` is, or that a thin product ``f`` (a view of it) wraps."""
-    while _is_thin(f):
-        cores = [g for g in f.factors if not isinstance(g, Delta) and not _is_thin(g)]
-        if len(cores) != 1:
-            return None
-        f = cores[0]
+    if _is_thin(f, program):
+        cores = [g for g in _dissolved(f, program) if not isinstance(g, Delta)]
+        f = cores[0] if len(cores) == 1 else None
     return f if isinstance(f, Sum) else None
 
 
-def _with_core(f: Expr, term: Expr) -> Expr:
+def _with_core(f: Expr, term: Expr, program) -> Expr:
     """``f`` with the sum inside it (``_sum_inside``) replaced by one of its terms."""
     if isinstance(f, Sum):
         return term
-    factors = [g if isinstance(g, Delta) or _is_thin(g) else _with_core(g, term) for g in f.factors]
+    factors = [g if isinstance(g, Delta) else _with_core(g, term, program) if _is_thin(g, program) else term
+               for g in f.factors]
     return Product(factors, edges=f.edges)

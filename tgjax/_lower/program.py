@@ -49,6 +49,9 @@ class Program:
         self.flops = 0           # estimated multiply-adds of the statements emitted
         self.written = 0         # elements written by them
         self.largest = 0         # elements of the largest array they make
+        self._sizes = {}          # size expression -> int
+        self.thin = {}            # id of a product -> whether it is thin (network.py)
+        self.dissolves = {}       # id of a product -> whether it dissolves into its consumer (network.py)
         self._count = 0
 
     # -- names and sizes ---------------------------------------------------
@@ -58,7 +61,15 @@ class Program:
         return name
 
     def size(self, s) -> int:
-        return int(sympy.sympify(s).subs(self.env)) if not isinstance(s, int) else s
+        if isinstance(s, int):
+            return s
+        # Memoised: a program asks for the same few sizes thousands of times,
+        # and sympy's subs is slow.
+        n = self._sizes.get(s)
+        if n is None:
+            n = self.env[s] if s in self.env else int(sympy.sympify(s).subs(self.env))
+            self._sizes[s] = n
+        return n
 
     def number(self, w) -> str:
         value = sympy.sympify(w).subs(self.env)
