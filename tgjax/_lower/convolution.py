@@ -48,7 +48,9 @@ def absorb_convolutions(operands, convolutions, free, sizes: dict, program):
         name, edges = operands.pop(k)
         code, new_legs = _window_code(c, name, edges.index(leg), leg, sizes)
         new_edges = _windowed_edges(edges, leg, new_legs, sizes, deltas)
-        operands.append((program.emit(code, f"{name} seen through windows: a convolution contracted"), new_edges))
+        # a gather: every window element read and written once
+        n = math.prod(sizes[e] for e in new_edges)
+        operands.append((program.emit(code, f"{name} seen through windows: a convolution contracted", flops=n, elements=n), new_edges))
     return operands, deltas
 
 
@@ -195,7 +197,13 @@ def convolve_pairs(operands, convolutions, deltas, free, sizes: dict, program):
             if found is None:
                 continue
             code, edges = found
-            name = program.emit(code, f"convolution of {operands[i][0]} and {operands[j][0]}")
+            # a multiply-add for each output entry and kernel position: every index
+            # but the input legs, which the output and kernel legs determine
+            inputs = {c.input_edge for c in joining}
+            index = set(ea) | set(eb) | set(edges)
+            flops = 2 * math.prod(sizes[e] for e in index - inputs)
+            name = program.emit(code, f"convolution of {operands[i][0]} and {operands[j][0]}",
+                                flops=flops, elements=math.prod(sizes[e] for e in edges))
             operands = [o for k, o in enumerate(operands) if k not in (i, j)] + [(name, edges)]
             convolutions = [c for c in convolutions if not any(c is g for g in joining)]
             changed = True

@@ -151,6 +151,10 @@ def distributed(t: Product, program) -> Sum | None:
     carrying an edge of its own). And it is when every term is structured (``_structured``):
     materialised, the sum is a dense operand, contracted at full cost.
     """
+    if any(isinstance(f, Convolution) for f in t.factors):
+        # a convolution meets its cotangent whole, as one lax convolution;
+        # term by term, a constant term becomes a sum over windows (im2col)
+        return None
     for k, f in enumerate(t.factors):
         inner = _sum_inside(f, program)
         if inner is None or len(inner.terms) > _MAX_DISTRIBUTED_TERMS:
