@@ -88,3 +88,54 @@ def test_value_numbers_see_through_renaming():
     assert a == b
     assert dict(zip(ports_a, ports_b)) == {"i": "p", "k": "q"}
     assert numbers(F.exp(A @ tg.Variable("B", j=j, k=i)))[0] != a
+
+
+def test_renaming_a_residual_network_is_linear():
+    # h is used twice per layer; a rename rebuilt it once per path (2^layers)
+    s, d = tg.symbols("s d")
+    h = tg.Variable("x", s, d)
+    for k in range(12):
+        h = h + F.tanh(h @ tg.Variable(f"W{k}", d=d, e=d)).rename(e="d")
+    from tgjax._lower.evaluation import node_count
+
+    assert node_count([h.rename(s="t")]) < 4 * node_count([h])
+    assert node_count([h * h]) < 10 * node_count([h])
+
+
+def test_a_renamed_gradient_keeps_its_normal_form():
+    # == implies equal normal forms: the derivative a .grad result stands for follows a rename
+    A = tg.Variable("A", i=n, j=n)
+    g = F.tanh(x.rename(n="i") @ A @ x.rename(n="j")).grad(x)
+    there_and_back = g.rename(n="q").rename(q="n")
+    assert there_and_back == g
+    assert there_and_back.simplify() == g.simplify()
+
+
+def test_deep_workers_restore_the_process_settings():
+    import sys
+    import threading
+
+    limit = sys.getrecursionlimit()
+    errors = []
+
+    def build():
+        try:
+            F.sum(tanh_chain(400)).grad(x)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sys.getrecursionlimit() == limit
+    assert threading.stack_size() == 0
+
+
+def test_an_unevaluated_derivative_composes_with_elementwise_products():
+    # renaming a Derivative to inner edge names (as a * b does) must not trip the user-facing check
+    v = tg.Variable("v", n)
+    d = tg.Derivative(F.sum(v * v), v)
+    np.testing.assert_allclose(tg.lower(d * v)(v=X0), 2 * X0 * X0, rtol=1e-12)

@@ -43,6 +43,7 @@ from .._ir.nodes import (
 from .._ir.rename import view
 from .._ir.util import fresh_edge
 from .._ir.numbering import Numbering
+from .._ir.walk import parents_first
 
 
 def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
@@ -56,7 +57,6 @@ def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
     out = {e: fresh_edge() for e in t.edges}
     seed = Product([Delta._make(t._shape[e], (e, out[e])) for e in t.edges], edges=t.edges + tuple(out.values()))
     pending = {id(t): [seed]}
-    found = []
     classes = _Classes(x)
     for node in classes.parents_first(t):
         parts = pending.pop(id(node), None)
@@ -64,18 +64,16 @@ def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
             continue
         g = _accumulate(parts)
         if isinstance(node, Variable):
-            if node.key == x.key:
-                back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
-                back.update({o: e for e, o in out.items()})
-                found.append(view(g, back))
-            continue
+            # Every occurrence of x is one class, so this is the whole derivative.
+            back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
+            back.update({o: e for e, o in out.items()})
+            result = view(g, back)
+            return result if result.edges == order else Product([result], edges=order)
         for child, contribution in _pullback(node, g, x):
             representative, relabel = classes.representative(child)
             pending.setdefault(id(representative), []).append(view(contribution, relabel))
-    if not found:  # every path went through a zero partial (a step, a sign)
-        return Zero._make({e: shape[e] for e in order})
-    result = _accumulate(found)
-    return result if result.edges == order else Product([result], edges=order)
+    # every path went through a zero partial (a step, a sign)
+    return Zero._make({e: shape[e] for e in order})
 
 
 def _is_one(g: Expr) -> bool:
@@ -109,21 +107,10 @@ class _Classes:
 
     def parents_first(self, t: Expr) -> list:
         """One node per class that depends on ``x``, every class before the classes below it."""
-        postorder, seen = [], set()
-        stack = [(self.representative(t)[0], False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                postorder.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for child in node.args:
-                if _depends(child, self.x):
-                    stack.append((self.representative(child)[0], False))
-        return postorder[::-1]
+        def children(node):
+            return [self.representative(c)[0] for c in node.args if _depends(c, self.x)]
+
+        return parents_first([self.representative(t)[0]], children=children)
 
 
 def _depends(t: Expr, x: Variable) -> bool:

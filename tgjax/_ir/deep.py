@@ -8,7 +8,9 @@ at about a thousand frames, so an expression some hundreds of levels deep
 recursion limit is hit runs it again on a worker thread whose stack is large
 enough for millions of frames. Passes are pure (their only state is caches of
 values already computed correctly), so running one again is safe, and
-shallow expressions never pay for the thread.
+shallow expressions never pay for the thread. Only symbolic passes run
+there: JAX's configuration contexts are per thread, so nothing that
+evaluates arrays is decorated.
 """
 
 from __future__ import annotations
@@ -60,7 +62,15 @@ def _depth(args) -> int:
     return deepest
 
 
+# The recursion limit and the stack size for new threads are process-wide:
+# set them while any worker runs, and put them back when the last one ends.
+_settings_lock = threading.Lock()
+_workers = 0
+_saved: tuple = ()
+
+
 def _on_deep_stack(fn, args, kwargs):
+    global _workers, _saved
     outcome: dict = {}
 
     def run():
@@ -70,17 +80,24 @@ def _on_deep_stack(fn, args, kwargs):
         except BaseException as error:  # noqa: BLE001  (re-raised in the caller's thread)
             outcome["error"] = error
 
-    previous_size = threading.stack_size()
-    previous_limit = sys.getrecursionlimit()
-    threading.stack_size(_STACK_BYTES)
-    sys.setrecursionlimit(max(previous_limit, _RECURSION_LIMIT))
+    with _settings_lock:
+        if _workers == 0:
+            _saved = (threading.stack_size(), sys.getrecursionlimit())
+            sys.setrecursionlimit(max(_saved[1], _RECURSION_LIMIT))
+        _workers += 1
+        threading.stack_size(_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=run, name="tgjax-deep")
+        finally:
+            threading.stack_size(_saved[0])
     try:
-        worker = threading.Thread(target=run, name="tgjax-deep")
         worker.start()
         worker.join()
     finally:
-        threading.stack_size(previous_size)
-        sys.setrecursionlimit(previous_limit)
+        with _settings_lock:
+            _workers -= 1
+            if _workers == 0:
+                sys.setrecursionlimit(_saved[1])
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

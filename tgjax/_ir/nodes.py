@@ -77,12 +77,9 @@ class Expr:
         return len(self.edges)
 
     # -- identity ---------------------------------------------------------
-    @deep
     def __hash__(self):
         if self._hash is None:
-            from .identity import named_hash
-
-            self._hash = named_hash(self)
+            self._hash = _named_hash(self)
         return self._hash
 
     @deep
@@ -227,16 +224,17 @@ class Expr:
         from .._simplify import simplify
 
         d = Derivative(self, x, new_names)
-        # Differentiate the normal form: it has the stable rewrites
-        # (log(softmax) -> log_softmax, ...), so the derivative is stable too.
-        # A derivative from .grad is stable already, and in backpropagation's
-        # shape: a Hessian differentiates it as it is (reverse over reverse).
-        base = self if self._stands_for is not None else simplify(self)
         # Reverse accumulation gives the result backpropagation's shape, which
-        # is what lowering wants. Its normal form is that of the unevaluated
-        # derivative (the forward rules), which keeps the structure they show
-        # (the Hessian of x^T A x is A + A^T) whatever the evaluation form.
-        result = gradient(base, x, d.new_names)
+        # is what lowering wants. It differentiates the normal form, which has
+        # the stable rewrites (log(softmax) -> log_softmax, ...); a result of
+        # .grad is stable already, and a Hessian differentiates it as it is
+        # (reverse over reverse).
+        base = self if self._stands_for is not None else simplify(self)
+        # A fresh node, so that marking it never touches one of self's nodes.
+        result = Product([gradient(base, x, d.new_names)], edges=d.edges)
+        # Its normal form is that of the unevaluated derivative (the forward
+        # rules), which keeps the structure they show (the Hessian of x^T A x
+        # is A + A^T) whatever the evaluation form.
         result._stands_for = d
         return result
 
@@ -269,6 +267,13 @@ class Expr:
         return to_string(self)
 
     __str__ = __repr__
+
+
+@deep
+def _named_hash(t: Expr) -> int:
+    from .identity import named_hash
+
+    return named_hash(t)
 
 
 def _as_tensor(value, where: str) -> Expr:
@@ -620,13 +625,23 @@ class Derivative(Expr):
                     name += "_"
             taken.add(name)
             names[e] = name
+        self._setup(expr, x, names)
+
+    def _setup(self, expr: Expr, x: Variable, names: dict):
         self.expr = expr
         self.x = x
         self.new_names = names
         self._init(
-            expr.edges + tuple(names[e] for e in declared),
+            expr.edges + tuple(names[e] for e, _ in x.decl),
             {**expr._shape, **{names[e]: s for e, s in x.decl}},
         )
+
+    @classmethod
+    def _make(cls, expr: Expr, x: Variable, names: dict) -> "Derivative":
+        """The derivative with new edges ``names`` as given: passes may use inner (``#``) names."""
+        obj = cls.__new__(cls)
+        obj._setup(expr, x, dict(names))
+        return obj
 
     @property
     def args(self):

@@ -8,21 +8,44 @@ new name are given fresh names first, so nothing is ever captured.
 from __future__ import annotations
 
 import functools
+import threading
 
 from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .util import fresh_edge
 
 
+_calls = threading.local()
+
+
 def rename(t: Expr, mapping: dict) -> Expr:
-    """``t`` with free edges renamed by ``mapping``: a new node, rebuilt down to the leaves that carry them."""
-    result = _rename(t, mapping)
-    if result is not t:
-        _carry_caches(t, result, mapping)
-    return result
+    """``t`` with free edges renamed by ``mapping``: a new node, rebuilt down to the leaves that carry them.
+
+    A node shared by several parents is rebuilt once per mapping within one
+    call: a DAG (a residual network's ``h`` used twice per layer) would
+    otherwise be rebuilt once per path, exponentially in depth.
+    """
+    memo = getattr(_calls, "memo", None)
+    outermost = memo is None
+    if outermost:
+        memo = _calls.memo = {}
+    try:
+        key = (id(t), tuple(sorted(mapping.items())))
+        entry = memo.get(key)
+        if entry is None:
+            result = _rename(t, mapping)
+            if result is not t:
+                _carry_caches(t, result, mapping)
+            # the node is kept with its result, so that its id is not reused within the call
+            entry = memo[key] = (t, result)
+        return entry[1]
+    finally:
+        if outermost:
+            _calls.memo = None
 
 
 def _carry_caches(t: Expr, result: Expr, mapping: dict):
-    """What a rename cannot change: the structure's signature (its ports relabelled) and the variables.
+    """What a rename cannot change: the structure's signature (its ports relabelled), the
+    variables, and the unevaluated derivative a ``.grad`` result stands for.
 
     Without this every renamed copy, and every copy inside it, is hashed again
     from scratch: quadratic in depth for the chains a derivative renames.
@@ -33,6 +56,9 @@ def _carry_caches(t: Expr, result: Expr, mapping: dict):
         result._sig = Signature(t._sig.shape, {mapping.get(e, e): c for e, c in t._sig.ports.items()})
     if t._vars is not None and result._vars is None:
         result._vars = t._vars
+    if t._stands_for is not None and result._stands_for is None:
+        # a derivative's normal form follows it through renaming, so == implies equal normal forms
+        result._stands_for = rename(t._stands_for, mapping)
 
 
 @functools.singledispatch
@@ -116,7 +142,7 @@ def _(t: Derivative, mapping):
     # the new edges give up, so rename it through temporary fresh names.
     temp = {e: fresh_edge() for e in inner}
     expr = rename(rename(t.expr, temp), {temp[e]: n for e, n in inner.items()})
-    return Derivative(expr, t.x, new_names)
+    return Derivative._make(expr, t.x, new_names)
 
 
 @_rename.register

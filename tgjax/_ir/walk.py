@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 
-def parents_first(roots: Iterable, follow: Callable | None = None, skip: set | None = None) -> list:
+def parents_first(roots: Iterable, follow: Callable | None = None, children: Callable | None = None) -> list:
     """The nodes reachable from ``roots``, each once, every node before its children.
 
     ``follow(child)`` says whether to descend into a child (default: always);
-    ``skip`` holds ids of nodes not to visit.
+    ``children(node)`` lists a node's children (default: its ``args``).
     """
-    postorder, seen = [], set(skip or ())
+    postorder, seen = [], set()
     stack = [(t, False) for t in roots]
     while stack:
         node, expanded = stack.pop()
@@ -27,7 +27,7 @@ def parents_first(roots: Iterable, follow: Callable | None = None, skip: set | N
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for child in node.args:
+        for child in (node.args if children is None else children(node)):
             if id(child) not in seen and (follow is None or follow(child)):
                 stack.append((child, False))
     return postorder[::-1]

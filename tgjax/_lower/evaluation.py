@@ -64,8 +64,10 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
     """``node`` over its rebuilt children, or ``node`` itself when none changed."""
     if isinstance(node, Derivative):
         inner = memo[id(node.expr)]
-        # The normal form carries the stable rewrites (log(softmax) -> log_softmax).
-        return gradient(simplify(inner), node.x, node.new_names)
+        # As Expr.grad: the normal form carries the stable rewrites
+        # (log(softmax) -> log_softmax); a .grad result has them already.
+        base = inner if inner._stands_for is not None else simplify(inner)
+        return gradient(base, node.x, node.new_names)
     args = [memo[id(a)] for a in node.args]
     if isinstance(node, Function) and node.spec is elementwise.log:
         stable = stable_log(args[0], node.edges)

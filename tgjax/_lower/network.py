@@ -176,11 +176,8 @@ def _structured(t: Expr, program) -> bool:
     matrix ``I - 1 1^T / n``) is cheaper contracted term by term than materialised."""
     if isinstance(t, Sum):
         return all(_structured(u, program) for u in t.terms)
-    factors = [t]
-    while any(_is_thin(f, program) or (isinstance(f, Product) and f is t) for f in factors):
-        factors = [g for f in factors for g in (f.factors if isinstance(f, Product) else (f,))]
-    largest = max((program.elements(f) for f in factors if not isinstance(f, Delta)), default=1)
-    return largest < program.elements(t)
+    parts = _arrays(t, program) if isinstance(t, Product) else [t]
+    return max((program.elements(g) for g in parts), default=1) < program.elements(t)
 
 
 def _sum_inside(f: Expr, program) -> Sum | None:

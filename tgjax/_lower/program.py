@@ -46,12 +46,13 @@ class Program:
         self.extra_globals = {}  # callables that have no jnp spelling
         self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
-        self.flops = 0           # estimated multiply-adds of the statements emitted
+        self.flops = 0           # estimated FLOPs of the statements emitted (as XLA counts them)
         self.written = 0         # elements written by them
-        self.largest = 0         # elements of the largest array they make
         self._sizes = {}          # size expression -> int
-        self.thin = {}            # id of a product -> whether it is thin (network.py)
-        self.dissolves = {}       # id of a product -> whether it dissolves into its consumer (network.py)
+        # id of a product -> whether it is thin / dissolves into its consumer
+        # (network.py); ids stay valid because self.numbering keeps every lowered node
+        self.thin = {}
+        self.dissolves = {}
         self._count = 0
 
     # -- names and sizes ---------------------------------------------------
@@ -98,7 +99,6 @@ class Program:
             return self.statements[key]
         self.flops += flops
         self.written += elements
-        self.largest = max(self.largest, elements)
         if comment:
             self.lines.append(f"# {_short(comment)}")
         name = self.new_name()
