@@ -40,9 +40,9 @@ from .._ir.nodes import (
     Zero,
     broadcast_to,
 )
+from .._ir.numbering import Numbering
 from .._ir.rename import view
 from .._ir.util import fresh_edge
-from .._ir.numbering import Numbering
 from .._ir.walk import parents_first
 
 

@@ -63,14 +63,16 @@ def _depth(args) -> int:
 
 
 # The recursion limit and the stack size for new threads are process-wide:
-# set them while any worker runs, and put them back when the last one ends.
+# the limit is raised while any worker runs and put back when the last one
+# ends; the stack size is set only around starting a worker (it applies to
+# threads started while it is set).
 _settings_lock = threading.Lock()
 _workers = 0
-_saved: tuple = ()
+_saved_limit = 0
 
 
 def _on_deep_stack(fn, args, kwargs):
-    global _workers, _saved
+    global _workers, _saved_limit
     outcome: dict = {}
 
     def run():
@@ -82,22 +84,22 @@ def _on_deep_stack(fn, args, kwargs):
 
     with _settings_lock:
         if _workers == 0:
-            _saved = (threading.stack_size(), sys.getrecursionlimit())
-            sys.setrecursionlimit(max(_saved[1], _RECURSION_LIMIT))
+            _saved_limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_saved_limit, _RECURSION_LIMIT))
         _workers += 1
-        threading.stack_size(_STACK_BYTES)
+        previous_stack = threading.stack_size(_STACK_BYTES)
         try:
             worker = threading.Thread(target=run, name="tgjax-deep")
+            worker.start()
         finally:
-            threading.stack_size(_saved[0])
+            threading.stack_size(previous_stack)
     try:
-        worker.start()
         worker.join()
     finally:
         with _settings_lock:
             _workers -= 1
             if _workers == 0:
-                sys.setrecursionlimit(_saved[1])
+                sys.setrecursionlimit(_saved_limit)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

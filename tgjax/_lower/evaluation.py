@@ -5,12 +5,11 @@ structure (the Hessian of ``x^T A x`` is ``A + A^T``), but it writes a
 derivative as a sum of products, and a sum whose terms carry a node's edges
 and ``x``'s together is a dense Jacobian (``diag(p) - p p^T``) once it is
 evaluated. The evaluation form keeps a derivative in backpropagation's shape
-(``_diff.reverse``): it is never costlier than backpropagation.
+(``_diff.reverse``), so it costs what backpropagation costs.
 
-Lowering builds the program of both and keeps the cheaper (the evaluation
-form only where it is strictly cheaper: the normal form carries the stable
-rewrites of expressions written by hand). The normal form is skipped for
-expressions too large for the simplifier to be worth its time.
+Lowering builds the program of both and keeps the one with the lower
+estimated cost (``Program.cost``; on a tie the normal form). The normal form
+is skipped for expressions too large for the simplifier to be worth its time.
 """
 
 from __future__ import annotations
@@ -83,4 +82,4 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         return Function(node.spec, args, edges=node.edges)
     if isinstance(node, AlongEdge):
         return AlongEdge(node.spec, args[0], node.axes, edges=node.edges)
-    raise AssertionError(f"internal error: cannot rebuild {type(node).__name__} over evaluated derivatives")
+    raise NotImplementedError(f"evaluation form: no rule to rebuild node type {type(node).__name__}")
