@@ -66,8 +66,7 @@ def _max_error(a, b) -> tuple[float, float]:
     return float(np.max(np.abs(a - b))), max(1.0, float(np.max(np.abs(b))))
 
 
-def compare(name: str, ours: Costs, theirs: Costs, labels, dtype, baseline: str, steer: bool = False, reference=None,
-            record: bool = True):
+def compare(name: str, ours: Costs, theirs: Costs, labels, dtype, baseline: str, steer: bool = False, reference=None):
     """Assert tgjax's costs are within BOUND of JAX's, and the values agree; name the case on failure.
 
     ``reference()``: the baseline's outputs computed in float64. Where a float32
@@ -84,9 +83,8 @@ def compare(name: str, ours: Costs, theirs: Costs, labels, dtype, baseline: str,
         f"  largest intermediate: tgjax {ours.largest} ({ours.largest_eqn}) / "
         f"{baseline} {theirs.largest} ({theirs.largest_eqn}) = {largest:.3g}x"
     )
-    if record:
-        _record("FLOPs", flops, description)
-        _record("largest intermediate", largest, description)
+    _record("FLOPs", flops, description)
+    _record("largest intermediate", largest, description)
     if steer:
         target(flops, label=f"FLOPs ratio to {baseline}")
         target(largest, label=f"largest intermediate ratio to {baseline}")
@@ -156,7 +154,7 @@ def check_gradients(name, loss, params, values, jax_loss, steer=False):
     compare(name, ours, theirs, labels, dtype, "jax.value_and_grad", steer, reference)
 
 
-def check_hessian(name, loss, x, values, jax_loss, steer=False, record=True):
+def check_hessian(name, loss, x, values, jax_loss, steer=False):
     """``tg.lower([loss.grad(x).grad(x)])`` against ``jax.jit(jax.hessian(jax_loss, argnums=x))``."""
     data = [n for n in values if n != x.name]
     order = [x.name, *data]
@@ -171,7 +169,7 @@ def check_hessian(name, loss, x, values, jax_loss, steer=False, record=True):
         return (jax.jit(jax.hessian(f))(*_float64(values, order)),)
 
     dtype = values[x.name].dtype
-    compare(name, ours, theirs, [f"d2 loss / d {x.name}2"], dtype, "jax.hessian", steer, reference, record)
+    compare(name, ours, theirs, [f"d2 loss / d {x.name}2"], dtype, "jax.hessian", steer, reference)
 
 
 # -- random losses from the whole function library -----------------------------------
@@ -715,18 +713,10 @@ HESSIAN_REGRESSIONS = {
 }
 
 
-# Known gaps, each with what it would take; the worst-case test leaves them out.
-HESSIAN_GAPS: dict = {}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=HESSIAN_GAPS[n])) if n in HESSIAN_GAPS else n
-     for n in HESSIAN_REGRESSIONS],
-)
+@pytest.mark.parametrize("name", list(HESSIAN_REGRESSIONS))
 def test_regression_hessian_costs_at_most_twice_jax(name):
     loss, x, values, jax_loss = HESSIAN_REGRESSIONS[name]()
-    check_hessian(name, loss, x, values, jax_loss, record=name not in HESSIAN_GAPS)
+    check_hessian(name, loss, x, values, jax_loss)
 
 
 # -- the harness itself ------------------------------------------------------------------

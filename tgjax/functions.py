@@ -14,7 +14,6 @@ import sympy
 from ._ir import along as _al
 from ._ir import elementwise as _ew
 from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale
-from ._ir.util import as_weight
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
@@ -85,15 +84,7 @@ softplus = _unary(_ew.softplus, "softplus")
 
 def pow(t: Expr, k) -> Expr:
     """Elementwise ``t ** k`` for a scalar exponent ``k`` (integer, fractional or negative)."""
-    t = _tensor(t, "F.pow")
-    if isinstance(k, Expr):
-        raise TypeError("F.pow: the exponent must be a scalar number; for a tensor exponent write F.exp(k * F.log(t)).")
-    k = as_weight(k, "F.pow")
-    if isinstance(k, sympy.Float) and k == int(k):
-        k = sympy.Integer(int(k))
-    elif isinstance(k, sympy.Float):
-        k = sympy.nsimplify(k, rational=True) if sympy.nsimplify(k, rational=True).q <= 16 else k
-    return _ew.power(k)(t)
+    return _ew.raised(_tensor(t, "F.pow"), k, "F.pow")
 
 
 def sqrt(t: Expr) -> Expr:

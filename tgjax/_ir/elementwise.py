@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import sympy
 
 from .nodes import Expr, Function, Zero, broadcast_to, ones, scale, _merge_shapes
+from .util import as_weight
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +93,22 @@ def power(k) -> FunctionSpec:
 
     at_zero = 0.0 if (k.is_positive) else (1.0 if k == 0 else None)
     return FunctionSpec("pow", _pow_apply(k), partials, params=(k,), at_zero=at_zero)
+
+
+def raised(t: Expr, k, where: str) -> Function:
+    """``t ** k`` elementwise, for a scalar exponent given by the user (``F.pow``, ``**``, ``/``).
+
+    Floats that are whole numbers, or simple fractions, become exact
+    exponents, so that powers merge and print exactly.
+    """
+    if isinstance(k, Expr):
+        raise TypeError(f"{where}: the exponent must be a scalar number; for a tensor exponent write F.exp(k * F.log(t)).")
+    k = as_weight(k, where)
+    if isinstance(k, sympy.Float) and k == int(k):
+        k = sympy.Integer(int(k))
+    elif isinstance(k, sympy.Float):
+        k = sympy.nsimplify(k, rational=True) if sympy.nsimplify(k, rational=True).q <= 16 else k
+    return power(k)(t)
 
 
 def exponent(spec: FunctionSpec):

@@ -105,66 +105,57 @@ class Expr:
         )
 
     # -- operators (API.md, "Building expressions") ----------------------
-    @deep
+    # Those that can recurse (renames, broadcasts) do so through builders
+    # decorated with @deep below.
     def __matmul__(self, other):
         if not isinstance(other, Expr):
             return NotImplemented
         return product([self, other], where="a @ b")
 
-    @deep
     def __rmatmul__(self, other):
         if not isinstance(other, Expr):
             return NotImplemented
         return product([other, self], where="a @ b")
 
-    @deep
     def __mul__(self, other):
         if isinstance(other, Expr):
             return elementwise_product(self, other, where="a * b")
         return scale(self, as_weight(other, "a * b"))
 
-    @deep
     def __rmul__(self, other):
         if isinstance(other, Expr):
             return elementwise_product(other, self, where="a * b")
         return scale(self, as_weight(other, "a * b"))
 
-    @deep
     def __truediv__(self, other):
         if isinstance(other, Expr):
-            from ..functions import pow as _pow
+            from .elementwise import raised
 
-            return elementwise_product(self, _pow(other, -1), where="a / b")
+            return elementwise_product(self, raised(other, -1, "a / b"), where="a / b")
         weight = as_weight(other, "a / b")
         if weight == 0:
             raise ZeroDivisionError("a / b: division of a tensor expression by the scalar 0.")
         return scale(self, 1 / weight)
 
-    @deep
     def __rtruediv__(self, other):
-        from ..functions import pow as _pow
+        from .elementwise import raised
 
-        return scale(_pow(self, -1), as_weight(other, "a / b"))
+        return scale(raised(self, -1, "a / b"), as_weight(other, "a / b"))
 
-    @deep
     def __pow__(self, k):
-        from ..functions import pow as _pow
+        from .elementwise import raised
 
-        return _pow(self, k)
+        return raised(self, k, "a ** k")
 
-    @deep
     def __add__(self, other):
         return broadcast_sum([self, _as_tensor(other, "a + b")], [1, 1], where="a + b")
 
-    @deep
     def __radd__(self, other):
         return broadcast_sum([_as_tensor(other, "a + b"), self], [1, 1], where="a + b")
 
-    @deep
     def __sub__(self, other):
         return broadcast_sum([self, _as_tensor(other, "a - b")], [1, -1], where="a - b")
 
-    @deep
     def __rsub__(self, other):
         return broadcast_sum([_as_tensor(other, "a - b"), self], [1, -1], where="a - b")
 
@@ -202,7 +193,7 @@ class Expr:
 
     # -- passes -----------------------------------------------------------
     # These methods are entry points for the user; the passes themselves live
-    # in later stages of the pipeline and are imported at call time.
+    # in later stages of the pipeline, which register them (see ``register_pass``).
     @deep
     def grad(self, x: "Variable", new_names: Mapping[str, str] | None = None) -> "Expr":
         """The derivative of this expression with respect to Variable ``x``.
@@ -220,9 +211,7 @@ class Expr:
             >>> loss = F.sum(F.cross_entropy(X @ W, T, "c"))
             >>> value, grad = tg.lower([loss, loss.grad(W)])(X=X_array, W=W_array, T=T_array)
         """
-        from .._diff import gradient
-        from .._simplify import simplify
-
+        gradient, simplify = _pass("gradient"), _pass("simplify")
         d = Derivative(self, x, new_names)
         # Reverse accumulation gives the result backpropagation's shape, which
         # is what lowering wants. It differentiates the normal form, which has
@@ -241,9 +230,7 @@ class Expr:
     @deep
     def simplify(self) -> "Expr":
         """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly."""
-        from .._simplify import simplify
-
-        return simplify(self)
+        return _pass("simplify")(self)
 
     @deep
     def variables(self) -> tuple:
@@ -262,11 +249,28 @@ class Expr:
 
     @deep
     def __repr__(self):
-        from .._viz.notation import to_string
-
-        return to_string(self)
+        return _pass("to_string")(self)
 
     __str__ = __repr__
+
+
+# The passes that expressions offer as methods (.grad, .simplify, printing)
+# belong to later stages of the pipeline. Each registers itself here when its
+# module is imported (importing tgjax imports them all), so that imports flow
+# one way: this module never imports a later stage.
+_PASSES: dict = {}
+
+
+def register_pass(name: str, fn) -> None:
+    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string")."""
+    _PASSES[name] = fn
+
+
+def _pass(name: str):
+    fn = _PASSES.get(name)
+    if fn is None:
+        raise AssertionError(f"internal error: the {name!r} pass is not registered; import tgjax, which registers it")
+    return fn
 
 
 @deep

@@ -13,7 +13,7 @@ import string
 
 import sympy
 
-from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero, register_pass
 from .._ir.util import is_fresh
 
 
@@ -148,3 +148,6 @@ def _(t: Derivative, names):
 @_str.register
 def _(t: AlongEdge, names):
     return f"{t.spec.name}[{','.join(names.get(a, a) for a in t.axes)}]({_sub(t.input, names)})"
+
+
+register_pass("to_string", to_string)
