@@ -7,13 +7,14 @@ compositions.
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable
 
 import sympy
 
 from ._ir import along as _al
 from ._ir import elementwise as _ew
-from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale
+from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale, summed
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
@@ -51,9 +52,7 @@ def sum(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
     """
     t = _tensor(t, "F.sum")
     edges = _edges(t, edges, "F.sum")
-    if not edges:
-        return t
-    return Product([t, *(Delta._make(t._shape[e], (e,)) for e in edges)], edges=tuple(e for e in t.edges if e not in edges))
+    return summed(t, edges)
 
 
 def mean(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
@@ -195,20 +194,59 @@ def det(t: Expr, edges=None) -> Expr:
 def elementwise(name: str, fn):
     """A user-defined elementwise function from a scalar JAX callable ``fn``.
 
-    Returns ``f`` with ``f(t)`` applying ``fn`` to every entry of ``t``. Its
-    derivative is the elementwise function ``jax.grad(fn)``, so derivatives of
-    any order work. ``fn`` must act entry by entry: a ``ValueError`` says so
-    when ``fn`` applied to an array differs from ``fn`` applied to each entry.
+    Args:
+        name: how the function prints, and its name in generated code. It may
+            not be a built-in's name (``"exp"``, ``"pow"``, ...): a user's
+            function is never taken for a built-in.
+        fn: a callable of one scalar, written with ``jax.numpy``.
+
+    Returns:
+        ``f``, with ``f(t)`` applying ``fn`` to every entry of ``t`` (same
+        edges). Its derivative is the elementwise function ``jax.grad(fn)``,
+        so derivatives of any order work. ``fn`` must act entry by entry: a
+        ``ValueError`` says so when ``fn`` applied to an array differs from
+        ``fn`` applied to each entry.
 
     Example:
-        >>> swish = F.elementwise("swish", lambda x: x * jax.nn.sigmoid(x))
-        >>> loss = F.sum(swish(X @ W))
+        >>> swish = F.elementwise("swish", lambda v: v * jax.nn.sigmoid(v))
+        >>> swish(x)
+        swish(x[i])
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"F.elementwise: name must be a non-empty str; got {name!r}.")
+    if name in _RESERVED:
+        raise ValueError(
+            f"F.elementwise: {name!r} is the name of a built-in function (F.{name} or its parts); "
+            f"a user function needs its own name, e.g. F.elementwise('my_{name}', fn)."
+        )
     if not callable(fn):
         raise TypeError(f"F.elementwise: fn must be a callable of one scalar; got {fn!r}.")
     return _user_function(name, fn, order=0)
+
+
+_SERIAL = itertools.count()
+
+
+class UserFunction(_ew.ElementwiseFunction):
+    """An elementwise function given by a Python callable on arrays (``F.elementwise``).
+
+    Compared by identity like every function. Its key (for canonical hashing)
+    holds a serial number, so two user functions with one name differ, and
+    term order does not depend on memory addresses.
+    """
+
+    def __init__(self, name: str, fn, python, order: int):
+        self._fn, self._order, self._derivative = fn, order, None
+        super().__init__(name, None, self._derivative_of, key=(name, (str(next(_SERIAL)),)))
+        self.python = python
+
+    def _derivative_of(self, u: Expr):
+        if self._derivative is None:
+            import jax
+
+            base = self.name.rstrip("'")
+            self._derivative = _user_function(base, jax.grad(self._fn), self._order + 1)
+        return [self._derivative(u)]
 
 
 def _user_function(name: str, fn, order: int):
@@ -244,24 +282,13 @@ def _user_function(name: str, fn, order: int):
 
 
 def _user_spec(name: str, fn, apply, order: int):
-    """The function ``f`` over the spec of ``fn`` (applied to arrays by ``apply``) and its derivatives."""
-    import jax
-
-    spec_name = name if order == 0 else f"{name}{chr(39) * order}"
-    derivative = jax.grad(fn)
-    holder = {}
-
-    def partials(u):
-        if "d" not in holder:
-            holder["d"] = _user_function(name, derivative, order + 1)
-        return [holder["d"](u)]
-
-    spec = _ew.FunctionSpec(spec_name, apply, partials, params=(id(fn),))
+    """The function ``f`` over a ``UserFunction`` of ``fn`` (applied to arrays by ``apply``)."""
+    spec = UserFunction(name if order == 0 else f"{name}{chr(39) * order}", fn, apply, order)
 
     def f(t: Expr) -> Expr:
-        return spec(_tensor(t, f"F.{spec_name}"))
+        return spec(_tensor(t, f"F.{spec.name}"))
 
-    f.__name__ = spec_name
+    f.__name__ = spec.name
     f.spec = spec
     return f
 
@@ -272,5 +299,11 @@ def _gelu_exact(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-gelu = elementwise("gelu", _gelu_exact)
+gelu = _user_function("gelu", _gelu_exact, order=0)
 gelu.__doc__ = "Elementwise GELU, exact form x * Phi(x); derivatives of any order through jax.grad."
+
+
+# Names a user's F.elementwise may not take: every function of this module and
+# every built-in function object (some, like pow and step, appear only inside
+# expressions).
+_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS)} | {"pow", "sqrt"}

@@ -39,6 +39,7 @@ from .._ir.nodes import (
     Variable,
     Zero,
     broadcast_to,
+    summed,
 )
 from .._ir.numbering import Numbering
 from .._ir.rename import view
@@ -134,11 +135,6 @@ def hadamard(a: Expr, b: Expr) -> Expr:
     return Product([view(a, left), view(b, right), *joins], edges=order)
 
 
-def _sum_over(t: Expr, edges) -> Expr:
-    edges = tuple(edges)
-    return Product([t, *(Delta._make(t._shape[e], (e,)) for e in edges)], edges=tuple(e for e in t.edges if e not in edges))
-
-
 # -- pullbacks: the cotangent of each child from the cotangent g of its parent -------
 
 
@@ -195,7 +191,7 @@ def _(t: AlongEdge, g, x):
 def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
     """p = softmax(u): du = p (g - sum_c p g), the Jacobian never formed."""
     (c,) = t.axes
-    inner = _sum_over(hadamard(g, t), [c])
+    inner = summed(hadamard(g, t), [c])
     centred = Sum([g, broadcast_to(inner, g._shape, order=g.edges)], [1, -1], edges=g.edges)
     return hadamard(centred, t)
 
@@ -227,8 +223,8 @@ def _inverse_pullback(t: AlongEdge, g: Expr) -> Expr:
     a, b = fresh_edge(), fresh_edge()
     y_t = _transposed_inverse(t)
     # (Y^T g)[r, b] = sum_a Y^T[r, a] g[a, b]; then (Y^T g Y^T)[r, c] = sum_b (Y^T g)[r, b] Y^T[b, c]
-    left = _sum_over(hadamard(view(y_t, {c: a}), view(g, {r: a, c: b})), [a])
-    both = _sum_over(hadamard(left, view(y_t, {r: b})), [b])
+    left = summed(hadamard(view(y_t, {c: a}), view(g, {r: a, c: b})), [a])
+    both = summed(hadamard(left, view(y_t, {r: b})), [b])
     return Sum([both], [-1], edges=both.edges)
 
 

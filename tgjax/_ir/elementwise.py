@@ -1,98 +1,208 @@
-"""Elementwise function specifications: what each computes and its derivative rule.
+"""Elementwise functions as objects.
 
-A ``FunctionSpec`` is pure data plus two callables: ``apply`` (the JAX
-implementation on arrays) and ``partials`` (the symbolic partial derivative
-with respect to each input, as expressions with the input's edges). The
-derivative pass multiplies these elementwise with the inputs' derivatives.
+Each function is one object that carries everything about it: its printed
+name, its partial derivatives (as expressions), the identities it obeys (named
+rewrite rules), its JAX emission and its value at zero. Passes ask the object;
+none of them recognises a function by its name. Built-ins are single
+instances, compared by identity, so a user's ``F.elementwise`` can never be
+taken for one.
+
+The JAX emission is *source*: a template over the argument's source, written
+into the generated program by lowering and compiled by the reference
+evaluator. Nothing here imports JAX, so the IR stays free of later stages. A
+function with no source (a user's ``F.elementwise``) offers a Python callable
+on arrays instead (``python``).
+
+Adding a built-in: one ``ElementwiseFunction(...)`` below, its wrapper in
+``tgjax.functions``, and its tests.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import sympy
 
-from .nodes import Expr, Function, Zero, broadcast_to, ones, scale, _merge_shapes
+from .along import det, logdet, logsumexp, softmax
+from .nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Variable, Zero, _merge_shapes, broadcast_to, ones, scale
 from .util import as_weight
 
 
-@dataclass(frozen=True, eq=False)
-class FunctionSpec:
-    name: str
-    apply: Callable = field(repr=False)
-    partials: Callable = field(repr=False)
-    params: tuple = ()
-    # f(0), when exact and finite: lets simplify fold f(Zero).
-    at_zero: float | None = None
+class ElementwiseFunction:
+    """An elementwise function of one or more tensors with the same edges.
 
-    @property
-    def key(self):
-        return (self.name, tuple(str(p) for p in self.params))
+    Args:
+        name: the printed name (text notation and generated-code comments).
+        source: JAX source with ``{0}``, ``{1}``, ... for the arguments' source,
+            or None for a function given by ``python`` (a callable on arrays).
+        partials: ``partials(*inputs)`` -> one expression per input, with the
+            input's edges: the partial derivative, to be multiplied elementwise
+            with the input's derivative.
+        at_zero: f(0) when exact and finite (lets simplify fold f(Zero)).
+        identities: named rewrite rules ``rule(node) -> Expr | None`` for a
+            node of this function whose inputs are in normal form.
+        key: what canonical hashing reads (stable across processes).
+    """
 
-    def __call__(self, *inputs: Expr) -> Expr:
-        return apply(self, *inputs)
+    python: Callable | None = None
 
+    def __init__(self, name: str, source: str | None, partials: Callable, *, at_zero=None, identities=(), key=None):
+        self.name = name
+        self._source = source
+        self._partials = partials
+        self.at_zero = at_zero
+        self.identities = tuple(identities)
+        self.key = key if key is not None else (name, ())
 
-def apply(spec: FunctionSpec, *inputs: Expr) -> Function:
-    """``spec`` applied elementwise; inputs are broadcast to their union of edges."""
-    shape = _merge_shapes([u._shape for u in inputs], f"{spec.name}(...)")
-    order = []
-    for u in inputs:
-        order.extend(e for e in u.edges if e not in order)
-    return Function(spec, [broadcast_to(u, shape, order=None) for u in inputs], edges=order)
+    def __call__(self, *inputs: Expr) -> Function:
+        """This function applied elementwise; inputs are broadcast to their union of edges."""
+        shape = _merge_shapes([u._shape for u in inputs], f"{self.name}(...)")
+        order = []
+        for u in inputs:
+            order.extend(e for e in u.edges if e not in order)
+        return Function(self, [broadcast_to(u, shape) for u in inputs], edges=order)
+
+    def partials(self, *inputs: Expr) -> list:
+        return self._partials(*inputs)
+
+    def source(self, *args: str) -> str | None:
+        """JAX source applying this function to the arguments' source, or None (see ``python``)."""
+        return None if self._source is None else self._source.format(*args)
+
+    def text(self, node: Function, inner: list) -> str:
+        """The text notation of ``node``, given its inputs' notation."""
+        return f"{self.name}({', '.join(inner)})"
+
+    def __repr__(self):
+        return f"<elementwise function {self.name}>"
 
 
 def _ones_like(u: Expr) -> Expr:
     return ones(u.shape)
 
 
-# -- the specs -----------------------------------------------------------------
-
-exp = FunctionSpec("exp", jnp.exp, lambda u: [exp(u)], at_zero=1.0)
-log = FunctionSpec("log", jnp.log, lambda u: [power(-1)(u)])
-tanh = FunctionSpec("tanh", jnp.tanh, lambda u: [_ones_like(u) - power(2)(tanh(u))], at_zero=0.0)
-sigmoid = FunctionSpec(
-    "sigmoid", jax.nn.sigmoid, lambda u: [sigmoid(u) * (_ones_like(u) - sigmoid(u))], at_zero=0.5
-)
-step = FunctionSpec("step", lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype), lambda u: [Zero._make(u.shape)], at_zero=0.0)
-relu = FunctionSpec("relu", jax.nn.relu, lambda u: [step(u)], at_zero=0.0)
-sign = FunctionSpec("sign", jnp.sign, lambda u: [Zero._make(u.shape)], at_zero=0.0)
-abs_ = FunctionSpec("abs", jnp.abs, lambda u: [sign(u)], at_zero=0.0)
-softplus = FunctionSpec("softplus", jax.nn.softplus, lambda u: [sigmoid(u)])
+# -- identities (named rewrite rules) -------------------------------------------
+# Each takes a node whose inputs are in normal form and returns an equal
+# expression with the node's edges, or None when it does not apply.
 
 
-def _pow_apply(k):
-    if k == sympy.Rational(1, 2):
-        return jnp.sqrt
-    if k == -1:
-        return jnp.reciprocal
-    if k == sympy.Rational(-1, 2):
-        return jax.lax.rsqrt
-    if k.is_Integer and 0 < int(k) <= 4:
-        return functools.partial(jax.lax.integer_pow, y=int(k))
-    if k.is_Integer:
-        return lambda x: x ** int(k)
-    return lambda x: jnp.power(x, float(k))
+def log_of_exp(t: Function):
+    """log(exp(u)) = u."""
+    (u,) = t.inputs
+    if isinstance(u, Function) and u.spec is exp:
+        return u.inputs[0]
+    return None
+
+
+def stable_log(t: Function):
+    """log(u) in a stable form, or None: log(softmax(v)) = v - logsumexp(v),
+    log(sum_c exp(v)) = logsumexp(v) and log(det(X)) = logdet(X) (through slogdet).
+
+    Applied by the simplifier and to the evaluation form that lowering
+    builds, so that both lower to stable code.
+    """
+    (u,) = t.inputs
+    edges = t.edges
+    if isinstance(u, AlongEdge) and u.spec is det:
+        return AlongEdge(logdet, u.input, u.axes, edges=edges)
+    if isinstance(u, AlongEdge) and u.spec is softmax:
+        v, c = u.input, u.edge
+        return Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=edges)
+    if isinstance(u, Product) and len(u.factors) == 2:
+        fn = [f for f in u.factors if isinstance(f, Function) and f.spec is exp]
+        vectors = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
+        if len(fn) == 1 and len(vectors) == 1 and vectors[0].edges[0] in fn[0]._shape and vectors[0].edges[0] not in u._shape:
+            lse = logsumexp(fn[0].inputs[0], vectors[0].edges[0])
+            return lse if lse.edges == tuple(edges) else Product([lse], edges=edges)
+    return None
+
+
+def power_one(t: Function):
+    """u ** 1 = u."""
+    return t.inputs[0] if t.spec.k == 1 else None
+
+
+def power_zero(t: Function):
+    """u ** 0 = 1 (also where u is 0, as jnp)."""
+    return ones(t.shape) if t.spec.k == 0 else None
+
+
+def power_of_power(t: Function):
+    """(u ** a) ** b = u ** (a b) for integers a and b (sqrt(x) ** 2 is nan for x < 0, not x)."""
+    (u,) = t.inputs
+    k = t.spec.k
+    if isinstance(u, Function) and isinstance(u.spec, Power) and k.is_Integer and u.spec.k.is_Integer:
+        return Function(power(u.spec.k * k), u.inputs, edges=t.edges)
+    return None
+
+
+def power_of_scaled(t: Function):
+    """(c u) ** k = c ** k u ** k for integer k."""
+    (u,) = t.inputs
+    k = t.spec.k
+    if isinstance(u, Sum) and len(u.terms) == 1 and k.is_Integer:
+        (w,), (core,) = u.weights, u.terms
+        return scale(Function(power(k), [core], edges=t.edges), w**k)
+    return None
+
+
+class Power(ElementwiseFunction):
+    """``x ** k`` for a sympy number ``k``: the one function the IR's own operators build (``**``, ``/``)."""
+
+    def __init__(self, k):
+        def partials(u):
+            if k - 1 == 0:
+                return [scale(_ones_like(u), k)]
+            if k - 1 == 1:
+                return [scale(u, k)]
+            return [scale(power(k - 1)(u), k)]
+
+        at_zero = 0.0 if k.is_positive else (1.0 if k == 0 else None)
+        super().__init__(
+            "pow", None, partials, at_zero=at_zero,
+            identities=(power_one, power_zero, power_of_power, power_of_scaled), key=("pow", (str(k),)),
+        )
+        self.k = k
+
+    def source(self, x: str) -> str:
+        k = self.k
+        if k == sympy.Rational(1, 2):
+            return f"jnp.sqrt({x})"
+        if k == sympy.Rational(-1, 2):
+            return f"lax.rsqrt({x})"
+        if k == -1:
+            return f"1 / {x}"
+        if k.is_Integer:
+            return f"lax.integer_pow({x}, {int(k)})"
+        return f"{x} ** {float(k)!r}"
+
+    def text(self, node: Function, inner: list) -> str:
+        (x,) = inner
+        k = self.k
+        if k == sympy.Rational(1, 2):
+            return f"sqrt({x})"
+        base = x if isinstance(node.inputs[0], (Variable, Function)) else f"({x})"
+        return f"{base}^{k}" if k.is_Integer and k > 0 else f"{base}^({k})"
+
+    def __repr__(self):
+        return f"<elementwise function pow({self.k})>"
 
 
 @functools.lru_cache(maxsize=None)
-def power(k) -> FunctionSpec:
-    """The spec of ``x ** k`` for a sympy number ``k``."""
+def _power(k) -> Power:
+    return Power(k)
+
+
+def power(k) -> Power:
+    """The function ``x ** k`` for a number ``k`` (one object per exponent)."""
     k = sympy.nsimplify(k) if isinstance(k, float) and float(k).is_integer() else sympy.sympify(k)
+    return _power(k)
 
-    def partials(u):
-        if k - 1 == 0:
-            return [scale(_ones_like(u), k)]
-        if k - 1 == 1:
-            return [scale(u, k)]
-        return [scale(power(k - 1)(u), k)]
 
-    at_zero = 0.0 if (k.is_positive) else (1.0 if k == 0 else None)
-    return FunctionSpec("pow", _pow_apply(k), partials, params=(k,), at_zero=at_zero)
+def exponent(spec):
+    """``k`` for the function ``x ** k``, else None."""
+    return spec.k if isinstance(spec, Power) else None
 
 
 def raised(t: Expr, k, where: str) -> Function:
@@ -111,6 +221,20 @@ def raised(t: Expr, k, where: str) -> Function:
     return power(k)(t)
 
 
-def exponent(spec: FunctionSpec):
-    """``k`` for the spec of ``x ** k``, else None."""
-    return spec.params[0] if spec.name == "pow" else None
+# -- the built-ins --------------------------------------------------------------
+
+exp = ElementwiseFunction("exp", "jnp.exp({0})", lambda u: [exp(u)], at_zero=1.0)
+log = ElementwiseFunction("log", "jnp.log({0})", lambda u: [power(-1)(u)], identities=(log_of_exp, stable_log))
+tanh = ElementwiseFunction(
+    "tanh", "jnp.tanh({0})", lambda u: [_ones_like(u) - power(2)(tanh(u))], at_zero=0.0
+)
+sigmoid = ElementwiseFunction(
+    "sigmoid", "jax.nn.sigmoid({0})", lambda u: [sigmoid(u) * (_ones_like(u) - sigmoid(u))], at_zero=0.5
+)
+step = ElementwiseFunction("step", "jnp.where({0} > 0, 1, 0).astype(dtype)", lambda u: [Zero._make(u.shape)], at_zero=0.0)
+relu = ElementwiseFunction("relu", "jax.nn.relu({0})", lambda u: [step(u)], at_zero=0.0)
+sign = ElementwiseFunction("sign", "jnp.sign({0})", lambda u: [Zero._make(u.shape)], at_zero=0.0)
+abs_ = ElementwiseFunction("abs", "jnp.abs({0})", lambda u: [sign(u)], at_zero=0.0)
+softplus = ElementwiseFunction("softplus", "jax.nn.softplus({0})", lambda u: [sigmoid(u)])
+
+BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_, softplus)

@@ -532,7 +532,8 @@ class Sum(Expr):
 class Function(Expr):
     """An elementwise function of one or more tensors with the same edges.
 
-    ``spec`` (a ``FunctionSpec``) says what it computes and how to differentiate it.
+    ``spec`` (an ``ElementwiseFunction``) carries what it computes, its derivative,
+    identities and printing.
     """
 
     __slots__ = ("spec", "inputs")
@@ -665,6 +666,14 @@ def scale(t: Expr, weight) -> Expr:
     if weight == 1:
         return t
     return Sum([t], [weight], edges=t.edges)
+
+
+def summed(t: Expr, edges) -> Expr:
+    """``t`` summed over ``edges`` (a tuple of its free edges): contracted with all-ones vectors."""
+    edges = tuple(edges)
+    if not edges:
+        return t
+    return Product([t, *(Delta._make(t._shape[e], (e,)) for e in edges)], edges=tuple(e for e in t.edges if e not in edges))
 
 
 def ones(shape: Mapping) -> Expr:

@@ -15,11 +15,10 @@ is skipped for expressions too large for the simplifier to be worth its time.
 from __future__ import annotations
 
 from .._diff import gradient
-from .._ir import elementwise
+from .._ir.elementwise import log, stable_log
 from .._ir.nodes import AlongEdge, Derivative, Expr, Function, Product, Sum
 from .._ir.walk import parents_first
 from .._simplify import simplify
-from .._simplify.functions import stable_log
 
 # Beyond this many distinct nodes, simplifying costs more than it can save.
 NORMAL_FORM_NODE_LIMIT = 600
@@ -68,8 +67,8 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         base = inner if inner._stands_for is not None else simplify(inner)
         return gradient(base, node.x, node.new_names)
     args = [memo[id(a)] for a in node.args]
-    if isinstance(node, Function) and node.spec is elementwise.log:
-        stable = stable_log(args[0], node.edges)
+    if isinstance(node, Function) and node.spec is log:
+        stable = stable_log(Function(log, args, edges=node.edges))
         if stable is not None:
             return stable
     if all(a is b for a, b in zip(args, node.args)):

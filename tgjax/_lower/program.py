@@ -249,33 +249,23 @@ def _(t: AlongEdge, program):
     edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e not in t.axes)
     # a max, a subtraction, an exponential, a sum, and a division or a log per entry
     n = program.elements(t.input)
-    return Value(program.emit(t.spec.code(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)
+    return Value(program.emit(t.spec.source(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)
 
 
-def function_call(spec, args, program) -> str:
-    """The JAX source for an elementwise function applied to ``args``."""
-    (x,) = args if len(args) == 1 else (None,)
-    simple = {
-        "exp": "jnp.exp", "log": "jnp.log", "tanh": "jnp.tanh", "sigmoid": "jax.nn.sigmoid",
-        "relu": "jax.nn.relu", "abs": "jnp.abs", "sign": "jnp.sign", "softplus": "jax.nn.softplus",
-    }
-    if spec.name in simple and x is not None:
-        return f"{simple[spec.name]}({x})"
-    if spec.name == "step" and x is not None:
-        return f"jnp.where({x} > 0, 1, 0).astype(dtype)"
-    if spec.name == "pow" and x is not None:
-        k = spec.params[0]
-        if k == sympy.Rational(1, 2):
-            return f"jnp.sqrt({x})"
-        if k == sympy.Rational(-1, 2):
-            return f"lax.rsqrt({x})"
-        if k == -1:
-            return f"1 / {x}"
-        if k.is_Integer:
-            return f"lax.integer_pow({x}, {int(k)})"
-        return f"{x} ** {float(k)!r}"
-    name = f"_{re.sub(r'[^0-9a-zA-Z_]', '_', spec.name)}_{len(program.extra_globals)}"
-    program.extra_globals[name] = spec.apply
+def function_call(fn, args, program) -> str:
+    """The JAX source for an elementwise function applied to ``args``.
+
+    A function with no JAX source (a user's ``F.elementwise``) is called
+    through a global named after it.
+    """
+    source = fn.source(*args)
+    if source is not None:
+        return source
+    base = re.sub(r"[^0-9a-zA-Z_]", "_", fn.name)
+    name = f"_{base}"
+    while name in program.extra_globals and program.extra_globals[name] is not fn.python:
+        name = f"_{base}_{len(program.extra_globals)}"
+    program.extra_globals[name] = fn.python
     return f"{name}({', '.join(args)})"
 
 
@@ -394,16 +384,7 @@ def parameter(name: str) -> str:
     return name
 
 
-RUNTIME_GLOBALS = {
-    "matrix_inverse": runtime.matrix_inverse,
-    "matrix_det": runtime.matrix_det,
-    "matrix_logdet": runtime.matrix_logdet,
-    "delta": runtime.delta,
-    "broadcast_axis": runtime.broadcast_axis,
-    "embed_diagonal": runtime.embed_diagonal,
-    "window": runtime.window,
-    "conv_indicator": runtime.conv_indicator,
-}
+RUNTIME_GLOBALS = runtime.HELPERS
 
 
 def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program"):

@@ -16,6 +16,7 @@ import sympy
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.sizes import complete_sizes, convolution_triples
+from . import runtime
 
 
 def bind_sizes(t: Expr, values: dict, sizes: dict | None = None) -> dict:
@@ -115,7 +116,7 @@ def _(t: Sum, values, env):
 @_eval.register
 def _(t: Function, values, env):
     inputs = [_aligned(u, t.edges, values, env) for u in t.inputs]
-    return t.spec.apply(*inputs)
+    return runtime.elementwise_callable(t.spec, len(inputs))(*inputs)
 
 
 @_eval.register
@@ -131,6 +132,6 @@ def _(t: Derivative, values, env):
 @_eval.register
 def _(t: AlongEdge, values, env):
     array = _eval(t.input, values, env)
-    out = t.spec.apply(array, tuple(t.input.edges.index(a) for a in t.axes))
+    out = runtime.along_callable(t.spec, tuple(t.input.edges.index(a) for a in t.axes))(array)
     natural = t.input.edges if t.spec.keeps_edge else tuple(e for e in t.input.edges if e not in t.axes)
     return jnp.transpose(out, [natural.index(e) for e in t.edges]) if t.edges else out

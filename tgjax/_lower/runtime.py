@@ -8,10 +8,12 @@ axes that no operand carried.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._ir.along import matrix_det, matrix_inverse, matrix_logdet  # noqa: F401  (used by generated code)
 
 
 def delta(n: int, k: int, dtype):
@@ -73,3 +75,54 @@ def conv_indicator(n: int, k: int, m: int, dtype):
     j = lax.broadcasted_iota(jnp.int32, (n, k, m), 1)
     o = lax.broadcasted_iota(jnp.int32, (n, k, m), 2)
     return (i == j + o).astype(dtype)
+
+
+def _to_end(x, rows: int, cols: int):
+    return jnp.moveaxis(x, (rows, cols), (-2, -1))
+
+
+def matrix_inverse(x, rows: int, cols: int):
+    """The inverse of the matrices laid out on axes (rows, cols), other axes batched."""
+    return jnp.moveaxis(jnp.linalg.inv(_to_end(x, rows, cols)), (-2, -1), (rows, cols))
+
+
+def matrix_det(x, rows: int, cols: int):
+    """The determinant of the matrices on axes (rows, cols), other axes batched."""
+    return jnp.linalg.det(_to_end(x, rows, cols))
+
+
+def matrix_logdet(x, rows: int, cols: int):
+    """log(det(x)) through slogdet: exact for large or tiny determinants; nan where det < 0, as jnp.log."""
+    sign, logabs = jnp.linalg.slogdet(_to_end(x, rows, cols))
+    return jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
+
+
+# The names generated programs use besides their inputs and the modules.
+HELPERS = {
+    "matrix_inverse": matrix_inverse,
+    "matrix_det": matrix_det,
+    "matrix_logdet": matrix_logdet,
+    "delta": delta,
+    "broadcast_axis": broadcast_axis,
+    "embed_diagonal": embed_diagonal,
+    "window": window,
+    "conv_indicator": conv_indicator,
+}
+MODULES = {"jax": jax, "jnp": jnp, "lax": lax}
+
+
+@functools.lru_cache(maxsize=None)
+def elementwise_callable(fn, arity: int):
+    """A callable on arrays for an elementwise function object: its own Python
+    callable, or its JAX source compiled once."""
+    if fn.python is not None:
+        return fn.python
+    source = fn.source(*(f"xs[{k}]" for k in range(arity)))
+    compiled = eval(f"lambda dtype, *xs: {source}", {**MODULES, **HELPERS})  # noqa: S307  (our own source)
+    return lambda *xs: compiled(jnp.result_type(*xs), *xs)
+
+
+@functools.lru_cache(maxsize=None)
+def along_callable(fn, positions: tuple):
+    """A callable on arrays for a function along the axes at ``positions``, from its JAX source."""
+    return eval(f"lambda x: {fn.source('x', positions)}", {**MODULES, **HELPERS})  # noqa: S307  (our own source)

@@ -1,7 +1,7 @@
 """Rewrite rules to a normal form, one rule family per file."""
 
 from .._ir.nodes import register_pass
-from . import along, derivatives, functions, products, sums  # noqa: F401  (register the rules)
+from . import derivatives, functions, products, sums  # noqa: F401  (register the rules)
 from .core import simplify, simplified
 
 register_pass("simplify", simplify)

@@ -55,6 +55,26 @@ def _(t: Delta):
     return t
 
 
+def rewritten(node: Expr, rules) -> Expr:
+    """The normal form of ``node`` (whose children are in normal form) after the
+    first of ``rules`` that applies, or ``node`` itself when none does.
+
+    A rule is a named function ``rule(node) -> Expr | None`` returning an equal
+    expression with the same edge set; each application is recorded (``trace``).
+    """
+    for rule in rules:
+        result = rule(node)
+        if result is not None:
+            for record in _RECORDERS:
+                record(rule, node, result)
+            return simplified(result)
+    return node
+
+
+# Callables told of every rule applied: ``record(rule, before, after)``.
+_RECORDERS: list = []
+
+
 def with_order(t: Expr, order) -> Expr:
     """``t`` with its free edges listed in ``order`` (a permutation of them)."""
     order = tuple(order)

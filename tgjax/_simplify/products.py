@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import sympy
 
+from .._ir.along import inverse
 from .._ir.elementwise import exponent, power
 from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero
@@ -151,7 +152,7 @@ def _cancel_inverses(atoms):
     of matrices would leave a diagonal Delta over the batch edges.
     """
     for a in atoms:
-        if not (isinstance(a, AlongEdge) and a.spec.name == "inverse" and set(a.input.edges) == set(a.axes)):
+        if not (isinstance(a, AlongEdge) and a.spec is inverse and set(a.input.edges) == set(a.axes)):
             continue
         row, col = a.axes
         for f in atoms:

@@ -129,14 +129,7 @@ def _(t: Product, names):
 
 @_str.register
 def _(t: Function, names):
-    inner = ", ".join(_sub(u, names) for u in t.inputs)
-    if t.spec.name == "pow":
-        k = t.spec.params[0]
-        if k == sympy.Rational(1, 2):
-            return f"sqrt({inner})"
-        base = inner if isinstance(t.inputs[0], (Variable, Function)) else f"({inner})"
-        return f"{base}^{k}" if k.is_Integer and k > 0 else f"{base}^({k})"
-    return f"{t.spec.name}({inner})"
+    return t.spec.text(t, [_sub(u, names) for u in t.inputs])
 
 
 @_str.register
@@ -147,7 +140,7 @@ def _(t: Derivative, names):
 
 @_str.register
 def _(t: AlongEdge, names):
-    return f"{t.spec.name}[{','.join(names.get(a, a) for a in t.axes)}]({_sub(t.input, names)})"
+    return t.spec.text(t, [names.get(a, a) for a in t.axes], _sub(t.input, names))
 
 
 register_pass("to_string", to_string)
