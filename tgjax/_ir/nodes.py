@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keyword
 from collections import Counter
+from types import MappingProxyType
 from typing import Mapping
 
 import sympy
@@ -45,8 +46,20 @@ def _merge_shapes(parts, where: str) -> dict:
     return shape
 
 
+# Slots that hold what is computed about a node, not what it is: set once,
+# after construction, by the passes that compute them.
+_CACHES = frozenset({"_hash", "_sig", "_graph", "_simplified", "_vars", "_stands_for"})
+
+_set = object.__setattr__
+
+
 class Expr:
-    """Base class of tensor expressions."""
+    """Base class of tensor expressions.
+
+    Immutable: every field is set once, in the constructor, and assignment
+    raises. ``node.func(*node.args)`` rebuilds an equal node, so one generic
+    traversal serves every pass (see ``rebuilt``).
+    """
 
     __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for")
 
@@ -55,26 +68,44 @@ class Expr:
     __array_ufunc__ = None
 
     def _init(self, edges, shape):
-        self.edges = tuple(edges)
-        self._shape = dict(shape)
-        self._hash = None
-        self._sig = None
-        self._graph = None
-        self._simplified = None
-        self._vars = None
-        # An equal expression whose normal form is this one's (see Expr.grad).
-        self._stands_for = None
+        _set(self, "edges", tuple(edges))
+        _set(self, "_shape", MappingProxyType(dict(shape)))
+        for cache in _CACHES:
+            # _stands_for: an equal expression whose normal form is this one's (see Expr.grad)
+            _set(self, cache, None)
         # levels of nodes below and including this one: passes recurse this deep
-        self._depth = 1 + max((a._depth for a in self.args), default=0)
+        _set(self, "_depth", 1 + max((a._depth for a in self.args), default=0))
+
+    def __setattr__(self, name, value):
+        if name in _CACHES:
+            _set(self, name, value)
+            return
+        raise AttributeError(
+            f"{type(self).__name__}.{name}: expressions are immutable; build a new one instead "
+            f"(e.g. .rename(...) for new edge names, or tg.Variable(...) for a new variable)."
+        )
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{type(self).__name__}.{name}: expressions are immutable.")
 
     @property
-    def shape(self) -> dict:
-        """Edge name -> size (a sympy expression), in the order of ``edges``."""
-        return {e: self._shape[e] for e in self.edges}
+    def shape(self) -> Mapping:
+        """Edge name -> size (a sympy expression), in the order of ``edges``; read-only."""
+        return MappingProxyType({e: self._shape[e] for e in self.edges})
 
     @property
-    def order(self) -> int:
-        return len(self.edges)
+    def func(self):
+        """The callable that rebuilds this node from new ``args``: ``t.func(*t.args) == t``.
+
+        The node's other data (a Sum's weights, a function, axes, edge order)
+        stays fixed; where new args change the free edges, their natural
+        order is used.
+        """
+        return self._rebuild
+
+    def _rebuild(self, *args):
+        assert not args, f"internal error: {type(self).__name__} has no children"
+        return self
 
     # -- identity ---------------------------------------------------------
     def __hash__(self):
@@ -329,9 +360,9 @@ class Variable(Expr):
         self._setup(name, tuple(decl), tuple(names))
 
     def _setup(self, name, decl, names):
-        self.name = name
-        self.decl = decl
-        self._names = names
+        _set(self, "name", name)
+        _set(self, "decl", decl)
+        _set(self, "_names", names)
         self._init(names, {n: s for n, (_, s) in zip(names, decl)})
 
     @classmethod
@@ -381,13 +412,13 @@ class Delta(Expr):
         duplicates = sorted(e for e, n in Counter(edges).items() if n > 1)
         if duplicates:
             raise ValueError(f"{where}: edge {duplicates[0]!r} appears twice; each edge name must be unique.")
-        self.size = size
+        _set(self, "size", size)
         self._init(edges, {e: size for e in edges})
 
     @classmethod
     def _make(cls, size, edges):
         obj = cls.__new__(cls)
-        obj.size = size
+        _set(obj, "size", size)
         obj._init(edges, {e: size for e in edges})
         return obj
 
@@ -492,12 +523,17 @@ class Product(Expr):
         if edges is not None:
             assert sorted(edges) == sorted(free), f"internal error: Product edge order {edges} is not a permutation of {free}"
             free = list(edges)
-        self.factors = factors
+        _set(self, "factors", factors)
         self._init(free, {e: shape[e] for e in free})
 
     @property
     def args(self):
         return self.factors
+
+    def _rebuild(self, *factors):
+        counts = Counter(e for f in factors for e in f.edges)
+        same = sorted(e for e, n in counts.items() if n == 1) == sorted(self.edges)
+        return Product(factors, edges=self.edges if same else None)
 
     @property
     def inner_edges(self) -> set:
@@ -520,13 +556,17 @@ class Sum(Expr):
         shape = _merge_shapes([t._shape for t in terms], where)
         order = tuple(edges) if edges is not None else terms[0].edges
         assert set(order) == edge_set
-        self.terms = terms
-        self.weights = weights
+        _set(self, "terms", terms)
+        _set(self, "weights", weights)
         self._init(order, shape)
 
     @property
     def args(self):
         return self.terms
+
+    def _rebuild(self, *terms):
+        same = set(terms[0].edges) == set(self.edges)
+        return Sum(terms, self.weights, edges=self.edges if same else None)
 
 
 class Function(Expr):
@@ -545,13 +585,17 @@ class Function(Expr):
         for u in inputs[1:]:
             assert set(u.edges) == edge_set, "internal error: elementwise inputs must be broadcast first"
         shape = _merge_shapes([u._shape for u in inputs], f"{spec.name}(...)")
-        self.spec = spec
-        self.inputs = inputs
+        _set(self, "spec", spec)
+        _set(self, "inputs", inputs)
         self._init(tuple(edges) if edges is not None else inputs[0].edges, shape)
 
     @property
     def args(self):
         return self.inputs
+
+    def _rebuild(self, *inputs):
+        same = set(inputs[0].edges) == set(self.edges)
+        return Function(self.spec, inputs, edges=self.edges if same else None)
 
 
 class AlongEdge(Expr):
@@ -568,9 +612,9 @@ class AlongEdge(Expr):
         axes = (axes,) if isinstance(axes, str) else tuple(axes)
         for a in axes:
             assert a in input._shape, f"internal error: {spec.name} along {a!r}, which {input.edges} lacks"
-        self.spec = spec
-        self.input = input
-        self.axes = axes
+        _set(self, "spec", spec)
+        _set(self, "input", input)
+        _set(self, "axes", axes)
         free = input.edges if spec.keeps_edge else tuple(e for e in input.edges if e not in axes)
         if edges is not None:
             assert sorted(edges) == sorted(free)
@@ -580,6 +624,10 @@ class AlongEdge(Expr):
     @property
     def args(self):
         return (self.input,)
+
+    def _rebuild(self, input):
+        same = set(input.edges) == set(self.input.edges)
+        return AlongEdge(self.spec, input, self.axes, edges=self.edges if same else None)
 
     @property
     def edge(self) -> str:
@@ -633,9 +681,9 @@ class Derivative(Expr):
         self._setup(expr, x, names)
 
     def _setup(self, expr: Expr, x: Variable, names: dict):
-        self.expr = expr
-        self.x = x
-        self.new_names = names
+        _set(self, "expr", expr)
+        _set(self, "x", x)
+        _set(self, "new_names", MappingProxyType(dict(names)))
         self._init(
             expr.edges + tuple(names[e] for e, _ in x.decl),
             {**expr._shape, **{names[e]: s for e, s in x.decl}},
@@ -652,8 +700,19 @@ class Derivative(Expr):
     def args(self):
         return (self.expr, self.x)
 
+    def _rebuild(self, expr, x):
+        return Derivative._make(expr, x, self.new_names)
+
 
 # -- private builders used by operators and passes ---------------------------
+
+
+def rebuilt(t: Expr, args) -> Expr:
+    """``t`` over new children ``args``, or ``t`` itself when they are its own."""
+    args = tuple(args)
+    if all(a is b for a, b in zip(args, t.args)):
+        return t
+    return t.func(*args)
 
 
 def product(factors, where="product", edges=None) -> Expr:

@@ -30,7 +30,6 @@ class Step:
 class Plan:
     steps: list            # [Step]
     result: str            # the name of the contraction result (or None: no operand)
-    axes: list             # one class per axis of ``result``
     post: list             # [("broadcast" | "diagonal", axis, size, new label)]
     labels: list           # labels of the axes after post-processing (free edge names)
     scale: int             # product of the sizes of closed Delta loops
@@ -164,7 +163,7 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             axes.append(c)
             labels.append(e)
     letter_sizes = {letters[c]: sizes[c] for c in letters}
-    return Plan(steps, result, out_classes, post, labels, scale, letter_sizes)
+    return Plan(steps, result, post, labels, scale, letter_sizes)
 
 
 def _reuse(inputs, names, output, known):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .._diff import gradient
 from .._ir.elementwise import log, stable_log
-from .._ir.nodes import AlongEdge, Derivative, Expr, Function, Product, Sum
+from .._ir.nodes import Derivative, Expr, Function, rebuilt
 from .._ir.walk import parents_first
 from .._simplify import simplify
 
@@ -71,14 +71,4 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         stable = stable_log(Function(log, args, edges=node.edges))
         if stable is not None:
             return stable
-    if all(a is b for a, b in zip(args, node.args)):
-        return node
-    if isinstance(node, Product):
-        return Product(args, edges=node.edges)
-    if isinstance(node, Sum):
-        return Sum(args, node.weights, edges=node.edges)
-    if isinstance(node, Function):
-        return Function(node.spec, args, edges=node.edges)
-    if isinstance(node, AlongEdge):
-        return AlongEdge(node.spec, args[0], node.axes, edges=node.edges)
-    raise NotImplementedError(f"evaluation form: no rule to rebuild node type {type(node).__name__}")
+    return rebuilt(node, args)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
-from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero, rebuilt
 from .._ir.numbering import Numbering
 from .._ir.rename import view
 from .._ir.util import fresh_edge
@@ -56,23 +56,11 @@ def _(t, ctx):
     return t
 
 
-@_factor.register
-def _(t: Function, ctx):
-    return _same_or(t, [ctx(u) for u in t.inputs], lambda args: Function(t.spec, args, edges=t.edges))
-
-
-@_factor.register
-def _(t: AlongEdge, ctx):
-    return _same_or(t, [ctx(t.input)], lambda args: AlongEdge(t.spec, args[0], t.axes, edges=t.edges))
-
-
-@_factor.register
-def _(t: Product, ctx):
-    return _same_or(t, [ctx(f) for f in t.factors], lambda args: Product(args, edges=t.edges))
-
-
-def _same_or(t: Expr, args: list, make) -> Expr:
-    return t if all(a is b for a, b in zip(args, t.args)) else make(args)
+@_factor.register(Function)
+@_factor.register(AlongEdge)
+@_factor.register(Product)
+def _(t, ctx):
+    return rebuilt(t, [ctx(u) for u in t.args])
 
 
 @_factor.register

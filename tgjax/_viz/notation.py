@@ -11,7 +11,6 @@ import functools
 import itertools
 import string
 
-import sympy
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero, register_pass
 from .._ir.util import is_fresh

@@ -1,0 +1,221 @@
+"""The architecture's promises: imports in pipeline order, functions as objects
+(never recognised by name), frozen nodes rebuilt from ``func`` and ``args``."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import tgjax as tg
+import tgjax.functions as F
+from tgjax._ir import along, elementwise
+from tgjax._ir.nodes import AlongEdge, Function, Product, Sum, rebuilt
+
+from strategies import expressions
+
+PACKAGE = pathlib.Path(tg.__file__).parent
+
+# The pipeline, first stage first: a module may import its own stage and
+# earlier ones, never a later one (text notation comes before lowering, whose
+# generated code carries it in comments).
+STAGES = ["_ir", "_diff", "_simplify", "_expectation", "_viz", "_lower", "functions", "nn", "__init__"]
+
+
+def _stage(module: str) -> str:
+    """The stage of a dotted module name inside tgjax ("tgjax._ir.nodes" -> "_ir")."""
+    parts = module.split(".")
+    assert parts[0] == "tgjax"
+    if len(parts) == 1:
+        return "__init__"
+    return parts[1].removesuffix(".py")
+
+
+def _imports(path: pathlib.Path):
+    """(line, imported tgjax module) for every import in the file, function-level ones included."""
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    package = list(relative.parts[:-1])  # the package a relative import starts from
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "tgjax":
+                    yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "tgjax":
+                continue
+            if node.module is None or target.count(".") == 0:
+                # "from . import a, b": each name is a module of that package
+                for alias in node.names:
+                    yield node.lineno, f"{target}.{alias.name}"
+            else:
+                yield node.lineno, target
+
+
+def _modules():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_imports_flow_in_pipeline_order():
+    wrong = []
+    for path in _modules():
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        own = _stage(module)
+        for line, target in _imports(path):
+            if STAGES.index(_stage(target)) > STAGES.index(own):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({own}) imports {target} ({_stage(target)})")
+    assert not wrong, "imports against the pipeline order:\n" + "\n".join(wrong)
+
+
+def test_the_ir_imports_no_numerical_library():
+    # (numpy is allowed: user input arrives as numpy scalars)
+    heavy = {"jax", "jaxlib", "opt_einsum", "equinox"}
+    found = []
+    for path in (PACKAGE / "_ir").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in heavy]
+    assert not found, f"_ir must not carry numerical code: {found}"
+
+
+# -- functions are objects, never recognised by name ---------------------------
+
+i = tg.symbols("i")
+x = tg.Variable("x", i)
+ARRAY = {"x": np.linspace(0.2, 1.4, 5)}
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "pow", "sqrt", "softmax", "step", "logdet", "gelu", "tanh"])
+def test_a_user_function_cannot_take_a_built_in_name(name):
+    with pytest.raises(ValueError, match=f"'{name}' is the name of a built-in function"):
+        F.elementwise(name, lambda v: v * v)
+
+
+def test_a_user_function_is_never_taken_for_a_built_in():
+    square = F.elementwise("Exp", lambda v: v * v)
+    expr = F.log(square(x))
+    # log(exp(u)) = u must not fire: this is not exp
+    assert expr.simplify() != x
+    assert expr.simplify() == F.log(square(x))
+    value = tg.lower(expr)(**ARRAY)
+    np.testing.assert_allclose(value, np.log(ARRAY["x"] ** 2), rtol=1e-12)
+    assert "jnp.exp" not in tg.to_source(expr)
+
+
+def test_user_functions_with_one_name_stay_distinct():
+    f = F.elementwise("f", lambda v: v * v)
+    g = F.elementwise("f", lambda v: v + 1)
+    assert f(x) != g(x)
+    np.testing.assert_allclose(tg.lower(F.sum(f(x) - g(x)))(**ARRAY), np.sum(ARRAY["x"] ** 2 - ARRAY["x"] - 1))
+
+
+def test_generated_source_names_a_user_function_readably():
+    swish = F.elementwise("swish", lambda v: v * jax.nn.sigmoid(v))
+    source = tg.to_source([F.sum(swish(x)), F.sum(swish(x)).grad(x)])
+    assert "_swish(" in source and "_swish_(" in source  # swish and its derivative swish'
+
+
+def test_powers_are_one_object_per_exponent():
+    assert elementwise.power(2) is elementwise.power(2.0)
+    assert (x ** 2).spec is elementwise.power(2)
+    assert elementwise.exponent((x ** 3).spec) == 3
+    assert elementwise.exponent(F.exp(x).spec) is None
+
+
+def test_every_built_in_emits_jax_source_that_runs():
+    arrays = jnp.linspace(0.2, 1.4, 6)
+    for fn in elementwise.BUILTINS:
+        source = fn.source("x")
+        value = eval(source, {"jnp": jnp, "jax": jax, "lax": jax.lax, "x": arrays, "dtype": arrays.dtype})
+        assert value.shape == arrays.shape, fn
+    matrix = jnp.eye(3) * 2.0
+    from tgjax._lower import runtime
+
+    for fn in along.BUILTINS:
+        source = fn.source("x", (0, 1) if fn.n_axes == 2 else (0,))
+        value = eval(source, {"jnp": jnp, "jax": jax, "lax": jax.lax, "x": matrix, **runtime.HELPERS})
+        assert jnp.all(jnp.isfinite(value)), fn
+
+
+# -- frozen nodes --------------------------------------------------------------
+
+A = tg.Variable("A", i=i, j=i)
+NODES = {
+    "Variable": x,
+    "Delta": tg.Delta(i, "i", "j"),
+    "Zero": tg.Zero({"i": i}),
+    "Product": A @ x,
+    "Sum": x + x.rename(i="i"),
+    "Function": F.tanh(x),
+    "AlongEdge": F.softmax(x, "i"),
+    "Derivative": tg.Derivative(F.sum(x * x), x),
+    "Convolution": tg.Convolution(*tg.symbols("w k w2")),
+}
+
+
+@pytest.mark.parametrize("kind", NODES)
+def test_nodes_are_frozen(kind):
+    node = NODES[kind]
+    before = hash(node)
+    for field in ("edges", "name", "factors", "terms", "weights", "spec", "input", "axes", "size", "_shape"):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(node, field, None)
+    with pytest.raises(TypeError):
+        node.shape["i"] = 5
+    assert hash(node) == before
+
+
+def test_derivative_new_names_are_read_only():
+    d = NODES["Derivative"]
+    with pytest.raises(TypeError):
+        d.new_names["i"] = "q"
+
+
+@pytest.mark.parametrize("kind", NODES)
+def test_func_of_args_rebuilds_an_equal_node(kind):
+    node = NODES[kind]
+    again = node.func(*node.args)
+    assert again == node and again.edges == node.edges
+
+
+@settings(max_examples=60, deadline=None)
+@given(expressions())
+def test_func_of_args_rebuilds_random_expressions(expr):
+    # every node of the expression, rebuilt from fresh copies of its children
+    memo = {}
+
+    def copy(t):
+        if id(t) not in memo:
+            memo[id(t)] = t.func(*(copy(a) for a in t.args))
+        return memo[id(t)]
+
+    again = copy(expr)
+    assert again == expr and again.edges == expr.edges
+    assert again is not expr or not expr.args
+
+
+def test_rebuilt_keeps_the_node_when_children_are_its_own():
+    t = A @ x
+    assert rebuilt(t, t.args) is t
+    assert isinstance(rebuilt(t, [A, x.rename(i="j")]), Product)
+
+
+def test_rebuild_with_new_free_edges_uses_their_natural_order():
+    s = x + 1
+    assert isinstance(s, Sum)
+    renamed = s.func(*(u.rename(i="q") for u in s.args))
+    assert renamed.edges == ("q",)
+    f = F.tanh(x)
+    assert isinstance(f, Function) and f.func(x.rename(i="q")).edges == ("q",)
+    p = F.softmax(A, "i")
+    assert isinstance(p, AlongEdge) and p.func(A).edges == p.edges
