@@ -219,3 +219,15 @@ def test_rebuild_with_new_free_edges_uses_their_natural_order():
     assert isinstance(f, Function) and f.func(x.rename(i="q")).edges == ("q",)
     p = F.softmax(A, "i")
     assert isinstance(p, AlongEdge) and p.func(A).edges == p.edges
+
+
+def test_einsum_letters_follow_opt_einsum():
+    import opt_einsum
+
+    from tgjax._ir.util import EinsumLetters, einsum_letter
+
+    assert [einsum_letter(k) for k in range(200)] == [opt_einsum.get_symbol(k) for k in range(200)]
+    letters = EinsumLetters()
+    assert (letters.of("p"), letters.of("q"), letters.of("p")) == ("a", "b", "a")
+    with pytest.raises(KeyError):
+        letters["r"]

@@ -117,3 +117,26 @@ class UnionFind:
     def __iter__(self):
         return iter(list(self.parent))
 
+
+
+def einsum_letter(k: int) -> str:
+    """The ``k``-th einsum index letter: a-z, A-Z, then further Unicode letters
+    (the same sequence as ``opt_einsum.get_symbol``, so plans and code agree)."""
+    if k < 26:
+        return chr(ord("a") + k)
+    if k < 52:
+        return chr(ord("A") + k - 26)
+    return chr(k + 140) if k < 55296 else chr(k + 2048)
+
+
+class EinsumLetters(dict):
+    """Key (an edge or an edge class) -> einsum letter, assigned in first-use order by ``of``.
+
+    Reading an unassigned key with ``[]`` is a KeyError, as for a dict.
+    """
+
+    def of(self, key) -> str:
+        letter = self.get(key)
+        if letter is None:
+            letter = self[key] = einsum_letter(len(self))
+        return letter

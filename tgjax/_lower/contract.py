@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import opt_einsum
 
-from .._ir.util import UnionFind
+from .._ir.util import EinsumLetters, UnionFind
 
 
 @dataclass
@@ -100,10 +100,10 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
     for e in free:
         find(e)
 
-    letters = {}
+    letters = EinsumLetters()
     for _, edges in operands:
         for e in edges:
-            letters.setdefault(find(e), opt_einsum.get_symbol(len(letters)))
+            letters.of(find(e))
     carried = set(letters)
 
     scale = 1

@@ -24,7 +24,7 @@ import math
 
 import opt_einsum
 
-from .._ir.util import UnionFind, fresh_edge
+from .._ir.util import EinsumLetters, UnionFind, fresh_edge
 
 
 def absorb_convolutions(operands, convolutions, free, sizes: dict, program):
@@ -135,10 +135,10 @@ def _network_cost(operands, deltas, free, sizes) -> float:
     for edges in deltas:
         classes.join(edges)
     find = classes.find
-    letters: dict = {}
+    letters = EinsumLetters()
     inputs = []
     for _, edges in operands:
-        inputs.append("".join(letters.setdefault(find(e), opt_einsum.get_symbol(len(letters))) for e in edges))
+        inputs.append("".join(letters.of(find(e)) for e in edges))
     output = "".join(dict.fromkeys(letters[find(e)] for e in free if find(e) in letters))
     if len(inputs) == 1:
         return math.prod(sizes[e] for e in operands[0][1])

@@ -11,11 +11,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import opt_einsum
 import sympy
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.sizes import complete_sizes, convolution_triples
+from .._ir.util import EinsumLetters
 from . import runtime
 
 
@@ -92,10 +92,10 @@ def _(t: Zero, values, env):
 def _(t: Product, values, env):
     if not t.factors:
         return jnp.asarray(1, _dtype(values))
-    letters = {}
+    letters = EinsumLetters()
     for f in t.factors:
         for e in f.edges:
-            letters.setdefault(e, opt_einsum.get_symbol(len(letters)))
+            letters.of(e)
     spec = ",".join("".join(letters[e] for e in f.edges) for f in t.factors)
     spec += "->" + "".join(letters[e] for e in t.edges)
     return jnp.einsum(spec, *(_eval(f, values, env) for f in t.factors))

@@ -11,6 +11,7 @@ Normal form:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import sympy
@@ -73,6 +74,33 @@ def rewritten(node: Expr, rules) -> Expr:
 
 # Callables told of every rule applied: ``record(rule, before, after)``.
 _RECORDERS: list = []
+
+
+@contextlib.contextmanager
+def recording():
+    """Record the named rules that simplification applies, in order.
+
+    Yields a list that fills with ``(rule name, before, after)``: the node the
+    rule matched (its children already in normal form) and what it became.
+    Simplified forms are cached on the nodes, so only work done inside the
+    block is recorded.
+
+    Example:
+        >>> with recording() as steps:
+        ...     F.log(F.exp(x)).simplify()
+        >>> [name for name, _, _ in steps]
+        ['log_of_exp']
+    """
+    steps: list = []
+
+    def record(rule, before, after):
+        steps.append((rule.__name__, before, after))
+
+    _RECORDERS.append(record)
+    try:
+        yield steps
+    finally:
+        _RECORDERS.remove(record)
 
 
 def with_order(t: Expr, order) -> Expr:
