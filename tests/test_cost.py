@@ -660,6 +660,22 @@ def attention_head():
     return loss, [Wq, Wk, Wv], values, jax_loss
 
 
+def cross_entropy_of_logsumexp_over_broadcast():
+    """Found by the random sweep at 2.07x: every exponential computed twice (the
+    forward logsumexp and its pullback's softmax), and a summed-out index
+    costed as if multiplied through."""
+    r = Arrays()
+    b, c, d = tg.symbols("b c d")
+    x, T = tg.Variable("x", d), tg.Variable("T", b, c)
+    loss = F.sum(F.cross_entropy(F.exp(F.tanh(F.logsumexp(x + T, "d"))), T, "c"))
+
+    def jax_loss(e):
+        z = jnp.exp(jnp.tanh(jax.nn.logsumexp(e["x"][None, None, :] + e["T"][:, :, None], axis=2)))
+        return -jnp.sum(e["T"] * jax.nn.log_softmax(z, axis=1))
+
+    return loss, [x], {"x": r.normal(25), "T": r.normal(34, 64)}, jax_loss
+
+
 REGRESSIONS = {
     "F.sum(F.tanh(x + F.exp(x))), x: 1024": tanh_x_plus_exp_x,
     'F.sum(F.tanh(X - F.mean(X, "i"))), X: 128x64': tanh_centred_rows,
@@ -667,6 +683,7 @@ REGRESSIONS = {
     'softmax regression: F.sum(F.cross_entropy(X @ W, T, "c")), b=64, 256->10': softmax_regression,
     "relu MLP 784-256-10 with biases, cross-entropy, b=32": relu_mlp,
     'attention head: F.sum(F.softmax(Q @ K^T / sqrt(d), "t") @ V), s=32, d=16, wrt Wq, Wk, Wv': attention_head,
+    'F.sum(F.cross_entropy(F.exp(F.tanh(F.logsumexp(x + T, "d"))), T, "c")), b=34, c=64, d=25': cross_entropy_of_logsumexp_over_broadcast,
 }
 
 

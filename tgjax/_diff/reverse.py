@@ -199,14 +199,13 @@ def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
 def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
     """l = logsumexp(u): du = softmax(u) g, broadcast along the consumed edge.
 
-    The softmax is exp(u - l), from the l the forward pass computed: one
-    exponential per entry, where a softmax of its own would compute them again.
+    Lowering computes this softmax and the forward pass's l from the same
+    exponentials (``softmax_logsumexp``), as backpropagation does.
     """
     (c,) = t.axes
     u = t.input
     spread = broadcast_to(g, {c: u._shape[c]})
-    shifted = Sum([u, broadcast_to(t, u._shape, order=u.edges)], [1, -1], edges=u.edges)
-    return hadamard(spread, elementwise.exp(shifted))
+    return hadamard(spread, _along.softmax(u, c))
 
 
 def _transposed_inverse(t: AlongEdge) -> Expr:

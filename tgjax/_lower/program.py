@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from .._ir.along import logsumexp, softmax
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.numbering import Numbering
 from .._ir.walk import parents_first
@@ -53,6 +54,7 @@ class Program:
         # (network.py); ids stay valid because self.numbering keeps every lowered node
         self.thin = {}
         self.dissolves = {}
+        self.fused = set()       # along_key of inputs whose softmax and logsumexp are both needed
         self._count = 0
 
     # -- names and sizes ---------------------------------------------------
@@ -124,6 +126,19 @@ class Program:
         back = {v: k for k, v in canon.items()}
         name, out = found
         return name, "".join(back[c] for c in out)
+
+    def along_key(self, t: AlongEdge):
+        """What identifies a function along edges up to the function: its input's value and axis ports."""
+        number, ports = self.numbering(t.input)
+        return number, tuple(ports.index(a) for a in t.axes)
+
+    def fuse_softmax_logsumexp(self, nodes):
+        """Note the inputs whose softmax and logsumexp (same axis) are both among ``nodes``."""
+        seen: dict = {}
+        for t in nodes:
+            if isinstance(t, AlongEdge) and t.spec in (softmax, logsumexp):
+                seen.setdefault(self.along_key(t), set()).add(t.spec)
+        self.fused = {key for key, fns in seen.items() if len(fns) == 2}
 
     # -- values ------------------------------------------------------------
     def value(self, t: Expr) -> Value:
@@ -249,6 +264,13 @@ def _(t: AlongEdge, program):
     edges = v.edges if t.spec.keeps_edge else tuple(e for e in v.edges if e not in t.axes)
     # a max, a subtraction, an exponential, a sum, and a division or a log per entry
     n = program.elements(t.input)
+    if program.along_key(t) in program.fused:
+        # softmax and logsumexp of one input: one call computes both from the same exponentials
+        both = program.emit(
+            f"softmax_logsumexp({v.name}, {positions[0]})", f"softmax and logsumexp of {_describe(t.input)}",
+            flops=6 * n, elements=n + n // program.size(t.input._shape[t.axes[0]]),
+        )
+        return Value(program.emit(f"{both}[{0 if t.spec is softmax else 1}]"), edges)
     return Value(program.emit(t.spec.source(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)
 
 
@@ -343,16 +365,30 @@ def _product_code(equation: str, operands) -> str | None:
 def _step_cost(equation: str, letter_sizes: dict) -> tuple[int, int]:
     """FLOPs and output elements of one einsum step, counted as XLA counts them:
     a multiply and an add for every index combination of a contraction, a
-    multiply per element of a product that sums nothing."""
+    multiply per element of a product that sums nothing. An index that only
+    one of several operands carries, and the output lacks, is summed out of
+    that operand first (as ``jnp.einsum`` does), an add per element."""
+
+    def size(letters) -> int:
+        n = 1
+        for ch in set(letters):
+            n *= letter_sizes.get(ch, 1)
+        return n
+
     ins, out = equation.split("->")
-    combinations = 1
-    for ch in set(ins.replace(",", "")):
-        combinations *= letter_sizes.get(ch, 1)
-    elements = 1
-    for ch in out:
-        elements *= letter_sizes.get(ch, 1)
+    terms = ins.split(",")
+    flops = 0
+    if len(terms) > 1:
+        for k, term in enumerate(terms):
+            others = "".join(terms[:k] + terms[k + 1:]) + out
+            alone = "".join(ch for ch in term if ch not in others)
+            if alone:
+                flops += size(term)
+                terms[k] = "".join(ch for ch in term if ch in others)
+    combinations = size("".join(terms))
+    elements = size(out)
     summed = combinations > elements
-    return (2 if summed else 1) * combinations, elements
+    return flops + (2 if summed else 1) * combinations, elements
 
 
 def _letter_map(letters) -> dict:
@@ -395,7 +431,9 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     # Functions first, innermost first: the products inside them (a forward
     # pass) are then known when the products outside are planned, which may
     # reuse them.
-    for t in reversed(parents_first(outputs)):
+    nodes = parents_first(outputs)
+    program.fuse_softmax_logsumexp(nodes)
+    for t in reversed(nodes):
         if isinstance(t, (Function, AlongEdge)):
             program.value(t)
     results = [program.aligned(t, t.edges) for t in outputs]

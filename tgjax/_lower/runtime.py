@@ -97,11 +97,25 @@ def matrix_logdet(x, rows: int, cols: int):
     return jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
 
 
+def softmax_logsumexp(x, axis: int):
+    """``(softmax(x), logsumexp(x))`` along ``axis``, sharing one exponential per entry.
+
+    A program that needs both (a log-softmax loss and its gradient) would
+    otherwise compute every exponential twice.
+    """
+    top = jnp.max(x, axis=axis, keepdims=True)
+    top = lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
+    shifted = jnp.exp(x - top)
+    total = jnp.sum(shifted, axis=axis, keepdims=True)
+    return shifted / total, jnp.squeeze(jnp.log(total) + top, axis)
+
+
 # The names generated programs use besides their inputs and the modules.
 HELPERS = {
     "matrix_inverse": matrix_inverse,
     "matrix_det": matrix_det,
     "matrix_logdet": matrix_logdet,
+    "softmax_logsumexp": softmax_logsumexp,
     "delta": delta,
     "broadcast_axis": broadcast_axis,
     "embed_diagonal": embed_diagonal,
