@@ -46,53 +46,174 @@ def _edges(t: Expr, edges, where: str) -> tuple:
 
 
 def sum(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
-    """Sum over ``edges`` (a name or a list; None: all edges). The result keeps the other edges.
+    """Sum over some edges of ``t``.
 
-    Example: ``F.sum(X, "b")`` sums the rows of X[b, i], leaving edge ``i``.
+    Args:
+        t: a tensor expression.
+        edges: an edge name or a list of them; None (the default) sums over every edge.
+
+    Returns:
+        The sum, with ``t``'s other edges in their order.
+
+    Examples:
+        >>> b, i = tg.symbols("b i")
+        >>> X = tg.Variable("X", b, i)
+        >>> F.sum(X, "b").edges
+        ('i',)
+        >>> F.sum(X).edges
+        ()
     """
     t = _tensor(t, "F.sum")
-    edges = _edges(t, edges, "F.sum")
-    return summed(t, edges)
+    return summed(t, _edges(t, edges, "F.sum"))
 
 
 def mean(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
-    """Mean over ``edges`` (None: all edges): ``F.sum(t, edges)`` divided by the product of their sizes."""
+    """Mean over some edges of ``t``: ``F.sum(t, edges)`` divided by the product of their sizes.
+
+    Args:
+        t: a tensor expression.
+        edges: an edge name or a list of them; None (the default) averages over every edge.
+
+    Returns:
+        The mean, with ``t``'s other edges.
+
+    Examples:
+        >>> b, i = tg.symbols("b i")
+        >>> X = tg.Variable("X", b, i)
+        >>> F.mean(X, "i").simplify()
+        (1/i) X[b,a] δ[a]
+    """
     t = _tensor(t, "F.mean")
     edges = _edges(t, edges, "F.mean")
     count = sympy.Mul(*(t._shape[e] for e in edges))
     return scale(sum(t, edges), 1 / count)
 
 
-def _unary(spec, name):
-    def f(t: Expr) -> Expr:
-        return spec(_tensor(t, f"F.{name}"))
+def exp(t: Expr) -> Expr:
+    """Elementwise exponential; the result has the edges of ``t``.
 
-    f.__name__ = name
-    f.__doc__ = f"Elementwise ``{name}``; the result has the edges of ``t``."
-    return f
+    Examples:
+        >>> x = tg.Variable("x", i=2)
+        >>> tg.lower(F.exp(x))(x=np.zeros(2)).tolist()
+        [1.0, 1.0]
+    """
+    return _ew.exp(_tensor(t, "F.exp"))
 
 
-exp = _unary(_ew.exp, "exp")
-log = _unary(_ew.log, "log")
-tanh = _unary(_ew.tanh, "tanh")
-sigmoid = _unary(_ew.sigmoid, "sigmoid")
-relu = _unary(_ew.relu, "relu")
-abs = _unary(_ew.abs_, "abs")
-softplus = _unary(_ew.softplus, "softplus")
+def log(t: Expr) -> Expr:
+    """Elementwise natural logarithm; the result has the edges of ``t``.
+
+    ``F.log(F.softmax(z, e))``, ``F.log(F.sum(F.exp(z), e))`` and
+    ``F.log(F.det(X))`` are rewritten to stable forms (log-softmax,
+    logsumexp, slogdet).
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.log(F.exp(x)).simplify()
+        x[i]
+    """
+    return _ew.log(_tensor(t, "F.log"))
+
+
+def tanh(t: Expr) -> Expr:
+    """Elementwise hyperbolic tangent; the result has the edges of ``t``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.tanh(x)).grad(x).simplify()
+        δ[i] - tanh(x[i])^2
+    """
+    return _ew.tanh(_tensor(t, "F.tanh"))
+
+
+def sigmoid(t: Expr) -> Expr:
+    """Elementwise logistic sigmoid ``1 / (1 + exp(-t))``; the result has the edges of ``t``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sigmoid(x).edges
+        ('i',)
+    """
+    return _ew.sigmoid(_tensor(t, "F.sigmoid"))
+
+
+def relu(t: Expr) -> Expr:
+    """Elementwise ``max(t, 0)``; its derivative is the step function (0 at 0, as JAX).
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> tg.lower(F.relu(x))(x=np.array([-1.0, 0.0, 2.0])).tolist()
+        [0.0, 0.0, 2.0]
+    """
+    return _ew.relu(_tensor(t, "F.relu"))
+
+
+def abs(t: Expr) -> Expr:
+    """Elementwise absolute value; its derivative is the sign (0 at 0, as JAX).
+
+    Examples:
+        >>> x = tg.Variable("x", i=2)
+        >>> tg.lower(F.abs(x))(x=np.array([-1.5, 2.0])).tolist()
+        [1.5, 2.0]
+    """
+    return _ew.abs_(_tensor(t, "F.abs"))
+
+
+def softplus(t: Expr) -> Expr:
+    """Elementwise ``log(1 + exp(t))``, computed stably; its derivative is the sigmoid.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.softplus(x)).grad(x).simplify()
+        sigmoid(x[i])
+    """
+    return _ew.softplus(_tensor(t, "F.softplus"))
 
 
 def pow(t: Expr, k) -> Expr:
-    """Elementwise ``t ** k`` for a scalar exponent ``k`` (integer, fractional or negative)."""
+    """Elementwise ``t ** k`` (also written ``t ** k``).
+
+    Args:
+        t: a tensor expression.
+        k: a scalar exponent: integer, fraction or negative. Floats that are
+            simple fractions become exact (``0.5`` is ``1/2``), so that powers
+            merge and print exactly.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> (F.pow(x, 2) * F.pow(x, -0.5)).simplify()
+        x[i]^(3/2)
+    """
     return _ew.raised(_tensor(t, "F.pow"), k, "F.pow")
 
 
 def sqrt(t: Expr) -> Expr:
-    """Elementwise square root: ``F.pow(t, 1/2)``."""
+    """Elementwise square root: ``F.pow(t, 1/2)``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sqrt(x) == F.pow(x, 0.5)
+        True
+    """
     return _ew.power(sympy.Rational(1, 2))(_tensor(t, "F.sqrt"))
 
 
 def dot(a: Expr, b: Expr, edges: str | Iterable[str]) -> Expr:
-    """Contract ``a`` and ``b`` over ``edges`` only; other shared edges are multiplied elementwise."""
+    """Contract ``a`` and ``b`` over ``edges`` only; their other shared edges are multiplied elementwise.
+
+    Args:
+        a, b: tensor expressions that both have ``edges``.
+        edges: an edge name or a list of them.
+
+    Returns:
+        The result has the edges of ``a`` and ``b`` but ``edges``.
+
+    Examples:
+        >>> b, i = tg.symbols("b i")
+        >>> X, Y = tg.Variable("X", b, i), tg.Variable("Y", b, i)
+        >>> F.dot(X, Y, "i").edges
+        ('b',)
+    """
     a, b = _tensor(a, "F.dot"), _tensor(b, "F.dot")
     edges = _edges(a, edges, "F.dot")
     _edges(b, edges, "F.dot")
@@ -100,7 +221,13 @@ def dot(a: Expr, b: Expr, edges: str | Iterable[str]) -> Expr:
 
 
 def frobenius2(t: Expr) -> Expr:
-    """The squared Frobenius norm: the sum of squares of every entry (a scalar)."""
+    """The squared Frobenius norm: the sum of squares of every entry (a scalar).
+
+    Examples:
+        >>> A = tg.Variable("A", i=2, j=3)
+        >>> F.frobenius2(A).grad(A).simplify()
+        2 A[i,j]
+    """
     t = _tensor(t, "F.frobenius2")
     return sum(pow(t, 2))
 
@@ -114,27 +241,81 @@ def _along(t: Expr, edge: str, where: str) -> str:
 
 
 def softmax(t: Expr, edge: str) -> Expr:
-    """Softmax along ``edge``, independently for every value of the other edges; keeps ``t``'s edges."""
+    """Softmax along ``edge``, independently for every value of the other edges.
+
+    Args:
+        t: a tensor expression (logits).
+        edge: the edge to normalise along.
+
+    Returns:
+        Probabilities with the edges of ``t``; stable at large logits.
+
+    Examples:
+        >>> b, c = tg.symbols("b c")
+        >>> z = tg.Variable("z", b, c)
+        >>> p = F.softmax(z, "c")
+        >>> tg.lower(F.sum(p, "c"))(z=np.zeros((2, 3))).tolist()
+        [1.0, 1.0]
+    """
     t = _tensor(t, "F.softmax")
     return _al.softmax(t, _along(t, edge, "F.softmax"))
 
 
 def logsumexp(t: Expr, edge: str) -> Expr:
-    """``log(sum_edge exp(t))``, computed stably; the result lacks ``edge``."""
+    """``log(sum_edge exp(t))``, computed stably.
+
+    Args:
+        t: a tensor expression.
+        edge: the edge to reduce.
+
+    Returns:
+        The result has ``t``'s edges but ``edge``.
+
+    Examples:
+        >>> z = tg.Variable("z", c=2)
+        >>> round(float(tg.lower(F.logsumexp(z, "c"))(z=np.array([1000.0, 1000.0]))), 3)
+        1000.693
+    """
     t = _tensor(t, "F.logsumexp")
     return _al.logsumexp(t, _along(t, edge, "F.logsumexp"))
 
 
 def log_softmax(t: Expr, edge: str) -> Expr:
-    """``t - logsumexp(t, edge)``: the log of ``softmax(t, edge)``, computed stably; keeps ``t``'s edges."""
+    """``t - logsumexp(t, edge)``: the log of ``softmax(t, edge)``, computed stably.
+
+    Args:
+        t: a tensor expression (logits).
+        edge: the edge to normalise along.
+
+    Returns:
+        The result has the edges of ``t``.
+
+    Examples:
+        >>> z = tg.Variable("z", c=3)
+        >>> F.log_softmax(z, "c") == F.log(F.softmax(z, "c")).simplify()
+        True
+    """
     t = _tensor(t, "F.log_softmax")
     return t - logsumexp(t, _along(t, edge, "F.log_softmax"))
 
 
 def cross_entropy(logits: Expr, target: Expr, edge: str) -> Expr:
-    """``-sum_edge target * log_softmax(logits, edge)``; the result lacks ``edge``.
+    """``-sum_edge target * log_softmax(logits, edge)``.
 
-    ``target`` holds probabilities (or one-hot labels) along ``edge``.
+    Args:
+        logits: a tensor expression with ``edge``.
+        target: probabilities (or one-hot labels) along ``edge``.
+        edge: the class edge.
+
+    Returns:
+        The loss per example: the edges of ``logits`` and ``target`` but ``edge``.
+
+    Examples:
+        >>> b, d, c = tg.symbols("b d c")
+        >>> X, W, T = tg.Variable("X", b, d), tg.Variable("W", d, c), tg.Variable("T", b, c)
+        >>> loss = F.sum(F.cross_entropy(X @ W, T, "c"))
+        >>> loss.grad(W).edges
+        ('d', 'c')
     """
     logits, target = _tensor(logits, "F.cross_entropy"), _tensor(target, "F.cross_entropy")
     _along(logits, edge, "F.cross_entropy")
@@ -166,26 +347,63 @@ def _matrix_edges(t: Expr, edges, where: str) -> tuple:
 
 
 def trace(t: Expr, edges=None) -> Expr:
-    """The trace over two edges of equal size (None: the tensor's two edges); the result lacks them."""
+    """The trace over two edges of equal size.
+
+    Args:
+        t: a tensor expression.
+        edges: the two edges ``(rows, cols)``; None: the tensor's two edges.
+
+    Returns:
+        The result lacks the two edges (other edges are batched).
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> S = tg.Variable("S", i=n, j=n)
+        >>> F.trace(S).grad(S).simplify()
+        δ[i,j]
+    """
     t = _tensor(t, "F.trace")
     r, c = _matrix_edges(t, edges, "F.trace")
     return Product([t, Delta._make(t._shape[r], (r, c))], edges=tuple(e for e in t.edges if e not in (r, c)))
 
 
 def inverse(t: Expr, edges=None) -> Expr:
-    """The matrix inverse over two edges ``(rows, cols)`` of equal size; keeps ``t``'s edges.
+    """The matrix inverse over two edges of equal size.
 
-    For X with edges ``(i, j)`` the result's array is ``inv`` of X's array laid
-    out as ``(i, j)``; other edges are batched.
+    Args:
+        t: a tensor expression.
+        edges: the two edges ``(rows, cols)``; None: the tensor's two edges.
+
+    Returns:
+        The result keeps ``t``'s edges: for X with edges ``(i, j)`` its array
+        is ``inv`` of X's array laid out as ``(i, j)``; other edges are batched.
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> S = tg.Variable("S", i=n, j=n)
+        >>> F.inverse(F.inverse(S)).simplify()
+        S[i,j]
     """
     t = _tensor(t, "F.inverse")
     return _al.inverse(t, *_matrix_edges(t, edges, "F.inverse"))
 
 
 def det(t: Expr, edges=None) -> Expr:
-    """The determinant over two edges of equal size; the result lacks them (other edges batched).
+    """The determinant over two edges of equal size.
 
-    ``F.log(F.det(X))`` is lowered through ``slogdet``.
+    Args:
+        t: a tensor expression.
+        edges: the two edges ``(rows, cols)``; None: the tensor's two edges.
+
+    Returns:
+        The result lacks the two edges (other edges are batched).
+        ``F.log(F.det(X))`` is lowered through ``slogdet``.
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> S = tg.Variable("S", i=n, j=n)
+        >>> F.det(S).edges
+        ()
     """
     t = _tensor(t, "F.det")
     return _al.det(t, *_matrix_edges(t, edges, "F.det"))
@@ -207,8 +425,9 @@ def elementwise(name: str, fn):
         ``ValueError`` says so when ``fn`` applied to an array differs from
         ``fn`` applied to each entry.
 
-    Example:
+    Examples:
         >>> swish = F.elementwise("swish", lambda v: v * jax.nn.sigmoid(v))
+        >>> x = tg.Variable("x", i=3)
         >>> swish(x)
         swish(x[i])
     """
@@ -299,8 +518,18 @@ def _gelu_exact(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-gelu = _user_function("gelu", _gelu_exact, order=0)
-gelu.__doc__ = "Elementwise GELU, exact form x * Phi(x); derivatives of any order through jax.grad."
+_gelu = _user_function("gelu", _gelu_exact, order=0)
+
+
+def gelu(t: Expr) -> Expr:
+    """Elementwise GELU, exact form ``t * Phi(t)``; derivatives of any order through ``jax.grad``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.gelu(x)
+        gelu(x[i])
+    """
+    return _gelu(_tensor(t, "F.gelu"))
 
 
 # Names a user's F.elementwise may not take: every function of this module and

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 
 from .._ir import along as _along
-from .._ir import elementwise
 from .._ir.nodes import (
     AlongEdge,
     Convolution,

@@ -54,11 +54,23 @@ _set = object.__setattr__
 
 
 class Expr:
-    """Base class of tensor expressions.
+    """Base class of tensor expressions: a tensor network with named free edges.
 
-    Immutable: every field is set once, in the constructor, and assignment
-    raises. ``node.func(*node.args)`` rebuilds an equal node, so one generic
-    traversal serves every pass (see ``rebuilt``).
+    Every expression has ``edges`` (its free edge names, in order), ``shape``
+    (edge name -> size) and ``args`` (its children). Expressions are
+    immutable: every field is set once, in the constructor, and assignment
+    raises. ``t.func(*t.args)`` rebuilds an equal node.
+
+    ``a == b`` holds when both are the same tensor network up to the names of
+    their inner (contracted) edges, with the same free edge names.
+
+    Examples:
+        >>> b, i, j = tg.symbols("b i j")
+        >>> X, W = tg.Variable("X", b, i), tg.Variable("W", i, j)
+        >>> (X @ W).edges
+        ('b', 'j')
+        >>> X @ W == W @ X
+        True
     """
 
     __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for")
@@ -90,7 +102,13 @@ class Expr:
 
     @property
     def shape(self) -> Mapping:
-        """Edge name -> size (a sympy expression), in the order of ``edges``; read-only."""
+        """Edge name -> size (a sympy expression), in the order of ``edges``; read-only.
+
+        Examples:
+            >>> n = tg.symbols("n")
+            >>> dict(tg.Variable("A", i=n, j=3).shape)
+            {'i': n, 'j': 3}
+        """
         return MappingProxyType({e: self._shape[e] for e in self.edges})
 
     @property
@@ -100,6 +118,14 @@ class Expr:
         The node's other data (a Sum's weights, a function, axes, edge order)
         stays fixed; where new args change the free edges, their natural
         order is used.
+
+        Examples:
+            >>> x = tg.Variable("x", i=3)
+            >>> t = F.tanh(x)
+            >>> t.func(*t.args) == t
+            True
+            >>> t.func(x.rename(i="k")).edges
+            ('k',)
         """
         return self._rebuild
 
@@ -201,8 +227,18 @@ class Expr:
     def rename(self, mapping: Mapping[str, str] | None = None, **kwargs) -> "Expr":
         """Relabel free edges, all at once: ``t.rename(i="k", k="i")`` swaps ``i`` and ``k``.
 
-        Returns a new expression whose ``edges`` are those of ``t`` with each
-        renamed edge replaced in place.
+        Args:
+            mapping: old edge name -> new name (or give them as keywords).
+
+        Returns:
+            A new expression whose ``edges`` are those of ``t`` with each
+            renamed edge replaced in place. Renaming an edge that is not free,
+            or onto a name still free, is a ``ValueError``.
+
+        Examples:
+            >>> A = tg.Variable("A", i=2, j=3)
+            >>> A.rename(i="j", j="i").edges
+            ('j', 'i')
         """
         mapping = {**(mapping or {}), **kwargs}
         for old, new in mapping.items():
@@ -238,9 +274,22 @@ class Expr:
         form. For a scalar ``f`` and vector ``x`` with edge ``i``,
         ``f.grad(x).grad(x)`` is the Hessian with edges ``("i", "i_")``.
 
-        Example:
+        Args:
+            x: the Variable to differentiate with respect to.
+            new_names: edge of ``x`` -> name of the new edge.
+
+        Returns:
+            The derivative, an expression with edges ``self.edges`` followed by
+            the new ones.
+
+        Examples:
+            >>> b, d, c = tg.symbols("b d c")
+            >>> X, W, T = tg.Variable("X", b, d), tg.Variable("W", d, c), tg.Variable("T", b, c)
             >>> loss = F.sum(F.cross_entropy(X @ W, T, "c"))
-            >>> value, grad = tg.lower([loss, loss.grad(W)])(X=X_array, W=W_array, T=T_array)
+            >>> fn = tg.lower([loss, loss.grad(W)])
+            >>> value, grad = fn(X=np.ones((4, 5)), W=np.zeros((5, 3)), T=np.eye(3)[[0, 1, 2, 0]])
+            >>> round(float(value), 4), grad.shape
+            (4.3944, (5, 3))
         """
         gradient, simplify = _pass("gradient"), _pass("simplify")
         d = Derivative(self, x, new_names)
@@ -260,12 +309,28 @@ class Expr:
 
     @deep
     def simplify(self) -> "Expr":
-        """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly."""
+        """An equal-valued expression in normal form, every derivative evaluated; ``edges`` kept exactly.
+
+        The normal form shows structure: the Hessian of ``x^T A x`` is
+        ``A + A^T``, independent of ``x``.
+
+        Examples:
+            >>> n = tg.symbols("n")
+            >>> x, A = tg.Variable("x", i=n), tg.Variable("A", i=n, j=n)
+            >>> (x @ A @ x.rename(i="j")).grad(x).grad(x).simplify()
+            A[i,i_] + A[i_,i]
+        """
         return _pass("simplify")(self)
 
     @deep
     def variables(self) -> tuple:
-        """The Variables this expression depends on (as declared, not renamed), in first-seen order."""
+        """The Variables this expression depends on (as declared, not renamed), in first-seen order.
+
+        Examples:
+            >>> x, y = tg.Variable("x", i=2), tg.Variable("y", i=2)
+            >>> [v.name for v in (x.rename(i="j") @ y.rename(i="j") + F.sum(x)).variables()]
+            ['x', 'y']
+        """
         if self._vars is None:
             seen: dict = {}
             for arg in self.args:
@@ -275,6 +340,13 @@ class Expr:
         return self._vars
 
     def depends_on(self, x: "Variable") -> bool:
+        """Whether Variable ``x`` occurs in this expression (under any edge names).
+
+        Examples:
+            >>> x, y = tg.Variable("x", i=2), tg.Variable("y", i=2)
+            >>> F.exp(x).depends_on(x), F.exp(x).depends_on(y)
+            (True, False)
+        """
         key = x.key
         return any(v.key == key for v in self.variables())
 
@@ -324,7 +396,7 @@ class Variable(Expr):
     ``Variable("S", i=n, j=n)`` is an n-by-n matrix with edges ``i`` and ``j``.
     Declaration order is the axis order of the array bound to it at call time.
 
-    Example:
+    Examples:
         >>> i, j = tg.symbols("i j")
         >>> A = tg.Variable("A", i, j)
     """
@@ -398,8 +470,12 @@ class Delta(Expr):
     With two edges it is the identity matrix, with one the all-ones vector,
     with none the scalar ``size``. Inside a network it just joins edges.
 
-    Example:
+    Examples:
+        >>> n = tg.symbols("n")
         >>> I = tg.Delta(n, "i", "j")
+        >>> x = tg.Variable("x", i=n)
+        >>> (x @ I).simplify()
+        x[j]
     """
 
     __slots__ = ("size",)
@@ -442,7 +518,7 @@ class Convolution(Expr):
             read from the inputs at call time; one that no input fixes is
             derived from the other two.
 
-    Example:
+    Examples:
         >>> w, k, w2 = tg.symbols("w k w2")
         >>> y = tg.Variable("x", w) @ tg.Convolution(w, k, w2) @ tg.Variable("kernel", k)
     """
@@ -482,7 +558,17 @@ class Convolution(Expr):
 
 
 class Zero(Expr):
-    """The zero tensor with the given edges and sizes."""
+    """The zero tensor with the given edges and sizes.
+
+    Args:
+        shape: edge name -> size.
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> x = tg.Variable("x", i=n)
+        >>> F.sum(x).grad(x).grad(x).simplify() == tg.Zero({"i": n, "i_": n})
+        True
+    """
 
     __slots__ = ()
 
@@ -638,8 +724,21 @@ class AlongEdge(Expr):
 class Derivative(Expr):
     """The derivative of ``expr`` with respect to Variable ``x``, unevaluated.
 
-    Edges: ``expr.edges`` then one new edge per edge of ``x`` (see ``Expr.grad``).
-    ``.simplify()`` evaluates it.
+    Args:
+        expr: the expression to differentiate.
+        x: a Variable.
+        new_names: edge of ``x`` -> name of the new edge (see ``Expr.grad``).
+
+    Edges: ``expr.edges`` then one new edge per edge of ``x``. ``.simplify()``
+    evaluates it; ``tg.lower`` evaluates it too.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> d = tg.Derivative(F.sum(x * x), x)
+        >>> d.edges
+        ('i',)
+        >>> d.simplify()
+        2 x[i]
     """
 
     __slots__ = ("expr", "x", "new_names")

@@ -85,7 +85,7 @@ def recording():
     Simplified forms are cached on the nodes, so only work done inside the
     block is recorded.
 
-    Example:
+    Examples:
         >>> with recording() as steps:
         ...     F.log(F.exp(x)).simplify()
         >>> [name for name, _, _ in steps]

@@ -86,7 +86,7 @@ class TensorTrainLinear(eqx.Module):
         dtype: parameter dtype (default: JAX's default float).
         key: a ``jax.random`` key for the initialisation.
 
-    Example:
+    Examples:
         >>> layer = tnn.TensorTrainLinear((4, 8, 8), (2, 4, 4), ranks=8, key=jax.random.key(0))
         >>> y = layer(jnp.ones(256))                    # shape (32,)
         >>> ys = jax.vmap(layer)(jnp.ones((10, 256)))   # shape (10, 32)
