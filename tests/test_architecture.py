@@ -16,6 +16,7 @@ import tgjax as tg
 import tgjax.functions as F
 from tgjax._ir import along, elementwise
 from tgjax._ir.nodes import AlongEdge, Function, Product, Sum, rebuilt
+from tgjax._lower import runtime
 
 from strategies import expressions
 
@@ -119,6 +120,16 @@ def test_user_functions_with_one_name_stay_distinct():
     np.testing.assert_allclose(tg.lower(F.sum(f(x) - g(x)))(**ARRAY), np.sum(ARRAY["x"] ** 2 - ARRAY["x"] - 1))
 
 
+def test_user_functions_whose_names_collide_get_their_own_globals():
+    # _f is taken by f, and _f_2 by a function named "f_2": the third needs _f_1
+    f, f_2, g = F.elementwise("f", lambda v: v + 1), F.elementwise("f_2", lambda v: v + 2), F.elementwise("f", lambda v: v + 3)
+    expr = F.sum(f(x) * f_2(x) * g(x))
+    source = tg.to_source(expr)
+    assert "_f(" in source and "_f_2(" in source and "_f_1(" in source
+    expected = np.sum((ARRAY["x"] + 1) * (ARRAY["x"] + 2) * (ARRAY["x"] + 3))
+    np.testing.assert_allclose(tg.lower(expr)(**ARRAY), expected, rtol=1e-12)
+
+
 def test_generated_source_names_a_user_function_readably():
     swish = F.elementwise("swish", lambda v: v * jax.nn.sigmoid(v))
     source = tg.to_source([F.sum(swish(x)), F.sum(swish(x)).grad(x)])
@@ -136,14 +147,12 @@ def test_every_built_in_emits_jax_source_that_runs():
     arrays = jnp.linspace(0.2, 1.4, 6)
     for fn in elementwise.BUILTINS:
         source = fn.source("x")
-        value = eval(source, {"jnp": jnp, "jax": jax, "lax": jax.lax, "x": arrays, "dtype": arrays.dtype})
+        value = eval(source, {**runtime.MODULES, "x": arrays, "dtype": arrays.dtype})
         assert value.shape == arrays.shape, fn
     matrix = jnp.eye(3) * 2.0
-    from tgjax._lower import runtime
-
     for fn in along.BUILTINS:
         source = fn.source("x", (0, 1) if fn.n_axes == 2 else (0,))
-        value = eval(source, {"jnp": jnp, "jax": jax, "lax": jax.lax, "x": matrix, **runtime.HELPERS})
+        value = eval(source, {**runtime.MODULES, **runtime.HELPERS, "x": matrix})
         assert jnp.all(jnp.isfinite(value)), fn
 
 

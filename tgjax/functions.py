@@ -454,8 +454,10 @@ class UserFunction(_ew.ElementwiseFunction):
     term order does not depend on memory addresses.
     """
 
-    def __init__(self, name: str, fn, python, order: int):
-        self._fn, self._order, self._derivative = fn, order, None
+    def __init__(self, base: str, fn, python, order: int):
+        # base: the user's name; the printed name has one prime per derivative
+        self._base, self._fn, self._order, self._derivative = base, fn, order, None
+        name = base + "'" * order
         super().__init__(name, None, self._derivative_of, key=(name, (str(next(_SERIAL)),)))
         self.python = python
 
@@ -463,8 +465,7 @@ class UserFunction(_ew.ElementwiseFunction):
         if self._derivative is None:
             import jax
 
-            base = self.name.rstrip("'")
-            self._derivative = _user_function(base, jax.grad(self._fn), self._order + 1)
+            self._derivative = _user_function(self._base, jax.grad(self._fn), self._order + 1)
         return [self._derivative(u)]
 
 
@@ -502,7 +503,7 @@ def _user_function(name: str, fn, order: int):
 
 def _user_spec(name: str, fn, apply, order: int):
     """The function ``f`` over a ``UserFunction`` of ``fn`` (applied to arrays by ``apply``)."""
-    spec = UserFunction(name if order == 0 else f"{name}{chr(39) * order}", fn, apply, order)
+    spec = UserFunction(name, fn, apply, order)
 
     def f(t: Expr) -> Expr:
         return spec(_tensor(t, f"F.{spec.name}"))
@@ -535,4 +536,4 @@ def gelu(t: Expr) -> Expr:
 # Names a user's F.elementwise may not take: every function of this module and
 # every built-in function object (some, like pow and step, appear only inside
 # expressions).
-_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS)} | {"pow", "sqrt"}
+_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS)}

@@ -50,7 +50,7 @@ class ElementwiseFunction:
     def __init__(self, name: str, source: str | None, partials: Callable, *, at_zero=None, identities=(), key=None):
         self.name = name
         self._source = source
-        self._partials = partials
+        self.partials = partials
         self.at_zero = at_zero
         self.identities = tuple(identities)
         self.key = key if key is not None else (name, ())
@@ -62,9 +62,6 @@ class ElementwiseFunction:
         for u in inputs:
             order.extend(e for e in u.edges if e not in order)
         return Function(self, [broadcast_to(u, shape) for u in inputs], edges=order)
-
-    def partials(self, *inputs: Expr) -> list:
-        return self._partials(*inputs)
 
     def source(self, *args: str) -> str | None:
         """JAX source applying this function to the arguments' source, or None (see ``python``)."""
@@ -217,7 +214,8 @@ def raised(t: Expr, k, where: str) -> Function:
     if isinstance(k, sympy.Float) and k == int(k):
         k = sympy.Integer(int(k))
     elif isinstance(k, sympy.Float):
-        k = sympy.nsimplify(k, rational=True) if sympy.nsimplify(k, rational=True).q <= 16 else k
+        fraction = sympy.nsimplify(k, rational=True)
+        k = fraction if fraction.q <= 16 else k
     return power(k)(t)
 
 

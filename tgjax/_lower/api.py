@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy
-from jax import lax
 
 from .._ir.deep import deep
 from .._ir.nodes import Expr, Variable
 from .._ir.sizes import complete_sizes, convolution_triples
 from .evaluation import evaluation_form, normal_forms
-from .program import RUNTIME_GLOBALS, build
+from . import runtime
+from .program import build
 
 _NOMINAL_SIZE = 64
 _NOMINAL_KERNEL = 3
@@ -170,7 +170,7 @@ class Lowered:
         entry = self._programs.get(key)
         if entry is None:
             source, inputs, extra = self._build(env)
-            namespace = {"jax": jax, "jnp": jnp, "lax": lax, **RUNTIME_GLOBALS, **extra}
+            namespace = {**runtime.MODULES, **runtime.HELPERS, **extra}
             exec(compile(source, "<tgjax program>", "exec"), namespace)
             entry = (source, inputs, jax.jit(namespace["program"]))
             self._programs[key] = entry

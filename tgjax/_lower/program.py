@@ -283,10 +283,12 @@ def function_call(fn, args, program) -> str:
     source = fn.source(*args)
     if source is not None:
         return source
-    base = re.sub(r"[^0-9a-zA-Z_]", "_", fn.name)
-    name = f"_{base}"
-    while name in program.extra_globals and program.extra_globals[name] is not fn.python:
-        name = f"_{base}_{len(program.extra_globals)}"
+    base = "_" + re.sub(r"[^0-9a-zA-Z_]", "_", fn.name)
+    # the first of _f, _f_1, _f_2, ... that is free or already this function's
+    name = next(
+        n for n in itertools.chain([base], (f"{base}_{k}" for k in itertools.count(1)))
+        if program.extra_globals.get(n, fn.python) is fn.python
+    )
     program.extra_globals[name] = fn.python
     return f"{name}({', '.join(args)})"
 
@@ -414,13 +416,10 @@ def _pair_key(x: str, y: str, out: str, names: tuple):
 def parameter(name: str) -> str:
     """The generated program's parameter for a variable: its name, unless that
     would shadow a name the program uses (``jnp``, ``dtype``, ``t3``, ...)."""
-    taken = name in RUNTIME_GLOBALS or name in ("jax", "jnp", "lax", "dtype", "program") or name.startswith("_")
+    taken = name in runtime.HELPERS or name in runtime.MODULES or name in ("dtype", "program") or name.startswith("_")
     if taken or re.fullmatch(r"t\d+", name):
         return f"in_{name}"
     return name
-
-
-RUNTIME_GLOBALS = runtime.HELPERS
 
 
 def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program"):
