@@ -156,6 +156,16 @@ def test_every_built_in_emits_jax_source_that_runs():
         assert jnp.all(jnp.isfinite(value)), fn
 
 
+def test_the_derivative_passes_name_no_built_in_function():
+    # Every function carries its own derivative (partials; differential and
+    # pullback along edges), so adding one touches _ir and functions.py only.
+    for path in (PACKAGE / "_diff").glob("*.py"):
+        source = path.read_text()
+        assert "from .._ir.along import" not in source and "from .._ir.elementwise import" not in source, path
+    for fn in along.BUILTINS:
+        assert callable(fn.differential) and callable(fn.pullback), fn
+
+
 # -- frozen nodes --------------------------------------------------------------
 
 A = tg.Variable("A", i=i, j=i)

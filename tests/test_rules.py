@@ -3,16 +3,18 @@ and that simplification records it by name."""
 
 from __future__ import annotations
 
-import sympy
 import pytest
+import sympy
 
 import tgjax as tg
 import tgjax.functions as F
 from tgjax._ir import along as al
 from tgjax._ir import elementwise as ew
-from tgjax._ir.nodes import Function, ones, scale
+from tgjax._ir.nodes import Delta, Expr, Function, Product, ones, scale
+from tgjax._simplify import products as pr
 from tgjax._simplify.core import recording
 from tgjax._simplify.functions import fold_at_zero
+from tgjax._simplify.sums import collect_terms
 
 i, j = tg.symbols("i j")
 x = tg.Variable("x", i)
@@ -54,9 +56,64 @@ def test_rule(rule, node, expected, other):
     assert rule(other) is None
 
 
+# -- product rules: each rewrites a flat product (tgjax._simplify.products.Flat) -----------------
+
+A = tg.Variable("A", i=i, j=i)
+B = tg.Variable("B", j=i, k=i)
+C = tg.Variable("C", k=i, l=i)
+y = tg.Variable("y", i)
+Sk = S.rename(j="k")
+inverse_k = F.inverse(S).rename(i="k")
+
+def _diagonal(u, v):
+    """The diagonal of u * v as one flat network: u[a,b] v[c,d] δ[a,b,c,d,i,j]."""
+    return Product([u.rename(i="a", j="b"), v.rename(i="c", j="d"), Delta._make(i, ("a", "b", "c", "d", "i", "j"))])
+
+
+# (rule, product it applies to, what that simplifies to, product it leaves alone)
+PRODUCT_CASES = [
+    (pr.zero_factor, Product([x, tg.Zero({"j": i})]), tg.Zero({"i": i, "j": i}), Product([x, y.rename(i="j")])),
+    (pr.inline_nested, (A @ B) @ C, Product([A, B, C]), A @ B),
+    (pr.inline_nested, Product([3 * x, y.rename(i="j")]), 3 * Product([x, y.rename(i="j")]), Product([x, y.rename(i="j")])),
+    (pr.merge_deltas, Product([A, Delta._make(i, ("j", "m")), B.rename(j="m")]), A @ B, A @ B),
+    (pr.merge_deltas, Product([Delta._make(i, ("a",)), Delta._make(i, ("a",))]), tg.Delta(i), F.sum(x)),
+    (pr.combine_powers, x * x, x ** 2, x * y),
+    (pr.combine_powers, Product([x, x.rename(i="a"), Delta._make(i, ("i", "a"))]), F.sum(x ** 2), Product([x, y.rename(i="a"), Delta._make(i, ("i", "a"))])),
+    (pr.combine_powers, _diagonal(A, A), tg.Delta(i, "i", "j") * (A * A), _diagonal(A, B.rename(j="i", k="j"))),
+    (pr.combine_powers, x * x ** -1, ones({"i": i}), x * y ** -1),
+    (pr.cancel_inverse, Sk @ inverse_k, I, Sk @ C.rename(k="k", l="j")),
+    (pr.cancel_inverse, F.inverse(S).rename(j="k") @ S.rename(i="k"), I, Sk @ C.rename(l="j")),
+    (pr.sum_into_sum_factor, F.sum(x + y), F.sum(x) + F.sum(y), F.sum(x * (x + y))),
+    (pr.sum_into_sum_factor, Product([tg.Delta(i, "j"), Delta._make(i, ("i",)), x + y]), tg.Delta(i, "j") * (F.sum(x) + F.sum(y)), (x + y) * tg.Delta(i, "j")),
+]
+
+
+def _applied(rule, node):
+    result = rule(pr.Flat.of(node))
+    return result if result is None or isinstance(result, Expr) else result.expr()
+
+
+@pytest.mark.parametrize("rule, node, expected, other", PRODUCT_CASES, ids=[f"{c[0].__name__}-{k}" for k, c in enumerate(PRODUCT_CASES)])
+def test_product_rule(rule, node, expected, other):
+    result = _applied(rule, node)
+    assert result is not None and result.simplify() == expected.simplify()
+    assert set(result.edges) == set(node.edges)
+    assert _applied(rule, other) is None
+
+
+def test_collect_terms_merges_and_drops_terms_and_is_recorded_only_then():
+    assert collect_terms(x + (y - x)) == y
+    assert collect_terms(A + A.rename(i="j", j="i").rename(i="j", j="i")) == 2 * A
+    with recording() as steps:
+        (x + 2 * (y - x)).simplify()
+        (x + y).simplify()
+    assert [name for name, _, _ in steps] == ["collect_terms"]
+
+
 def test_every_rule_has_a_docstring_and_a_case():
-    rules = {r for fn in (*ew.BUILTINS, *al.BUILTINS, ew.power(2)) for r in fn.identities} | {fold_at_zero}
-    tested = {c[0] for c in CASES}
+    rules = {r for fn in (*ew.BUILTINS, *al.BUILTINS, ew.power(2)) for r in fn.identities}
+    rules |= {fold_at_zero, collect_terms, *pr.PRODUCT_RULES}
+    tested = {c[0] for c in CASES + PRODUCT_CASES} | {collect_terms}
     assert rules <= tested, f"rules without a test: {sorted(r.__name__ for r in rules - tested)}"
     assert all(r.__doc__ for r in rules)
 
@@ -67,6 +124,15 @@ def test_simplify_records_the_rules_it_applies():
     assert [name for name, _, _ in steps] == ["power_one", "log_of_exp"]
     name, before, after = steps[-1]
     assert before == F.log(F.exp(x)) and after == x
+
+
+def test_simplify_records_the_product_rules_it_applies():
+    with recording() as steps:
+        F.sum((tg.Delta(i, "i", "j") * A) * A + Sk @ inverse_k).simplify()
+    names = [name for name, _, _ in steps]
+    assert {"inline_nested", "combine_powers", "merge_deltas", "cancel_inverse", "sum_into_sum_factor"} <= set(names)
+    for _, before, after in steps:
+        assert isinstance(before, Expr) and isinstance(after, Expr) and set(before.edges) == set(after.edges)
 
 
 def test_recording_stops_at_the_end_of_the_block():

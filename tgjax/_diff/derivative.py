@@ -21,9 +21,7 @@ from .._ir.nodes import (
     Variable,
     Zero,
     elementwise_product,
-    summed,
 )
-from .._ir.along import det, inverse, logdet, logsumexp, softmax
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import fresh_edge
 
@@ -106,6 +104,8 @@ def _(t: Function, x, new_names):
 def _reorder(t: Expr, order) -> Expr:
     if t.edges == tuple(order):
         return t
+    if isinstance(t, Sum):
+        return Sum(t.terms, t.weights, edges=order)
     return Product([t], edges=order)
 
 
@@ -117,63 +117,10 @@ def _(t: Derivative, x, new_names):
 
 @_derivative.register
 def _(t: AlongEdge, x, new_names):
-    rule = _ALONG_RULES.get(t.spec)
-    if rule is None:
-        raise NotImplementedError(f"derivative: no rule for {t.spec!r}")
     clash = [a for a in t.axes if a in new_names.values()] if not t.spec.keeps_edge else []
     if clash:
         # consumed axes are inner; keep them apart from the new edges
         fresh = {a: fresh_edge() for a in clash}
         t = AlongEdge(t.spec, rename(t.input, fresh), tuple(fresh.get(a, a) for a in t.axes), edges=t.edges)
     du = derivative(t.input, x, new_names)
-    order = _order(t, x, new_names)
-    return rule(t, du, order)
-
-
-def _logsumexp_derivative(t: AlongEdge, du: Expr, order) -> Expr:
-    """d lse(u) = sum_c softmax(u)_c du_c."""
-    c = t.edge
-    return _reorder(summed(elementwise_product(softmax(t.input, c), du, where="chain rule"), [c]), order)
-
-
-def _softmax_derivative(t: AlongEdge, du: Expr, order) -> Expr:
-    """d p_c = p_c du_c - p_c sum_c' p_c' du_c'."""
-    c = t.edge
-    p = softmax(t.input, c)
-    inner = summed(elementwise_product(p, du, where="chain rule"), [c])
-    first = _reorder(elementwise_product(p, du, where="chain rule"), order)
-    second = _reorder(elementwise_product(p, inner, where="chain rule"), order)
-    return Sum([first, second], [1, -1], edges=order)
-
-
-def _matrix_derivative(t: AlongEdge, du: Expr, order) -> Expr:
-    return _reorder(_matrix_differential(t, du), order)
-
-
-def _matrix_differential(t: AlongEdge, du: Expr) -> Expr:
-    """Derivatives of matrix functions of u on axes (r, c); other edges are batched.
-
-    d inverse(u) = -Y du Y with Y = inverse(u) (as matrices: rows r, columns c);
-    d logdet(u) = sum_ab Y[b,a] du[a,b];  d det(u) = det(u) d logdet(u).
-    """
-    u = t.input
-    r, c = t.axes
-    y = inverse(u, r, c)
-    a, b = fresh_edge(), fresh_edge()
-    if t.spec is inverse:
-        left = summed(elementwise_product(rename(y, {c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a])
-        return -summed(elementwise_product(left, rename(y, {r: b}), where="chain rule"), [b])
-    trace = summed(elementwise_product(rename(y, {r: b, c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a, b])
-    if t.spec is logdet:
-        return trace
-    return elementwise_product(t, trace, where="chain rule")
-
-
-# Forward rules of the functions along edges, by function object.
-_ALONG_RULES = {
-    logsumexp: _logsumexp_derivative,
-    softmax: _softmax_derivative,
-    inverse: _matrix_derivative,
-    det: _matrix_derivative,
-    logdet: _matrix_derivative,
-}
+    return _reorder(t.spec.differential(t, du), _order(t, x, new_names))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 
-from .._ir import along as _along
 from .._ir.nodes import (
     AlongEdge,
     Convolution,
@@ -37,11 +36,9 @@ from .._ir.nodes import (
     Sum,
     Variable,
     Zero,
-    broadcast_to,
-    summed,
 )
 from .._ir.numbering import Numbering
-from .._ir.rename import view
+from .._ir.rename import hadamard, is_one, view
 from .._ir.util import fresh_edge
 from .._ir.walk import parents_first
 
@@ -74,11 +71,6 @@ def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
             pending.setdefault(id(representative), []).append(view(contribution, relabel))
     # every path went through a zero partial (a step, a sign)
     return Zero._make({e: shape[e] for e in order})
-
-
-def _is_one(g: Expr) -> bool:
-    """The scalar seed 1 (an empty product), which contracts into nothing."""
-    return isinstance(g, Product) and not g.factors
 
 
 def _accumulate(parts: list) -> Expr:
@@ -117,23 +109,6 @@ def _depends(t: Expr, x: Variable) -> bool:
     return not isinstance(t, (Delta, Zero, Convolution)) and t.depends_on(x)
 
 
-# -- views and elementwise products that never copy a node -------------------------
-
-
-def hadamard(a: Expr, b: Expr) -> Expr:
-    """Elementwise on the edges ``a`` and ``b`` share, outer on the rest; neither is copied."""
-    shared = [e for e in a.edges if e in b._shape]
-    if not shared:
-        if _is_one(a):
-            return b
-        return Product([a, b], edges=a.edges + tuple(e for e in b.edges if e not in a._shape))
-    left = {e: fresh_edge() for e in shared}
-    right = {e: fresh_edge() for e in shared}
-    joins = [Delta._make(a._shape[e], (left[e], right[e], e)) for e in shared]
-    order = a.edges + tuple(e for e in b.edges if e not in a._shape)
-    return Product([view(a, left), view(b, right), *joins], edges=order)
-
-
 # -- pullbacks: the cotangent of each child from the cotangent g of its parent -------
 
 
@@ -158,7 +133,7 @@ def _(t: Product, g, x):
         if not _depends(f, x):
             continue
         others = t.factors[:k] + t.factors[k + 1:]
-        contribution = Product(others + ((g,) if not _is_one(g) else ()))
+        contribution = Product(others + ((g,) if not is_one(g) else ()))
         assert set(contribution.edges) == set(f.edges) | (set(g.edges) - set(t.edges)), (
             f"internal error: pullback through a product gave edges {contribution.edges} for a factor with {f.edges}"
         )
@@ -180,66 +155,4 @@ def _(t: Derivative, g, x):
 
 @_pullback.register
 def _(t: AlongEdge, g, x):
-    u = t.input
-    rule = _ALONG_RULES.get(t.spec)
-    if rule is None:
-        raise NotImplementedError(f"gradient: no reverse rule for {t.spec.name} along an edge")
-    yield u, rule(t, g)
-
-
-def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
-    """p = softmax(u): du = p (g - sum_c p g), the Jacobian never formed."""
-    (c,) = t.axes
-    inner = summed(hadamard(g, t), [c])
-    centred = Sum([g, broadcast_to(inner, g._shape, order=g.edges)], [1, -1], edges=g.edges)
-    return hadamard(centred, t)
-
-
-def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
-    """l = logsumexp(u): du = softmax(u) g, broadcast along the consumed edge.
-
-    Lowering computes this softmax and the forward pass's l from the same
-    exponentials (``softmax_logsumexp``), as backpropagation does.
-    """
-    (c,) = t.axes
-    u = t.input
-    spread = broadcast_to(g, {c: u._shape[c]})
-    return hadamard(spread, _along.softmax(u, c))
-
-
-def _transposed_inverse(t: AlongEdge) -> Expr:
-    """inverse(u) with its two matrix edges swapped, as a view."""
-    u = t.input
-    r, c = t.axes
-    y = t if t.spec is _along.inverse else _along.inverse(u, r, c)
-    return view(y, {r: c, c: r})
-
-
-def _inverse_pullback(t: AlongEdge, g: Expr) -> Expr:
-    """Y = inverse(u) on (r, c): du = -Y^T g Y^T, batched over the other edges."""
-    r, c = t.axes
-    a, b = fresh_edge(), fresh_edge()
-    y_t = _transposed_inverse(t)
-    # (Y^T g)[r, b] = sum_a Y^T[r, a] g[a, b]; then (Y^T g Y^T)[r, c] = sum_b (Y^T g)[r, b] Y^T[b, c]
-    left = summed(hadamard(view(y_t, {c: a}), view(g, {r: a, c: b})), [a])
-    both = summed(hadamard(left, view(y_t, {r: b})), [b])
-    return Sum([both], [-1], edges=both.edges)
-
-
-def _logdet_pullback(t: AlongEdge, g: Expr) -> Expr:
-    """l = logdet(u): du = g Y^T."""
-    return hadamard(g, _transposed_inverse(t))
-
-
-def _det_pullback(t: AlongEdge, g: Expr) -> Expr:
-    """d = det(u): du = g d Y^T."""
-    return hadamard(hadamard(g, t), _transposed_inverse(t))
-
-
-_ALONG_RULES = {
-    _along.softmax: _softmax_pullback,
-    _along.logsumexp: _logsumexp_pullback,
-    _along.inverse: _inverse_pullback,
-    _along.logdet: _logdet_pullback,
-    _along.det: _det_pullback,
-}
+    yield t.input, t.spec.pullback(t, g)

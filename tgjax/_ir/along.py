@@ -12,11 +12,24 @@ of the generated programs' runtime (``tgjax._lower.runtime``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sympy
 
-from .nodes import AlongEdge, Delta, Expr, Zero, ones, scale
+from .nodes import (
+    AlongEdge,
+    Delta,
+    Expr,
+    Sum,
+    Zero,
+    broadcast_to,
+    elementwise_product,
+    ones,
+    scale,
+    summed,
+)
+from .rename import hadamard, rename, view
+from .util import fresh_edge
 
 
 class AlongFunction:
@@ -30,15 +43,26 @@ class AlongFunction:
         n_axes: how many axes it takes (1, or 2 for a matrix function).
         source: ``source(x, positions)`` -> JAX source applying it to the array
             source ``x`` along the axis positions.
+        differential: ``differential(node, du)`` -> the forward derivative of
+            ``node`` given the derivative ``du`` of its input (``du`` has the
+            input's edges plus the new ones), any edge order.
+        pullback: ``pullback(node, g)`` -> the cotangent of the input given the
+            cotangent ``g`` of ``node`` (backpropagation's rule), never forming
+            the Jacobian.
         identities: named rewrite rules ``rule(node) -> Expr | None`` for a node
             of this function whose input is in normal form.
     """
 
-    def __init__(self, name: str, keeps_edge: bool, n_axes: int, source: Callable, identities=()):
+    def __init__(
+        self, name: str, keeps_edge: bool, n_axes: int, source: Callable, differential: Callable, pullback: Callable,
+        identities=(),
+    ):
         self.name = name
         self.keeps_edge = keeps_edge
         self.n_axes = n_axes
         self._source = source
+        self.differential = differential
+        self.pullback = pullback
         self.identities = tuple(identities)
         self.key = (name,)
 
@@ -94,21 +118,107 @@ def inverse_of_inverse(t: AlongEdge):
     return None
 
 
+# -- derivatives: forward (differential) and reverse (pullback) ----------------------------
+
+
+def _softmax_differential(t: AlongEdge, du: Expr) -> Expr:
+    """d p_c = p_c du_c - p_c sum_c' p_c' du_c'."""
+    p = softmax(t.input, t.edge)
+    first = elementwise_product(p, du, where="chain rule")
+    second = elementwise_product(p, summed(first, [t.edge]), where="chain rule")
+    return Sum([first, second], [1, -1], edges=first.edges)
+
+
+def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """p = softmax(u): du = p (g - sum_c p g), the Jacobian never formed."""
+    inner = summed(hadamard(g, t), [t.edge])
+    centred = Sum([g, broadcast_to(inner, g._shape, order=g.edges)], [1, -1], edges=g.edges)
+    return hadamard(centred, t)
+
+
+def _logsumexp_differential(t: AlongEdge, du: Expr) -> Expr:
+    """d lse(u) = sum_c softmax(u)_c du_c."""
+    return summed(elementwise_product(softmax(t.input, t.edge), du, where="chain rule"), [t.edge])
+
+
+def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """l = logsumexp(u): du = softmax(u) g, broadcast along the consumed edge.
+
+    Lowering computes this softmax and the forward pass's l from the same
+    exponentials (``softmax_logsumexp``), as backpropagation does.
+    """
+    c, u = t.edge, t.input
+    return hadamard(broadcast_to(g, {c: u._shape[c]}), softmax(u, c))
+
+
+def _matrix_differential(t: AlongEdge, du: Expr) -> Expr:
+    """Derivatives of matrix functions of u on axes (r, c); other edges are batched.
+
+    d inverse(u) = -Y du Y with Y = inverse(u) (as matrices: rows r, columns c);
+    d logdet(u) = sum_ab Y[b,a] du[a,b];  d det(u) = det(u) d logdet(u).
+    """
+    u = t.input
+    r, c = t.axes
+    y = inverse(u, r, c)
+    a, b = fresh_edge(), fresh_edge()
+    if t.spec is inverse:
+        left = summed(elementwise_product(rename(y, {c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a])
+        return -summed(elementwise_product(left, rename(y, {r: b}), where="chain rule"), [b])
+    trace = summed(elementwise_product(rename(y, {r: b, c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a, b])
+    if t.spec is logdet:
+        return trace
+    return elementwise_product(t, trace, where="chain rule")
+
+
+def _transposed_inverse(t: AlongEdge) -> Expr:
+    """inverse(u) with its two matrix edges swapped, as a view."""
+    r, c = t.axes
+    y = t if t.spec is inverse else inverse(t.input, r, c)
+    return view(y, {r: c, c: r})
+
+
+def _inverse_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """Y = inverse(u) on (r, c): du = -Y^T g Y^T, batched over the other edges."""
+    r, c = t.axes
+    a, b = fresh_edge(), fresh_edge()
+    y_t = _transposed_inverse(t)
+    # (Y^T g)[r, b] = sum_a Y^T[r, a] g[a, b]; then (Y^T g Y^T)[r, c] = sum_b (Y^T g)[r, b] Y^T[b, c]
+    left = summed(hadamard(view(y_t, {c: a}), view(g, {r: a, c: b})), [a])
+    both = summed(hadamard(left, view(y_t, {r: b})), [b])
+    return Sum([both], [-1], edges=both.edges)
+
+
+def _logdet_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """l = logdet(u): du = g Y^T."""
+    return hadamard(g, _transposed_inverse(t))
+
+
+def _det_pullback(t: AlongEdge, g: Expr) -> Expr:
+    """d = det(u): du = g d Y^T."""
+    return hadamard(hadamard(g, t), _transposed_inverse(t))
+
+
 # -- the built-ins --------------------------------------------------------------
 
 softmax = AlongFunction(
-    "softmax", True, 1, lambda x, p: f"jax.nn.softmax({x}, axis={p[0]})", identities=(constant_at_zero,)
+    "softmax", True, 1, lambda x, p: f"jax.nn.softmax({x}, axis={p[0]})",
+    _softmax_differential, _softmax_pullback, identities=(constant_at_zero,),
 )
 logsumexp = AlongFunction(
-    "logsumexp", False, 1, lambda x, p: f"jax.nn.logsumexp({x}, axis={p[0]})", identities=(constant_at_zero,)
+    "logsumexp", False, 1, lambda x, p: f"jax.nn.logsumexp({x}, axis={p[0]})",
+    _logsumexp_differential, _logsumexp_pullback, identities=(constant_at_zero,),
 )
 inverse = AlongFunction(
     "inverse", True, 2, lambda x, p: f"matrix_inverse({x}, {p[0]}, {p[1]})",
-    identities=(inverse_of_identity, inverse_of_inverse),
+    _matrix_differential, _inverse_pullback, identities=(inverse_of_identity, inverse_of_inverse),
 )
-det = AlongFunction("det", False, 2, lambda x, p: f"matrix_det({x}, {p[0]}, {p[1]})", identities=(det_of_identity,))
+det = AlongFunction(
+    "det", False, 2, lambda x, p: f"matrix_det({x}, {p[0]}, {p[1]})",
+    _matrix_differential, _det_pullback, identities=(det_of_identity,),
+)
 logdet = AlongFunction(
-    "logdet", False, 2, lambda x, p: f"matrix_logdet({x}, {p[0]}, {p[1]})", identities=(logdet_of_identity,)
+    "logdet", False, 2, lambda x, p: f"matrix_logdet({x}, {p[0]}, {p[1]})",
+    _matrix_differential, _logdet_pullback, identities=(logdet_of_identity,),
 )
 
 BUILTINS = (softmax, logsumexp, inverse, det, logdet)

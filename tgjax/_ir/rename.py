@@ -181,3 +181,22 @@ def view(t: Expr, mapping: dict) -> Expr:
     # t's mapped edges meet their Deltas inside the product; the rest pass through.
     order = tuple(mapping.get(e, e) for e in t.edges)
     return Product([t, *(Delta._make(t._shape[e], (e, n)) for e, n in mapping.items())], edges=order)
+
+
+def is_one(t: Expr) -> bool:
+    """The scalar 1 as an empty product (a gradient's seed), which contracts into nothing."""
+    return isinstance(t, Product) and not t.factors
+
+
+def hadamard(a: Expr, b: Expr) -> Expr:
+    """Elementwise on the edges ``a`` and ``b`` share, outer on the rest; neither is copied (views)."""
+    shared = [e for e in a.edges if e in b._shape]
+    if not shared:
+        if is_one(a):
+            return b
+        return Product([a, b], edges=a.edges + tuple(e for e in b.edges if e not in a._shape))
+    left = {e: fresh_edge() for e in shared}
+    right = {e: fresh_edge() for e in shared}
+    joins = [Delta._make(a._shape[e], (left[e], right[e], e)) for e in shared]
+    order = a.edges + tuple(e for e in b.edges if e not in a._shape)
+    return Product([view(a, left), view(b, right), *joins], edges=order)

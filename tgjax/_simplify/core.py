@@ -66,14 +66,24 @@ def rewritten(node: Expr, rules) -> Expr:
     for rule in rules:
         result = rule(node)
         if result is not None:
-            for record in _RECORDERS:
-                record(rule, node, result)
+            report(rule, node, result)
             return simplified(result)
     return node
 
 
 # Callables told of every rule applied: ``record(rule, before, after)``.
 _RECORDERS: list = []
+
+
+def recording_now() -> bool:
+    """Whether a ``recording()`` block is open (so a pass can skip building what it would report)."""
+    return bool(_RECORDERS)
+
+
+def report(rule, before: Expr, after: Expr):
+    """Tell every open ``recording()`` that ``rule`` rewrote ``before`` into ``after``."""
+    for record in _RECORDERS:
+        record(rule, before, after)
 
 
 @contextlib.contextmanager

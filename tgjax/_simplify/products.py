@@ -1,132 +1,160 @@
-"""Products: flatten nested networks, merge Deltas into edges, combine powers.
+"""Products: named rules over a flat product, applied in order to a fixpoint.
 
-After flattening, a product is a set of atoms joined by edge names. Every
-Delta says "these indices are equal", so the edges it touches form one class
-(union-find). A class that joins exactly two ends (two ports of different
-atoms, or a port and a free edge) becomes a plain edge; any other class keeps
-one Delta (a diagonal, a broadcast, a sum or a trace), and a class with no
-ends at all is a closed loop worth its size. Two atoms that are powers of the
-same base with every port in the same classes are one elementwise power.
+A product in the making is ``Flat``: a weight times atoms (variables,
+Deltas, functions, sum factors) joined by edge names; a name held by two
+atoms is contracted, by one atom free. Every Delta says "these indices are
+equal", so the edges it touches form one class. The rules in
+``PRODUCT_RULES`` each rewrite a ``Flat`` into an equal one (or into a
+finished expression); the first that applies is taken, then the table is
+tried again from the top, until none applies. Because every rule looks at the
+whole flat network, not at how the user grouped it, ``(d * A) * A`` and
+``d * (A * A)`` reach the same fixpoint. Last, each sum factor is scaled to a
+canonical term weight and the atoms are assembled into one node.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 
 import sympy
 
 from .._ir.along import inverse
 from .._ir.elementwise import exponent, power
 from .._ir.identity import signature
-from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero
-from .._ir.rename import rename
-from .._ir.util import UnionFind, fresh_edge
-from .core import make_sum, simplified, simplify_node, terms_of
+from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
+from .._ir.rename import freshen_inner, rename
+from .._ir.util import UnionFind, fresh_edge, is_fresh
+from .core import make_sum, recording_now, report, simplified, simplify_node, terms_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Flat:
+    """``weight`` times the network of ``atoms``, whose free edges are ``edges`` (in this order)."""
+
+    atoms: tuple
+    weight: sympy.Expr
+    edges: tuple
+    shape: Mapping
+
+    @classmethod
+    def of(cls, t: Product) -> Flat:
+        """The flat form of ``t`` with its factors simplified (not yet inlined)."""
+        return cls(tuple(simplified(f) for f in t.factors), sympy.Integer(1), t.edges, t.shape)
+
+    def but(self, atoms, weight=None) -> Flat:
+        return Flat(tuple(atoms), self.weight if weight is None else weight, self.edges, self.shape)
+
+    def expr(self) -> Expr:
+        """The product as an expression, sum factors as they are."""
+        core = _assemble(self.atoms, self.edges)
+        return make_sum([(self.weight * w, c) for w, c in terms_of(core)], self.shape)
 
 
 @simplify_node.register
 def _(t: Product):
-    weight = sympy.Integer(1)
-    atoms = []
-    pending = list(t.factors)
-    while pending:
-        f = simplified(pending.pop(0))
-        if isinstance(f, Zero):
-            return Zero._make(t.shape)
-        pairs = terms_of(f)
-        if len(pairs) == 1:
-            w, f = pairs[0]
-            weight *= w
-        if isinstance(f, Product):
-            pending[:0] = _fresh_inner(f).factors
-        elif isinstance(f, Sum):
-            # a sum factor: scale it so its first (canonical) term has weight 1
-            lead = f.weights[0]
-            weight *= lead
-            atoms.append(Sum(f.terms, [w / lead for w in f.weights], edges=f.edges))
-        elif isinstance(f, Delta) and not f.edges:
-            weight *= f.size
-        else:
-            atoms.append(f)
-    atoms, weight = _merge(atoms, t.edges, weight)
-    cancelled = _cancel_inverses(atoms)
-    if cancelled is not None:
-        rest = simplified(Product(cancelled, edges=t.edges))
-        return make_sum([(weight * w, c) for w, c in terms_of(rest)], t.shape)
-    sums = [a for a in atoms if isinstance(a, Sum)]
-    if (
-        len(sums) == 1
-        and all(isinstance(a, (Delta, Sum)) for a in atoms)
-        and not any(isinstance(a, Delta) and set(a.edges) & set(t.edges) for a in atoms)
-    ):
-        # Only contracting Deltas around one sum (a sum over edges, a trace):
-        # push them into each term, where they join that term's network. A
-        # Delta with a free edge stays outside: inside it would become a
-        # materialised diagonal in every term.
-        return _distribute(sums[0], [a for a in atoms if isinstance(a, Delta)], t, weight)
-    atoms, weight = _scale_sum_factors(atoms, t, weight)
-    core = _assemble(atoms, t)
-    if weight == 0:
+    result = _fixpoint(Flat.of(t))
+    if isinstance(result, Expr):
+        return result
+    if result.weight == 0:
         return Zero._make(t.shape)
-    if isinstance(core, Sum):
-        return make_sum([(weight * w, c) for w, c in terms_of(core)], t.shape)
-    return make_sum([(weight, core)], t.shape)
+    return _scale_sum_factors(_fresh_inner_names(result)).expr()
 
 
-def _distribute(total: Sum, deltas, t: Product, weight):
-    pairs = []
-    for w, term in zip(total.weights, total.terms):
-        pairs.extend((weight * w * v, c) for v, c in terms_of(simplified(Product([term, *deltas], edges=t.edges))))
-    return make_sum(pairs, t.shape)
-
-
-def _fresh_inner(p: Product) -> Product:
-    fresh = {e: fresh_edge() for e in p.inner_edges}
-    return Product([rename(f, {e: fresh[e] for e in f.edges if e in fresh}) for f in p.factors], edges=p.edges)
-
-
-def _merge(atoms, free_edges, weight):
-    """Merge Deltas into edge classes and combine powers; return the new atom list and weight."""
-    classes = UnionFind()
-    sizes = {}
-    others = []
-    for a in atoms:
-        for e in a.edges:
-            classes.find(e)
-            sizes[e] = a._shape[e]
-        if isinstance(a, Delta):
-            for e in a.edges[1:]:
-                classes.union(a.edges[0], e)
+def _fixpoint(p: Flat):
+    while True:
+        for rule in PRODUCT_RULES:
+            result = rule(p)
+            if result is not None:
+                break
         else:
-            others.append(a)
-    for e in free_edges:
+            return p
+        if recording_now():
+            report(rule, p.expr(), result if isinstance(result, Expr) else result.expr())
+        if isinstance(result, Expr):
+            return result
+        p = result
+
+
+# -- the rules -----------------------------------------------------------------------------
+
+
+def zero_factor(p: Flat):
+    """A zero factor makes the product zero: ``x * 0 = 0``."""
+    if p.weight == 0 or any(isinstance(a, Zero) for a in p.atoms):
+        return Zero._make(p.shape)
+    return None
+
+
+def inline_nested(p: Flat):
+    """A factor that is a product joins the network (its inner edges renamed
+    apart), a constant joins the weight, and a sum factor is scaled so that its
+    first term has weight 1: ``(x y) z = x y z``, ``(2 x) y = 2 (x y)``,
+    ``(2 a + 4 b) c = 2 (a + 2 b) c``.
+    """
+    if not any(_nested(a) for a in p.atoms):
+        return None
+    weight, atoms = p.weight, []
+    for a in p.atoms:
+        if isinstance(a, Sum) and len(a.terms) == 1:
+            weight *= a.weights[0]
+            a = a.terms[0]
+        if isinstance(a, Product):
+            atoms.extend(freshen_inner(a, a.inner_edges).factors)
+        elif isinstance(a, Sum):
+            lead = a.weights[0]
+            weight *= lead
+            atoms.append(a if lead == 1 else Sum(a.terms, [w / lead for w in a.weights], edges=a.edges))
+        elif isinstance(a, Delta) and not a.edges:
+            weight *= a.size
+        else:
+            atoms.append(a)
+    return p.but(atoms, weight)
+
+
+def _nested(a: Expr) -> bool:
+    return (
+        isinstance(a, Product)
+        or (isinstance(a, Sum) and (len(a.terms) == 1 or a.weights[0] != 1))
+        or (isinstance(a, Delta) and not a.edges)
+    )
+
+
+def merge_deltas(p: Flat):
+    """Deltas merge into the edges they join: ``X[i,j] δ[j,k] Y[k,l] = X[i,j] Y[j,l]``.
+
+    The edges a Delta touches are one class. A class that joins exactly two
+    ends (ports of two atoms, or a port and a free edge) becomes a plain edge;
+    any other class keeps one Delta (a diagonal, a broadcast, a sum or a
+    trace), and a class with no ends at all is a closed loop worth its size.
+    Applies when that changes the Deltas or the weight.
+    """
+    classes, sizes = _classes(p.atoms)
+    others = [a for a in p.atoms if not isinstance(a, Delta)]
+    for e in p.edges:
         classes.find(e)
-
-    others = _combine_powers(others, classes)
-
-    ends = defaultdict(list)  # class -> [(atom index, edge)] ; free edges as (None, edge)
+    ends = defaultdict(list)  # class -> [(atom index, edge)]; a free edge as (None, edge)
     order = []
     for k, a in enumerate(others):
         for e in a.edges:
-            r = classes.find(e)
-            ends[r].append((k, e))
-            order.append(r)
-    for e in free_edges:
-        r = classes.find(e)
-        ends[r].append((None, e))
-        order.append(r)
-    for e in classes:
+            ends[classes.find(e)].append((k, e))
+            order.append(classes.find(e))
+    for e in p.edges:
+        ends[classes.find(e)].append((None, e))
         order.append(classes.find(e))
+    order.extend(classes.find(e) for e in classes)
 
-    renames = [dict() for _ in others]
+    weight = p.weight
+    renames = [{} for _ in others]
     deltas = []
     for r in dict.fromkeys(order):
         here = ends.get(r, [])
-        size = sizes.get(r) if r in sizes else _free_size(r, classes, sizes)
         ports = [(k, e) for k, e in here if k is not None]
         free = [e for k, e in here if k is None]
+        size = sizes[r] if r in sizes else p.shape[free[0]]
         if not here:
-            weight *= size  # a closed loop of Deltas: the trace of an identity
+            weight *= size
         elif len(here) == 2 and len(free) == 1:
             (k, e), = ports
             renames[k][e] = free[0]
@@ -140,82 +168,158 @@ def _merge(atoms, free_edges, weight):
                 renames[k][e] = fresh_edge()
                 names.append(renames[k][e])
             deltas.append(Delta._make(size, tuple(names) + tuple(free)))
+    before = (weight == p.weight, sorted(len(a.edges) for a in p.atoms if isinstance(a, Delta)))
+    if before == (True, sorted(len(d.edges) for d in deltas)):
+        return None  # already merged: each class with more than two ends has its one Delta
     renamed = [rename(a, {e: n for e, n in m.items() if e != n}) for a, m in zip(others, renames)]
-    return renamed + deltas, weight
+    return p.but(renamed + deltas, weight)
 
 
-def _cancel_inverses(atoms):
-    """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``: the atoms with one such
-    pair replaced by the identity, or None when there is none.
+def _classes(atoms):
+    """Union-find of the edges of ``atoms``, joined by their Deltas, and each class's size."""
+    classes, sizes = UnionFind(), {}
+    for a in atoms:
+        for e in a.edges:
+            classes.find(e)
+        if isinstance(a, Delta):
+            classes.join(a.edges)
+    for a in atoms:
+        for e in a.edges:
+            sizes[classes.find(e)] = a._shape[e]
+    return classes, sizes
+
+
+def combine_powers(p: Flat):
+    """Atoms that are powers of one base, joined elementwise on every port, are
+    one power: ``x[i] x[j] δ[i,j,k] = x^2[k]``, ``A^2 A^-1 = A`` (elementwise).
+
+    A merged atom leaves ones (a Delta per edge) in its place, which
+    ``merge_deltas`` then folds into the edge classes; a base whose exponents
+    add up to 0 leaves only ones.
+    """
+    classes, _ = _classes(p.atoms)
+    groups = defaultdict(list)
+    for k, a in enumerate(p.atoms):
+        if isinstance(a, Delta):
+            continue
+        k_exp = exponent(a.spec) if isinstance(a, Function) else None
+        base, k_exp = (a.inputs[0], k_exp) if k_exp is not None else (a, sympy.Integer(1))
+        groups[_power_key(base, a.edges, classes)].append((k, k_exp, base))
+    merged = [g for g in groups.values() if len(g) > 1]
+    if not merged:
+        return None
+    atoms = list(p.atoms)
+    for group in merged:
+        for k, _, _ in group:
+            atoms[k] = [Delta._make(p.atoms[k]._shape[e], (e,)) for e in p.atoms[k].edges]
+        first, _, base = group[0]
+        total = sum(e for _, e, _ in group)
+        if total != 0:
+            atoms[first] = [simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=p.atoms[first].edges))]
+    return p.but([a for item in atoms for a in (item if isinstance(item, list) else [item])])
+
+
+def _power_key(base: Expr, ports, classes) -> Expr:
+    """``base`` with each port renamed after its edge class: equal keys are one base on the same indices.
+
+    Two ports in one class (a diagonal) are told apart by their order, which
+    cannot change the value: the indices are equal.
+    """
+    seen = Counter()
+    names = {}
+    for e in ports:
+        c = classes.find(e)
+        names[e] = f"@{c}#{seen[c]}"
+        seen[c] += 1
+    return rename(base, names)
+
+
+def cancel_inverse(p: Flat):
+    """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``.
 
     Only for a plain matrix (an inverse over both edges of its input); a batch
     of matrices would leave a diagonal Delta over the batch edges.
     """
-    for a in atoms:
+    for a in p.atoms:
         if not (isinstance(a, AlongEdge) and a.spec is inverse and set(a.input.edges) == set(a.axes)):
             continue
         row, col = a.axes
-        for f in atoms:
+        for f in p.atoms:
             if f is a or len(f.edges) != 2:
                 continue
-            for p, q in (f.edges, f.edges[::-1]):
-                # f is X with p in the row role and q in the column role
-                if rename(f, {p: row, q: col}) != a.input:
+            for u, v in (f.edges, f.edges[::-1]):
+                # f is X with u in the row role and v in the column role
+                if rename(f, {u: row, v: col}) != a.input:
                     continue
-                if q == row and p != col:
-                    ends = (p, col)        # X[p, j] X^-1[j, col]
-                elif p == col and q != row:
-                    ends = (row, q)        # X^-1[row, i] X[i, q]
+                if v == row and u != col:
+                    ends = (u, col)        # X[u, j] X^-1[j, col]
+                elif u == col and v != row:
+                    ends = (row, v)        # X^-1[row, i] X[i, v]
                 else:
                     continue
-                rest = [g for g in atoms if g is not a and g is not f]
-                identity = Delta._make(a._shape[row], ends) if ends[0] != ends[1] else Delta._make(a._shape[row], ())
-                return rest + [identity]
+                rest = [g for g in p.atoms if g is not a and g is not f]
+                size = a._shape[row]
+                identity = Delta._make(size, ends) if ends[0] != ends[1] else Delta._make(size, ())
+                return p.but(rest + [identity])
     return None
 
 
-def _free_size(r, classes, sizes):
-    for e, s in sizes.items():
-        if classes.find(e) == r:
-            return s
-    raise AssertionError("internal error: an edge class with no size")
+def sum_into_sum_factor(p: Flat):
+    """Deltas that only sum over edges of a sum factor (a sum over an edge, a
+    trace) go into each of its terms, where they join that term's network:
+    ``Σ_i (a + b)[i] = Σ_i a[i] + Σ_i b[i]``.
 
-
-def _combine_powers(atoms, classes):
-    """Atoms that are powers of one base, joined elementwise on every port, become one power."""
-    groups = defaultdict(list)
-    keys = []
-    for k, a in enumerate(atoms):
-        port_classes = [classes.find(e) for e in a.edges]
-        if len(set(port_classes)) != len(port_classes):
-            keys.append(None)
+    A Delta with a free edge stays outside: inside, it would become a
+    materialised diagonal in every term.
+    """
+    holders = defaultdict(list)
+    for k, a in enumerate(p.atoms):
+        for e in a.edges:
+            holders[e].append(k)
+    for s, total in enumerate(p.atoms):
+        if not isinstance(total, Sum):
             continue
-        k_exp = exponent(a.spec) if isinstance(a, Function) else None
-        base, k_exp = (a.inputs[0], k_exp) if k_exp is not None else (a, sympy.Integer(1))
-        key = rename(base, {e: f"@{c}" for e, c in zip(a.edges, port_classes)})
-        keys.append(key)
-        groups[key].append((k, k_exp))
-    if all(len(g) < 2 for g in groups.values()):
-        return atoms
-    result = []
-    for k, a in enumerate(atoms):
-        key = keys[k]
-        if key is None or len(groups[key]) < 2:
-            result.append(a)
+        summing = [
+            k for k, a in enumerate(p.atoms)
+            if isinstance(a, Delta) and a.edges and all(e not in p.edges and s in holders[e] for e in a.edges)
+        ]
+        if not summing:
             continue
-        members = groups[key]
-        if members[0][0] != k:
-            continue  # merged into the group's first member
-        total = sum(e for _, e in members)
-        if total == 0:
-            continue  # x^a x^-a = 1: the atom disappears and its classes stay as broadcasts
-        base = a.inputs[0] if isinstance(a, Function) and exponent(a.spec) is not None else a
-        result.append(simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=a.edges)))
-    return result
+        group = {s, *summing}
+        inner = Product([p.atoms[k] for k in sorted(group)])
+        pairs = [
+            (w * v, c)
+            for w, term in zip(total.weights, total.terms)
+            for v, c in terms_of(simplified(Product([term, *(p.atoms[k] for k in summing)], edges=inner.edges)))
+        ]
+        result = make_sum(pairs, inner.shape)
+        if len(group) == len(p.atoms):
+            return make_sum([(p.weight * w, c) for w, c in terms_of(result)], p.shape)
+        return p.but([a for k, a in enumerate(p.atoms) if k not in group] + [result])
+    return None
 
 
-def _scale_sum_factors(atoms, t: Product, weight):
-    """Each sum factor keeps one term at weight 1, its scale moved into ``weight``.
+PRODUCT_RULES = (zero_factor, inline_nested, merge_deltas, combine_powers, cancel_inverse, sum_into_sum_factor)
+
+
+# -- the canonical names and scale ------------------------------------------------------------
+
+
+def _fresh_inner_names(p: Flat) -> Flat:
+    """Inner edges under fresh names, so that no user's edge name is printed for an inner one."""
+    free = set(p.edges)
+    stale = {e for a in p.atoms for e in a.edges if e not in free and not is_fresh(e)}
+    if not stale:
+        return p
+    fresh = {e: fresh_edge() for e in stale}
+    return p.but([rename(a, {e: fresh[e] for e in a.edges if e in fresh}) for a in p.atoms])
+
+
+# -- the canonical scale of sum factors ------------------------------------------------------
+
+
+def _scale_sum_factors(p: Flat) -> Flat:
+    """Each sum factor keeps one term at weight 1, its scale moved into the weight.
 
     Which term: the choice for which the whole product's structure hashes
     least, edge names ignored. The sum's own term order depends on the names
@@ -224,16 +328,17 @@ def _scale_sum_factors(atoms, t: Product, weight):
     ``-(b - a) c`` two normal forms; the free names must not decide either,
     or renaming would change the normal form.
     """
+    atoms, weight = list(p.atoms), p.weight
     for k, a in enumerate(atoms):
         if not isinstance(a, Sum):
             continue
         options = []
         for lead in dict.fromkeys(a.weights):
             trial = atoms[:k] + [Sum(a.terms, [w / lead for w in a.weights], edges=a.edges)] + atoms[k + 1:]
-            options.append((_structure_key(_assemble(trial, t)), lead, trial))
+            options.append((_structure_key(_assemble(trial, p.edges)), lead, trial))
         _, lead, atoms = min(options, key=lambda option: option[0])
         weight *= lead
-    return atoms, weight
+    return p.but(atoms, weight)
 
 
 def _structure_key(t):
@@ -241,9 +346,9 @@ def _structure_key(t):
     return sig.shape, tuple(sorted(sig.ports.values()))
 
 
-def _assemble(atoms, t: Product):
+def _assemble(atoms, edges) -> Expr:
     if not atoms:
         return Product(())
-    if len(atoms) == 1 and set(atoms[0].edges) == set(t.edges):
+    if len(atoms) == 1 and set(atoms[0].edges) == set(edges):
         return atoms[0]
-    return Product(atoms, edges=t.edges)
+    return Product(atoms, edges=edges)
