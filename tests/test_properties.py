@@ -178,6 +178,16 @@ def test_product_is_associative(a, b, c, seed):
     assert_close(ev(left, vals), np.transpose(ev(right, vals), [right.edges.index(d) for d in left.edges]))
 
 
+@settings(deadline=None, max_examples=60)
+@given(expressions(max_depth=2), expressions(max_depth=2), expressions(max_depth=2), st.sampled_from(("mul", "matmul")))
+def test_normal_form_does_not_depend_on_grouping(a, b, c, op):
+    product = (lambda u, v: u * v) if op == "mul" else (lambda u, v: u @ v)
+    if op == "matmul":
+        assume(not (set(a.edges) & set(b.edges) & set(c.edges)))
+    left, right = product(product(a, b), c), product(a, product(b, c))
+    assert left.simplify() == right.simplify()
+
+
 @settings(deadline=None, max_examples=15)  # each example compiles several large evaluations
 @given(expressions(), seeds, st.sampled_from(("double", "shift", "negate", "square")))
 def test_different_expressions_are_unequal(e, seed, how):
