@@ -2,12 +2,13 @@
 
 from sympy import symbols
 
-from ._ir.nodes import Convolution, Delta, Derivative, Expr, Variable, Zero
+from . import _expectation  # noqa: F401  (registers the closed forms of expectations)
+from ._ir.nodes import Convolution, Delta, Derivative, Expectation, Expr, Variable, Zero
 from ._lower.api import check_grads, lower, to_source
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "symbols", "Variable", "Delta", "Convolution", "Derivative", "Expr", "Zero",
+    "symbols", "Variable", "Delta", "Convolution", "Derivative", "Expectation", "Expr", "Zero",
     "lower", "to_source", "check_grads", "__version__",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 
+import sympy
+
 from .._ir.nodes import (
     AlongEdge,
     Convolution,
     Delta,
     Derivative,
+    Expectation,
     Expr,
     Function,
     Product,
@@ -113,6 +116,34 @@ def _reorder(t: Expr, order) -> Expr:
 def _(t: Derivative, x, new_names):
     inner = derivative(t.expr, t.x, t.new_names)
     return derivative(inner, x, new_names)
+
+
+@_derivative.register
+def _(t: Expectation, x, new_names):
+    """d/dθ E_x[f] = E_x[df/dθ] + E_x[grad_x f] · dmu/dθ + 1/2 E_x[grad_x^2 f] : dC/dθ (Price's theorem)."""
+    if x.key == t.wrt.key:
+        raise ValueError(
+            f"grad: this Expectation averages over {t.wrt.name}, so it does not depend on {t.wrt.name}; "
+            f"differentiate with respect to its mean or covariance (the Variables given as mu= and covar=) instead."
+        )
+    order = _order(t, x, new_names)
+    wrt, names = t.wrt, t.covar_names
+    a = {e: fresh_edge() for e, _ in wrt.decl}
+    b = {e: fresh_edge() for e, _ in wrt.decl}
+    terms = []
+    if t.expr.depends_on(x):
+        terms.append(Expectation._make(derivative(t.expr, x, new_names), wrt, t.mu, t.covar, names))
+    if t.mu.depends_on(x):
+        slope = Expectation._make(derivative(t.expr, wrt, a), wrt, t.mu, t.covar, names)
+        terms.append(Product([slope, derivative(rename(t.mu, a), x, new_names)]))
+    if t.covar.depends_on(x):
+        curvature = derivative(derivative(t.expr, wrt, a), wrt, b)
+        covar = rename(t.covar, {**a, **{names[e]: b[e] for e in a}})
+        half = Sum([Expectation._make(curvature, wrt, t.mu, t.covar, names)], [sympy.Rational(1, 2)])
+        terms.append(Product([half, derivative(covar, x, new_names)]))
+    if not terms:
+        return _zero(t, x, new_names)
+    return Sum([_reorder(term, order) for term in terms], [1] * len(terms), edges=order)
 
 
 @_derivative.register

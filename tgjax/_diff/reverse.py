@@ -30,6 +30,7 @@ from .._ir.nodes import (
     Convolution,
     Delta,
     Derivative,
+    Expectation,
     Expr,
     Function,
     Product,
@@ -41,6 +42,7 @@ from .._ir.numbering import Numbering
 from .._ir.rename import hadamard, is_one, view
 from .._ir.util import fresh_edge
 from .._ir.walk import parents_first
+from .derivative import derivative
 
 
 def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
@@ -50,6 +52,10 @@ def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
     shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
     if not t.depends_on(x):
         return Zero._make({e: shape[e] for e in order})
+    if any(isinstance(node, Expectation) and node.depends_on(x) for node in parents_first([t])):
+        # An expectation without a closed form has no cotangent to pass into
+        # its average: differentiate it by the forward rule (Price's theorem).
+        return derivative(t, x, new_names)
     # t's own edges ride along every cotangent under fresh names.
     out = {e: fresh_edge() for e in t.edges}
     seed = Product([Delta._make(t._shape[e], (e, out[e])) for e in t.edges], edges=t.edges + tuple(out.values()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict, deque
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
 from .rename import rename
 from .util import combine, fresh_edge, stable_hash
 
@@ -185,6 +185,14 @@ def _(t: Derivative):
     new = {n: combine(stable_hash("new-port"), stable_hash(e)) for e, n in t.new_names.items()}
     ports = {e: combine(stable_hash("d-port"), sub.ports[e]) for e in t.expr.edges}
     return Signature(combine(stable_hash("d"), sub.shape, stable_hash(t.x.key)), {**ports, **new})
+
+
+@_signature.register
+def _(t: Expectation):
+    sub = signature(t.expr)
+    moments = (named_hash(t.mu), named_hash(t.covar), tuple(t.covar_names.items()))
+    ports = {e: combine(stable_hash("e-port"), sub.ports[e]) for e in t.expr.edges}
+    return Signature(combine(stable_hash("E"), sub.shape, stable_hash(t.wrt.key), stable_hash(moments)), ports)
 
 
 @_signature.register
@@ -545,13 +553,15 @@ def tree_key(t: Expr):
             head = ("f", p.spec.key)
         elif isinstance(p, Derivative):
             head = ("d", p.x.key, tuple(p.new_names))
+        elif isinstance(p, Expectation):
+            head = ("E", p.wrt.key, tuple(p.covar_names.items()))
         elif isinstance(p, AlongEdge):
             head = ("a", p.spec.key, tuple(edge(a) for a in p.axes))
         elif isinstance(p, Product):
             head = ("*",)
         else:
             raise NotImplementedError(f"tree_key: no rule for node type {type(p).__name__}")
-        children = tuple(walk(c) for c in p.args if not (isinstance(p, Derivative) and c is p.x))
+        children = tuple(walk(c) for c in p.args if not (isinstance(p, Derivative) and c is p.x) and c is not getattr(p, "wrt", None))
         return head, tuple(edge(e) for e in p.edges), children
 
     return walk(t)
@@ -686,4 +696,25 @@ def _(t: Derivative, g):
     for e, p in sub_ports.items():
         ports[e] = g.add_node(("d-port",))
         g.add_edge(ports[e], p)
+    return root, ports
+
+
+@_build.register
+def _(t: Expectation, g):
+    root, ports = _leaf(g, ("E", t.wrt.name, t.wrt.decl, tuple(t.covar_names.items())), [])
+    sub_root, sub_ports = _build(t.expr, g)
+    g.add_edge(root, sub_root)
+    for e, p in sub_ports.items():
+        ports[e] = g.add_node(("e-port",))
+        g.add_edge(ports[e], p)
+    for role, moment in (("mu", t.mu), ("covar", t.covar)):
+        moment_root, moment_ports = _build(moment, g)
+        tag = g.add_node((role,))
+        g.add_edge(root, tag)
+        g.add_edge(tag, moment_root)
+        for e, p in moment_ports.items():
+            # the moments' edges are the variable's own names: each a fixed role
+            label = g.add_node((role + "-port", e))
+            g.add_edge(label, p)
+            g.add_edge(label, tag)
     return root, ports

@@ -20,6 +20,7 @@ import sympy
 
 from .deep import deep
 from .util import as_size, as_weight, fresh_edge, is_fresh
+from .walk import parents_first
 
 __all__ = ["Expr", "Variable", "Delta", "Convolution", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
 
@@ -752,6 +753,7 @@ class Derivative(Expr):
                 f"Differentiate with respect to the Variable itself, then rename edges if needed."
             )
         x = x.declared
+        _check_not_averaged(expr, x)
         if new_names is not None and not isinstance(new_names, Mapping):
             raise TypeError(
                 f"Derivative: new_names must be a dict (edge of {x.name} -> new name); got {new_names!r}."
@@ -801,6 +803,135 @@ class Derivative(Expr):
 
     def _rebuild(self, expr, x):
         return Derivative._make(expr, x, self.new_names)
+
+
+class Expectation(Expr):
+    """The expectation of ``expr`` over a Gaussian Variable ``wrt ~ N(mu, covar)``.
+
+    Args:
+        expr: the expression to average.
+        wrt: the Gaussian Variable (scalar, vector, matrix or any tensor).
+        mu: its mean, an expression with ``wrt``'s declared edges (default 0).
+        covar: its covariance, with two edges per edge ``e`` of ``wrt``: ``e``
+            and ``covar_names[e]`` (default: the identity). It is taken to be
+            symmetric: the closed forms use ``(covar + covar^T) / 2``, so a
+            gradient with respect to it is symmetric too.
+        covar_names: edge of ``wrt`` -> the name of its partner edge in
+            ``covar`` (default: the edge with ``_`` appended until it is neither
+            an edge of ``wrt`` nor a free edge of ``expr``).
+
+    Edges: ``expr.edges``. ``.simplify()`` gives the closed form of every
+    polynomial of ``wrt`` and of a polynomial times ``F.exp`` of an affine
+    function of ``wrt``; elsewhere the node stays, and ``tg.lower`` says which
+    part has no closed form.
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> u = tg.Variable("u", i=n)
+        >>> tg.Expectation(F.sum(u * u) ** 2, u).simplify()
+        n**2 + 2*n
+        >>> A, m = tg.Variable("A", i=n, j=n), tg.Variable("m", i=n)
+        >>> tg.Expectation(u @ A @ u.rename(i="j"), u, mu=m).simplify()
+        m[a] A[a,b] m[b] + A[c,d] δ[d,c]
+    """
+
+    __slots__ = ("expr", "wrt", "mu", "covar", "covar_names")
+
+    def __init__(self, expr: Expr, wrt: "Variable", mu: Expr | None = None, covar: Expr | None = None,
+                 covar_names: Mapping[str, str] | None = None):
+        where = "Expectation"
+        if not isinstance(expr, Expr):
+            raise TypeError(f"{where}: expected a tensor expression to average; got {type(expr).__name__}.")
+        if not isinstance(wrt, Variable):
+            raise TypeError(
+                f"{where}: wrt must be the Gaussian tg.Variable to average over; got {type(wrt).__name__} {wrt!r}."
+            )
+        wrt = wrt.declared
+        declared = [e for e, _ in wrt.decl]
+        if covar_names is not None and not isinstance(covar_names, Mapping):
+            raise TypeError(f"{where}: covar_names must be a dict (edge of {wrt.name} -> partner edge name); got {covar_names!r}.")
+        given = dict(covar_names or {})
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise ValueError(f"{where}: covar_names has key(s) {unknown} that are not edges of {wrt.name}; its edges are {declared}.")
+        taken = set(declared) | set(expr.edges)
+        names = {}
+        for e in declared:
+            if e in given:
+                name = _check_edge_name(given[e], where)
+                if name in taken:
+                    raise ValueError(
+                        f"{where}: covar_names[{e!r}] = {name!r} is already an edge of {wrt.name} or a free edge of the "
+                        f"expression ({sorted(taken)}); choose another name."
+                    )
+            else:
+                name = e + "_"
+                while name in taken:
+                    name += "_"
+            taken.add(name)
+            names[e] = name
+        shape = dict(wrt.decl)
+        if mu is None:
+            mu = Zero._make(shape)
+        _check_moment(mu, shape, "mu", where, wrt)
+        if covar is None:
+            covar = Product([Delta._make(s, (e, names[e])) for e, s in wrt.decl], edges=tuple(declared) + tuple(names[e] for e in declared))
+        _check_moment(covar, {**shape, **{names[e]: s for e, s in wrt.decl}}, "covar", where, wrt)
+        self._setup(expr, wrt, mu, covar, names)
+
+    def _setup(self, expr, wrt, mu, covar, names):
+        _set(self, "expr", expr)
+        _set(self, "wrt", wrt)
+        _set(self, "mu", mu)
+        _set(self, "covar", covar)
+        _set(self, "covar_names", MappingProxyType(dict(names)))
+        self._init(expr.edges, expr._shape)
+
+    @classmethod
+    def _make(cls, expr, wrt, mu, covar, names) -> "Expectation":
+        obj = cls.__new__(cls)
+        obj._setup(expr, wrt, mu, covar, dict(names))
+        return obj
+
+    @property
+    def args(self):
+        return (self.expr, self.wrt, self.mu, self.covar)
+
+    def _rebuild(self, expr, wrt, mu, covar):
+        return Expectation._make(expr, wrt, mu, covar, self.covar_names)
+
+    def variables(self):
+        if self._vars is None:
+            seen: dict = {}
+            for v in self.expr.variables():
+                if v.key != self.wrt.key:
+                    seen.setdefault(v, None)
+            for v in (*self.mu.variables(), *self.covar.variables()):
+                seen.setdefault(v, None)
+            self._vars = tuple(seen)
+        return self._vars
+
+
+def _check_not_averaged(expr: Expr, x: "Variable") -> None:
+    for node in parents_first([expr]):
+        if isinstance(node, Expectation) and node.wrt.key == x.key:
+            raise ValueError(
+                f"Derivative: {node!r} averages over {x.name}, so it does not depend on {x.name}; differentiate "
+                f"with respect to its mean or covariance (the Variables given as mu= and covar=) instead."
+            )
+
+
+def _check_moment(t, shape: dict, what: str, where: str, wrt) -> None:
+    if not isinstance(t, Expr):
+        raise TypeError(f"{where}: {what} must be a tensor expression (a tg.Variable, say); got {type(t).__name__}.")
+    if set(t.edges) != set(shape):
+        raise ValueError(
+            f"{where}: {what} must have the edges {sorted(shape)} ({'the edges of ' + wrt.name if what == 'mu' else 'each edge of ' + wrt.name + ' and its partner in covar_names'}); "
+            f"got {sorted(t.edges)}. Rename it with .rename(...)."
+        )
+    for e, s in shape.items():
+        if sympy.simplify(t._shape[e] - s) != 0:
+            raise ValueError(f"{where}: {what} has edge {e!r} of size {t._shape[e]}, but {wrt.name}'s edge has size {s}.")
 
 
 # -- private builders used by operators and passes ---------------------------

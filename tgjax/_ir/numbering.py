@@ -14,7 +14,7 @@ k-th of the other). Unequal numbers say nothing.
 
 from __future__ import annotations
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
 from .walk import parents_first
 
 
@@ -78,4 +78,8 @@ def _key(t: Expr, numbering: Numbering):
         for e in new:
             labels.setdefault(e, len(labels))
         return ("derivative", t.x.key, entries, tuple(labels[e] for e in new)), _ports(t, labels)
+    if isinstance(t, Expectation):
+        entries, labels = _wiring([t.expr], numbering)
+        moments = (numbering(t.mu), numbering(t.covar), tuple(t.covar_names.items()))
+        return ("expectation", t.wrt.key, entries, moments), _ports(t, labels)
     raise NotImplementedError(f"value numbering: no rule for node type {type(t).__name__}")

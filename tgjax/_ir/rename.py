@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
 from .util import fresh_edge
 
 
@@ -143,6 +143,14 @@ def _(t: Derivative, mapping):
     temp = {e: fresh_edge() for e in inner}
     expr = rename(rename(t.expr, temp), {temp[e]: n for e, n in inner.items()})
     return Derivative._make(expr, t.x, new_names)
+
+
+@_rename.register
+def _(t: Expectation, mapping):
+    if not mapping:
+        return t
+    # mu and covar carry the variable's own edge names, bound inside the node
+    return Expectation._make(rename(t.expr, mapping), t.wrt, t.mu, t.covar, t.covar_names)
 
 
 @_rename.register

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .._diff import gradient
 from .._ir.elementwise import log, stable_log
-from .._ir.nodes import Derivative, Expr, Function, rebuilt
+from .._ir.nodes import Derivative, Expectation, Expr, Function, rebuilt
 from .._ir.walk import parents_first
 from .._simplify import simplify
 
@@ -39,11 +39,23 @@ def evaluation_form(t: Expr) -> Expr:
     order = parents_first([t])
     plain = not any(isinstance(node, Derivative) or node._stands_for is not None for node in order)
     if plain and len(order) <= NORMAL_FORM_NODE_LIMIT:
-        return simplify(t)
+        return _closed(simplify(t))
     memo: dict = {}
     for node in reversed(order):
         memo[id(node)] = _rebuilt(node, memo)
-    return memo[id(t)]
+    return _closed(memo[id(t)])
+
+
+def _closed(t: Expr) -> Expr:
+    """``t``, checked to have no expectation left without a closed form."""
+    for node in parents_first([t]):
+        if isinstance(node, Expectation):
+            raise ValueError(
+                f"tg.lower: no closed form for {node!r}. Closed forms exist for polynomials of "
+                f"{node.wrt.name} and for a polynomial times exp of an affine function of it; "
+                f"rewrite that part, or take it out of the expectation."
+            )
+    return t
 
 
 def node_count(exprs) -> int:
@@ -67,6 +79,8 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         base = inner if inner._stands_for is not None else simplify(inner)
         return gradient(base, node.x, node.new_names)
     args = [memo[id(a)] for a in node.args]
+    if isinstance(node, Expectation):
+        return simplify(rebuilt(node, args))
     if isinstance(node, Function) and node.spec is log:
         stable = stable_log(Function(log, args, edges=node.edges))
         if stable is not None:

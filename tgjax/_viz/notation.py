@@ -12,7 +12,7 @@ import itertools
 import string
 
 
-from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expr, Function, Product, Sum, Variable, Zero, register_pass
+from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, register_pass
 from .._ir.util import is_fresh
 
 
@@ -135,6 +135,16 @@ def _(t: Function, names):
 def _(t: Derivative, names):
     new = ",".join(t.new_names[e] for e, _ in t.x.decl)
     return f"D[{t.x.name}[{new}]]({_sub(t.expr, names)})"
+
+
+@_str.register
+def _(t: Expectation, names):
+    x = t.wrt
+    variable = f"{x.name}[{','.join(e for e, _ in x.decl)}]" if x.decl else x.name
+    default_mu = isinstance(t.mu, Zero)
+    default_covar = isinstance(t.covar, Product) and all(isinstance(f, Delta) for f in t.covar.factors)
+    law = "" if default_mu and default_covar else f" ~ N({_sub(t.mu, names)}, {_sub(t.covar, names)})"
+    return f"E[{variable}{law}]({_sub(t.expr, names)})"
 
 
 @_str.register
