@@ -222,7 +222,7 @@ class Lowered:
         return f"<tgjax.lower of {len(self.outputs)} expression(s) in {sorted(self.variables)}>"
 
 
-def lower(exprs, sizes: Mapping | None = None) -> Lowered:
+def lower(exprs, sizes: Mapping | None = None, samples: int | None = None):
     """Compile one expression, or a list of them, into one jitted JAX function.
 
     Derivatives are computed as backpropagation computes them (reverse
@@ -235,6 +235,10 @@ def lower(exprs, sizes: Mapping | None = None) -> Lowered:
     Args:
         exprs: an expression, or a list of them (then the call returns a tuple).
         sizes: values for size symbols that no input array fixes, e.g. ``{n: 5}``.
+        samples: estimate each ``tg.Expectation`` that has no closed form from
+            this many reparameterised draws; the callable then takes a
+            keyword ``key`` (a JAX PRNG key). Without it such an expectation
+            is a ``ValueError``.
 
     Returns:
         A callable: ``fn(x=x_array, A=A_array)`` or ``fn({x: x_array})``.
@@ -247,7 +251,18 @@ def lower(exprs, sizes: Mapping | None = None) -> Lowered:
         >>> value, grad = fn(x=jnp.ones(3), A=jnp.eye(3))
         >>> float(value), grad.tolist()
         (3.0, [2.0, 2.0, 2.0])
+
+        An expectation without a closed form, estimated by sampling:
+
+        >>> u = tg.Variable("u", i=n)
+        >>> fn = tg.lower(tg.Expectation(F.sum(F.tanh(u) ** 2), u), sizes={n: 2}, samples=20000)
+        >>> round(float(fn(key=jax.random.PRNGKey(0))), 1)
+        0.8
     """
+    if samples is not None:
+        from .sampling import Sampled  # it builds on Lowered
+
+        return Sampled(exprs, samples, sizes)
     return Lowered(exprs, sizes)
 
 
