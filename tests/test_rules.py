@@ -81,6 +81,8 @@ PRODUCT_CASES = [
     (pr.combine_powers, Product([x, x.rename(i="a"), Delta._make(i, ("i", "a"))]), F.sum(x ** 2), Product([x, y.rename(i="a"), Delta._make(i, ("i", "a"))])),
     (pr.combine_powers, _diagonal(A, A), tg.Delta(i, "i", "j") * (A * A), _diagonal(A, B.rename(j="i", k="j"))),
     (pr.combine_powers, x * x ** -1, ones({"i": i}), x * y ** -1),
+    (pr.combine_scalar_factors, (x @ y) * (x @ y), (x @ y) ** 2, (x @ y) * (x @ x)),
+    (pr.combine_scalar_factors, (x @ y) ** 2 * (x @ y) ** -1, x @ y, (x @ y) ** 2 * (y @ y) ** -1),
     (pr.cancel_inverse, Sk @ inverse_k, I, Sk @ C.rename(k="k", l="j")),
     (pr.cancel_inverse, F.inverse(S).rename(j="k") @ S.rename(i="k"), I, Sk @ C.rename(l="j")),
     (pr.sum_into_sum_factor, F.sum(x + y), F.sum(x) + F.sum(y), F.sum(x * (x + y))),

@@ -234,6 +234,46 @@ def _power_key(base: Expr, ports, classes) -> Expr:
     return rename(base, names)
 
 
+def combine_scalar_factors(p: Flat):
+    """Parts of the network that are scalars on their own (connected components
+    with no free edge) and equal are one power: ``(x·y) (x·y) = (x·y)^2``,
+    ``(x·y)^2 (x·y)^-1 = x·y``.
+    """
+    components = _scalar_components(p)
+    groups: dict = {}
+    for members in components:
+        part = p.atoms[members[0]] if len(members) == 1 else Product([p.atoms[k] for k in members])
+        k_exp = exponent(part.spec) if isinstance(part, Function) else None
+        base, k_exp = (part.inputs[0], k_exp) if k_exp is not None else (part, sympy.Integer(1))
+        groups.setdefault(base, []).append((members, k_exp))
+    merged = [(base, g) for base, g in groups.items() if len(g) > 1]
+    if not merged:
+        return None
+    dropped = {k for _, g in merged for members, _ in g for k in members}
+    atoms = [a for k, a in enumerate(p.atoms) if k not in dropped]
+    for base, g in merged:
+        total = sum(e for _, e in g)
+        if total != 0:
+            atoms.append(simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=())))
+    return p.but(atoms)
+
+
+def _scalar_components(p: Flat) -> list:
+    """The connected components of the network that touch no free edge, as lists of atom indices."""
+    classes = UnionFind()
+    for k, a in enumerate(p.atoms):
+        classes.find(("atom", k))
+        for e in a.edges:
+            classes.union(("atom", k), ("edge", e))
+    free = {classes.find(("edge", e)) for e in p.edges if ("edge", e) in classes}
+    components: dict = {}
+    for k in range(len(p.atoms)):
+        root = classes.find(("atom", k))
+        if root not in free:
+            components.setdefault(root, []).append(k)
+    return list(components.values())
+
+
 def cancel_inverse(p: Flat):
     """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``.
 
@@ -299,7 +339,9 @@ def sum_into_sum_factor(p: Flat):
     return None
 
 
-PRODUCT_RULES = (zero_factor, inline_nested, merge_deltas, combine_powers, cancel_inverse, sum_into_sum_factor)
+PRODUCT_RULES = (
+    zero_factor, inline_nested, merge_deltas, combine_powers, combine_scalar_factors, cancel_inverse, sum_into_sum_factor,
+)
 
 
 # -- the canonical names and scale ------------------------------------------------------------
