@@ -134,6 +134,31 @@ def test_generated_source_names_a_user_function_readably():
     swish = F.elementwise("swish", lambda v: v * jax.nn.sigmoid(v))
     source = tg.to_source([F.sum(swish(x)), F.sum(swish(x)).grad(x)])
     assert "_swish(" in source and "_swish_(" in source  # swish and its derivative swish'
+    # a lambda cannot be imported: the header says to define it
+    assert "# _swish: a Python function given to F.elementwise" in source
+    assert "# _swish_: a Python function given to F.elementwise" in source
+
+
+def test_generated_source_runs_on_its_own():
+    b, c = tg.symbols("b c")
+    logits, target, S = tg.Variable("Z", b, c), tg.Variable("T", b, c), tg.Variable("S", b=b, c=b)
+    loss = F.sum(F.cross_entropy(logits, target, "c")) + F.log(F.det(S)) + F.sum(F.inverse(S))
+    source = tg.to_source([loss, loss.grad(logits), loss.grad(S)], sizes={b: 3, c: 3})
+    assert "from tgjax._lower.runtime import" in source
+    namespace: dict = {}
+    exec(source, namespace)  # no globals but what the source imports
+    arrays = {"Z": np.arange(9.0).reshape(3, 3) / 9, "T": np.eye(3), "S": np.eye(3) * 2 + 0.1}
+    parameters = source.split("def program(")[1].split(")")[0].split(", ")
+    got = namespace["program"](*(arrays[name] for name in parameters))
+    want = tg.lower([loss, loss.grad(logits), loss.grad(S)])(**arrays)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10)
+
+
+def test_generated_source_never_imports_a_wrapper_under_its_targets_name():
+    # gelu's derivative is a vectorised wrapper that borrows gelu's __qualname__
+    source = tg.to_source(F.sum(F.gelu(x)).grad(x))
+    assert "as _gelu_" not in source and "# _gelu_:" in source
 
 
 def test_powers_are_one_object_per_exponent():

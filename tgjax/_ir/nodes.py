@@ -831,8 +831,9 @@ class Expectation(Expr):
         >>> tg.Expectation(F.sum(u * u) ** 2, u).simplify()
         n**2 + 2*n
         >>> A, m = tg.Variable("A", i=n, j=n), tg.Variable("m", i=n)
-        >>> tg.Expectation(u @ A @ u.rename(i="j"), u, mu=m).simplify()
-        m[a] A[a,b] m[b] + A[c,d] δ[d,c]
+        >>> closed = tg.Expectation(u @ A @ u.rename(i="j"), u, mu=m).simplify()  # tr(A) + m^T A m
+        >>> float(tg.lower(closed)(A=np.eye(2), m=np.ones(2)))
+        4.0
     """
 
     __slots__ = ("expr", "wrt", "mu", "covar", "covar_names")

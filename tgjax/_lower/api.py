@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Iterable, Mapping
 
 import jax
@@ -216,7 +218,7 @@ class Lowered:
             True
         """
         _, env = self._bind(values, kwargs)
-        return self._program(env)[0]
+        return standalone(*self._build(env))
 
     def __repr__(self):
         return f"<tgjax.lower of {len(self.outputs)} expression(s) in {sorted(self.variables)}>"
@@ -275,7 +277,10 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
         sizes: size symbol -> int for the sizes to plan with.
 
     Returns:
-        The source of one function whose arguments are the variables.
+        A module that runs on its own: its imports (JAX, and the helpers of
+        tgjax's runtime it calls), then ``def program(...)``, whose arguments
+        are the variables. A function given to ``F.elementwise`` is imported
+        where it can be, and otherwise named in a comment to define first.
 
     Contraction order and literal sizes depend on the sizes; those not given
     in ``sizes`` are planned at a nominal 64 (a convolution kernel at 3).
@@ -284,6 +289,11 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
         >>> b, i = tg.symbols("b i")
         >>> X = tg.Variable("X", b, i)
         >>> print(tg.to_source(F.sum(F.tanh(X)), sizes={b: 8, i: 4}))
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+        <BLANKLINE>
+        <BLANKLINE>
         def program(X):
             dtype = jnp.result_type(float, X)
             # tanh(X[a,b])
@@ -309,7 +319,24 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
         env = complete_sizes(env, lowered._triples, "tg.to_source")
     for s in symbols:
         env.setdefault(s, _NOMINAL_SIZE)
-    return lowered._build(env)[0]
+    return standalone(*lowered._build(env))
+
+
+def standalone(source: str, inputs, extra: dict) -> str:
+    """``source`` (one ``def program``) with the imports that make it run on its own."""
+    lines = ["import jax", "import jax.numpy as jnp", "from jax import lax"]
+    helpers = [name for name in runtime.HELPERS if re.search(rf"\b{name}\(", source)]
+    if helpers:
+        lines.append(f"from tgjax._lower.runtime import {', '.join(helpers)}")
+    for name, fn in extra.items():
+        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        # only a name that imports to this very function (a wrapper may borrow its target's name)
+        importable = module != "__main__" and qualname.isidentifier() and getattr(sys.modules.get(module), qualname, None) is fn
+        if importable:
+            lines.append(f"from {module} import {qualname}" + (f" as {name}" if qualname != name else ""))
+        else:
+            lines.append(f"# {name}: a Python function given to F.elementwise (or its derivative); define it before calling program")
+    return "\n".join(lines) + "\n\n\n" + source
 
 
 def check_grads(f: Expr, wrt: Iterable[Variable], values: Mapping, order: int = 1, rtol: float | None = None):
