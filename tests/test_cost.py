@@ -536,13 +536,16 @@ def hessian_cases(draw, depth=2):
     return Case(code, loss, (x,), values, jax_loss)
 
 
-@settings(max_examples=30, deadline=None, phases=NO_SHRINK, suppress_health_check=SLOW_DRAWS)
+# Derandomized: the same cases in every run, so that CI is repeatable; the big
+# sweep below (TGJAX_COST_SWEEP) explores new ones. Random exploration found a
+# float32 accuracy gap, kept as a strict xfail below (test_layer_norm_log_softmax_float32_accuracy).
+@settings(max_examples=30, deadline=None, phases=NO_SHRINK, suppress_health_check=SLOW_DRAWS, derandomize=True)
 @given(gradient_cases())
 def test_random_loss_and_gradients_cost_at_most_twice_jax(case):
     check_gradients(repr(case), case.loss, case.params, case.values, case.jax_loss, steer=True)
 
 
-@settings(max_examples=20, deadline=None, phases=NO_SHRINK, suppress_health_check=SLOW_DRAWS)
+@settings(max_examples=20, deadline=None, phases=NO_SHRINK, suppress_health_check=SLOW_DRAWS, derandomize=True)
 @given(hessian_cases())
 def test_random_hessian_costs_at_most_twice_jax(case):
     check_hessian(repr(case), case.loss, case.params[0], case.values, case.jax_loss, steer=True)
@@ -780,3 +783,23 @@ def test_worst_case_found_is_within_bound():
     report = "\n".join(f"worst {m} ratio {r:.3g}x:\n{d}" for m, (r, d) in WORST.items())
     print(report)
     assert all(r <= BOUND for r, _ in WORST.values()), report
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "float32 accuracy: the gradient of sum(log_softmax(layer_norm(W + w))) over the softmax edge is further from "
+    "the float64 value (4e-4) than twice JAX's float32 error; found by the random cost tests"
+))
+def test_layer_norm_log_softmax_float32_accuracy():
+    d, h, b = tg.symbols("d h b")
+    W, w = tg.Variable("W", d=d, h=h), tg.Variable("w", b=b)
+    u = W + w
+    centred = u - F.mean(u, "h")
+    loss = F.sum(F.sum(F.log_softmax(centred / F.sqrt(F.mean(centred * centred, "h") + 1e-5), "b"), "h"))
+
+    def jax_loss(env):
+        a = env["W"][:, None, :] + env["w"][None, :, None]
+        c = a - a.mean(-1, keepdims=True)
+        return jnp.sum(jax.nn.log_softmax(c / jnp.sqrt((c * c).mean(-1, keepdims=True) + 1e-5), axis=1))
+
+    values = make_values(["W", "w"], {"d": 34, "h": 63, "b": 46}, np.float32, 0)
+    check_gradients("layer norm, log_softmax along b", loss, (W,), values, jax_loss)

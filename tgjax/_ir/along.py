@@ -76,6 +76,14 @@ class AlongFunction:
     def text(self, node: AlongEdge, axes: list, inner: str) -> str:
         return f"{self.name}[{','.join(axes)}]({inner})"
 
+    def latex(self, node: AlongEdge, axes: list, inner: str) -> str:
+        """The LaTeX of ``node``: the axes it acts along as a subscript."""
+        along = " ".join(axes)
+        if self is inverse:
+            return rf"\left({inner}\right)^{{-1}}_{{{along}}}"
+        symbol = {det: r"\det", logdet: r"\log\det"}.get(self, rf"\operatorname{{{self.name}}}")
+        return rf"{symbol}_{{{along}}}\left({inner}\right)"
+
     def __repr__(self):
         return f"<function {self.name} along {self.n_axes} edge(s)>"
 

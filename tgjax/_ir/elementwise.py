@@ -43,12 +43,17 @@ class ElementwiseFunction:
         identities: named rewrite rules ``rule(node) -> Expr | None`` for a
             node of this function whose inputs are in normal form.
         key: what canonical hashing reads (stable across processes).
+        latex: its LaTeX with ``{0}``, ... for the arguments' LaTeX (default:
+            the name as an operator).
     """
 
     python: Callable | None = None
 
-    def __init__(self, name: str, source: str | None, partials: Callable, *, at_zero=None, identities=(), key=None):
+    def __init__(
+        self, name: str, source: str | None, partials: Callable, *, at_zero=None, identities=(), key=None, latex=None,
+    ):
         self.name = name
+        self._latex = latex
         self._source = source
         self.partials = partials
         self.at_zero = at_zero
@@ -70,6 +75,14 @@ class ElementwiseFunction:
     def text(self, node: Function, inner: list) -> str:
         """The text notation of ``node``, given its inputs' notation."""
         return f"{self.name}({', '.join(inner)})"
+
+    def latex(self, node: Function, inner: list) -> str:
+        """The LaTeX of ``node``, given its inputs' LaTeX."""
+        if self._latex is not None:
+            return self._latex.format(*inner)
+        base, primes = self.name.rstrip("'"), len(self.name) - len(self.name.rstrip("'"))
+        escaped, marks, args = base.replace("_", r"\_"), "'" * primes, ", ".join(inner)
+        return rf"\operatorname{{{escaped}}}{marks}\left({args}\right)"
 
     def __repr__(self):
         return f"<elementwise function {self.name}>"
@@ -174,6 +187,14 @@ class Power(ElementwiseFunction):
             return f"lax.integer_pow({x}, {int(k)})"
         return f"{x} ** {float(k)!r}"
 
+    def latex(self, node: Function, inner: list) -> str:
+        (x,) = inner
+        k = self.k
+        if k == sympy.Rational(1, 2):
+            return rf"\sqrt{{{x}}}"
+        base = x if isinstance(node.inputs[0], Variable) else rf"\left({x}\right)"
+        return f"{base}^{{{sympy.latex(k)}}}"
+
     def text(self, node: Function, inner: list) -> str:
         (x,) = inner
         k = self.k
@@ -221,18 +242,21 @@ def raised(t: Expr, k, where: str) -> Function:
 
 # -- the built-ins --------------------------------------------------------------
 
-exp = ElementwiseFunction("exp", "jnp.exp({0})", lambda u: [exp(u)], at_zero=1.0)
-log = ElementwiseFunction("log", "jnp.log({0})", lambda u: [power(-1)(u)], identities=(log_of_exp, stable_log))
+exp = ElementwiseFunction("exp", "jnp.exp({0})", lambda u: [exp(u)], at_zero=1.0, latex=r"\exp\left({0}\right)")
+log = ElementwiseFunction(
+    "log", "jnp.log({0})", lambda u: [power(-1)(u)], identities=(log_of_exp, stable_log), latex=r"\log\left({0}\right)"
+)
 tanh = ElementwiseFunction(
-    "tanh", "jnp.tanh({0})", lambda u: [_ones_like(u) - power(2)(tanh(u))], at_zero=0.0
+    "tanh", "jnp.tanh({0})", lambda u: [_ones_like(u) - power(2)(tanh(u))], at_zero=0.0, latex=r"\tanh\left({0}\right)"
 )
 sigmoid = ElementwiseFunction(
-    "sigmoid", "jax.nn.sigmoid({0})", lambda u: [sigmoid(u) * (_ones_like(u) - sigmoid(u))], at_zero=0.5
+    "sigmoid", "jax.nn.sigmoid({0})", lambda u: [sigmoid(u) * (_ones_like(u) - sigmoid(u))], at_zero=0.5,
+    latex=r"\sigma\left({0}\right)",
 )
 step = ElementwiseFunction("step", "jnp.where({0} > 0, 1, 0).astype(dtype)", lambda u: [Zero._make(u.shape)], at_zero=0.0)
 relu = ElementwiseFunction("relu", "jax.nn.relu({0})", lambda u: [step(u)], at_zero=0.0)
 sign = ElementwiseFunction("sign", "jnp.sign({0})", lambda u: [Zero._make(u.shape)], at_zero=0.0)
-abs_ = ElementwiseFunction("abs", "jnp.abs({0})", lambda u: [sign(u)], at_zero=0.0)
+abs_ = ElementwiseFunction("abs", "jnp.abs({0})", lambda u: [sign(u)], at_zero=0.0, latex=r"\left|{0}\right|")
 softplus = ElementwiseFunction("softplus", "jax.nn.softplus({0})", lambda u: [sigmoid(u)])
 
 BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_, softplus)

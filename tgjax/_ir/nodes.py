@@ -355,6 +355,10 @@ class Expr:
     def __repr__(self):
         return _pass("to_string")(self)
 
+    def _repr_latex_(self) -> str:
+        """The index notation, for Jupyter (``tg.to_latex``)."""
+        return "$" + _pass("to_latex")(self) + "$"
+
     __str__ = __repr__
 
 
@@ -366,7 +370,7 @@ _PASSES: dict = {}
 
 
 def register_pass(name: str, fn) -> None:
-    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string")."""
+    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex")."""
     _PASSES[name] = fn
 
 

@@ -1,0 +1,77 @@
+"""tg.explain: the derivation of .simplify(), one named rule per step, every step equal to the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import tgjax as tg
+import tgjax.functions as F
+from tgjax._viz.explain import rule_names
+from strategies import assert_close, ev, expressions, seeds, values
+
+n = tg.symbols("n")
+x = tg.Variable("x", i=n)
+A = tg.Variable("A", i=n, j=n)
+T = tg.Variable("T", i=n)
+RNG = np.random.default_rng(0)
+VALS = {"x": RNG.standard_normal(3), "A": RNG.standard_normal((3, 3)), "T": np.eye(3)[1]}
+q = x @ A @ x.rename(i="j")
+
+CASES = {
+    "log of exp": F.log(F.exp(x)) * x,
+    "hessian of a quadratic form": tg.Derivative(tg.Derivative(q, x), x),
+    "gradient of cross-entropy": tg.Derivative(F.sum(F.cross_entropy(A @ x.rename(i="j"), T, "i")), x),
+    "expectation of a quadratic form": tg.Expectation(q, x),
+    "already normal": x,
+    "result of .grad": F.sum(F.tanh(A @ x.rename(i="j"))).grad(x),
+}
+
+
+def _check_derivation(expr, evaluate):
+    steps = tg.explain(expr)
+    assert steps[0] == ("input", expr)
+    final = expr.simplify()
+    assert steps[-1][1].edges == final.edges and steps[-1][1] == final
+    names = rule_names()
+    for name, step in steps:
+        assert name in names, f"undocumented rule name {name!r}"
+        assert set(step.edges) == set(expr.edges)
+    want = evaluate(expr)
+    for name, step in steps[1:]:
+        got = evaluate(step)
+        order = [step.edges.index(e) for e in expr.edges]
+        assert_close(np.transpose(got, order) if order else got, want, what=f"step {name!r}")
+    return steps
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_derivation_steps_are_named_and_equal_to_the_input(name):
+    expr = CASES[name]
+    if isinstance(expr, tg.Expectation):
+        # an expectation's value is its closed form: compare the steps after the first
+        steps = tg.explain(expr)
+        assert steps[0] == ("input", expr) and steps[-1][1] == expr.simplify()
+        assert all(step_name in rule_names() for step_name, _ in steps)
+        return
+    _check_derivation(expr, lambda e: np.asarray(tg.lower(e, sizes={n: 3})(**VALS)))
+
+
+def test_the_steps_read_as_a_derivation():
+    names = [name for name, _ in tg.explain(CASES["hessian of a quadratic form"])]
+    assert names[0] == "input" and "product rule" in names
+    assert [name for name, _ in tg.explain(CASES["log of exp"])] == ["input", "log of exp", "combine powers"]
+    assert [name for name, _ in tg.explain(CASES["expectation of a quadratic form"])][-1] == "gaussian polynomial"
+
+
+def test_explain_rejects_what_is_not_an_expression():
+    with pytest.raises(TypeError, match="tg.explain: expected a tensor expression"):
+        tg.explain("x")
+
+
+@settings(deadline=None, max_examples=15)
+@given(expressions(max_depth=2), seeds)
+def test_random_derivations(expr, seed):
+    vals = values(seed)
+    _check_derivation(expr, lambda e: np.asarray(ev(e, vals)))

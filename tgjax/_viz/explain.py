@@ -1,0 +1,130 @@
+"""``tg.explain``: how ``.simplify()`` reached its result, one named rule per step.
+
+Simplification works bottom-up, so the derivation does too: the nodes of the
+input are normalised children first, and each node whose normal form took a
+named rule is one step, the whole expression with that node (and every node
+before it) in normal form. Every step is therefore numerically equal to the
+input, and the last is ``expr.simplify()``. A step is named after the rule
+that gave the node its final form (``_simplify.core.recording`` reports them);
+the evaluation of a derivative is named after the rule its outermost node
+needs (product rule, chain rule, ...).
+"""
+
+from __future__ import annotations
+
+from .._expectation import closed_form
+from .._ir import along, elementwise
+from .._ir.nodes import (
+    AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, rebuilt,
+)
+from .._ir.walk import parents_first
+from .._simplify import functions, products, sums
+from .._simplify.core import recording, simplified, with_order
+
+
+def explain(expr: Expr) -> list:
+    """The derivation of ``expr.simplify()`` as ``(rule name, expression)`` pairs.
+
+    Args:
+        expr: any expression.
+
+    Returns:
+        A list whose first pair is ``("input", expr)`` and whose last
+        expression equals ``expr.simplify()``; each step rewrites one node
+        of the previous expression by the named rule (``"product rule"``,
+        ``"chain rule"``, ``"merge deltas"``, ``"combine powers"``, ...),
+        and every step has the value of the input.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> for name, step in tg.explain(F.log(F.exp(x)) * x):
+        ...     print(f"{name:15} {step}")
+        input           log(exp(x[a])) x[b] δ[a,b,i]
+        log of exp      x[a] x[b] δ[a,b,i]
+        combine powers  x[i]^2
+    """
+    if not isinstance(expr, Expr):
+        raise TypeError(f"tg.explain: expected a tensor expression; got {type(expr).__name__}.")
+    steps = [("input", expr)]
+    done: dict = {}
+    # Normal forms are cached on the nodes: a fresh copy is simplified from scratch, so every rule shows.
+    # A result of .grad stands for its unevaluated derivative, whose evaluation is what simplify shows.
+    copy = _fresh_copy(expr if expr._stands_for is None else expr._stands_for)
+    for node in reversed(parents_first([copy])):
+        if isinstance(node, (Variable, Delta, Zero, Convolution)):
+            continue
+        with recording() as applied:
+            normal = simplified(node)
+        # the rules applied to this node itself come first; the others tidied what they made
+        own = [_spoken(name) for name, before, _ in applied if type(before) is type(node)]
+        names = own or [_spoken(name) for name, _, _ in applied]
+        if isinstance(node, Derivative):
+            names.insert(0, _derivative_rule(node))
+        if not names:
+            continue
+        done[id(node)] = with_order(normal, node.edges)
+        steps.append((_name_of_step(node, names), _with_replaced(copy, done)))
+    final = expr.simplify()
+    if len(steps) == 1 or not (steps[-1][1].edges == final.edges and steps[-1][1] == final):
+        steps.append(("normal form", final))  # the input was normal already, or its root took no named rule
+    else:
+        steps[-1] = (steps[-1][0], final)
+    return steps
+
+
+# Rules that only tidy up after another rule: a step is named after the other one.
+_TIDYING = ("inline nested", "merge deltas")
+
+
+def _name_of_step(node: Expr, names: list) -> str:
+    """A derivative is named by how it starts; any other node by the last rule that did more than tidy up."""
+    if isinstance(node, Derivative):
+        return names[0]
+    substantive = [name for name in names if name not in _TIDYING]
+    return (substantive or names)[-1]
+
+
+def _spoken(rule_name: str) -> str:
+    return rule_name.replace("_", " ")
+
+
+def rule_names() -> set:
+    """Every name a step of ``explain`` can carry."""
+    rules = {r for fn in (*elementwise.BUILTINS, *along.BUILTINS, elementwise.power(2)) for r in fn.identities}
+    rules |= {functions.fold_at_zero, sums.collect_terms, *products.PRODUCT_RULES}
+    rules |= {closed_form.independent_of_the_variable, closed_form.gaussian_polynomial, closed_form.gaussian_exponential}
+    derivative = {"product rule", "sum rule", "chain rule", "price theorem", "derivative of a variable"}
+    return {_spoken(r.__name__) for r in rules} | derivative | {"input", "normal form"}
+
+
+def _derivative_rule(t: Derivative) -> str:
+    """The rule that differentiating ``t.expr`` starts with, by the outermost node of its normal form."""
+    u = simplified(t.expr)
+    if isinstance(u, Product):
+        return "product rule"
+    if isinstance(u, Sum):
+        return "sum rule"
+    if isinstance(u, (Function, AlongEdge)):
+        return "chain rule"
+    if isinstance(u, Expectation):
+        return "price theorem"
+    return "derivative of a variable"
+
+
+def _fresh_copy(t: Expr) -> Expr:
+    """``t`` rebuilt node by node (leaves shared), so that no node carries a cached normal form."""
+    memo: dict = {}
+    for node in reversed(parents_first([t])):
+        memo[id(node)] = node.func(*(memo[id(a)] for a in node.args)) if node.args else node
+    return memo[id(t)]
+
+
+def _with_replaced(t: Expr, done: dict) -> Expr:
+    """``t`` with the nodes in ``done`` (by id) replaced by their normal forms."""
+    memo: dict = {}
+    for node in reversed(parents_first([t])):
+        if id(node) in done:
+            memo[id(node)] = done[id(node)]
+        else:
+            memo[id(node)] = rebuilt(node, [memo[id(a)] for a in node.args])
+    return memo[id(t)]
