@@ -110,7 +110,7 @@ def gaussian_exponential(t: Expectation, core: Expr):
         tilted_mu = simplified(Sum([t.mu, shift], [1, 1], edges=t.mu.edges))
         moment = Function(exp, [Sum([mean_u, variance], [1, sympy.Rational(1, 2)], edges=())])
         value = Product([moment, _polynomial(polynomial, x, tilted_mu, covar, t.covar_names, degree)])
-    elif depending == [e]:
+    elif len(depending) == 1:  # the exponential alone depends on x
         mean_u, variance, _ = _affine_moments(u, t, covar)
         moment = Function(exp, [Sum([mean_u, variance], [1, sympy.Rational(1, 2)], edges=mean_u.edges)], edges=e.edges)
         value = Product([*others, moment], edges=core.edges)

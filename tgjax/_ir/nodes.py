@@ -905,6 +905,12 @@ class Expectation(Expr):
     def _rebuild(self, expr, wrt, mu, covar):
         return Expectation._make(expr, wrt, mu, covar, self.covar_names)
 
+    def has_identity_covariance(self) -> bool:
+        """Whether ``covar`` is the identity (the default): Deltas joining each edge to its partner."""
+        factors = self.covar.factors if isinstance(self.covar, Product) else (self.covar,)
+        pairs = {frozenset((e, n)) for e, n in self.covar_names.items()}
+        return all(isinstance(f, Delta) and frozenset(f.edges) in pairs for f in factors) and len(factors) == len(pairs)
+
     def variables(self):
         if self._vars is None:
             seen: dict = {}

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import sympy
 
-from .._ir.nodes import Delta, Expectation, Expr, Product, Variable, Zero, rebuilt
+from .._ir.nodes import Expectation, Expr, Product, Variable, Zero, rebuilt
 from .._ir.rename import rename
 from .._ir.walk import parents_first
 from .._simplify import simplify
@@ -120,8 +120,7 @@ class _Estimator:
         self._integrand = Sampled(integrand, samples, sizes) if has_open else Lowered(integrand, sizes)
         self._nested = has_open
         self._mu = None if isinstance(node.mu, Zero) else Lowered(Product([node.mu], edges=declared), sizes)
-        identity = isinstance(node.covar, Product) and all(isinstance(f, Delta) for f in node.covar.factors)
-        self._covar = None if identity else Lowered(Product([node.covar], edges=declared + partners), sizes)
+        self._covar = None if node.has_identity_covariance() else Lowered(Product([node.covar], edges=declared + partners), sizes)
 
     def __call__(self, key, given: dict, fixed: dict):
         x = self.node.wrt
