@@ -34,7 +34,6 @@ class Sampled:
             raise ValueError(f"tg.lower: samples must be a positive int (the number of Monte-Carlo draws); got {samples!r}.")
         self._single, outputs = _as_outputs(exprs, "tg.lower")
         self.samples = samples
-        self._sizes = dict(sizes or {})
         self._fixed = _normalise_sizes(sizes, "tg.lower")
         self.placeholders: list = []
         by_node: dict = {}
@@ -48,6 +47,11 @@ class Sampled:
             raise ValueError(
                 "tgjax function: this program estimates expectations by sampling; pass a JAX PRNG key, "
                 "fn(..., key=jax.random.PRNGKey(0))."
+            )
+        if values is not None and not isinstance(values, Mapping):
+            raise TypeError(
+                f"tgjax function: pass arrays as keywords fn(x=..., key=...) or as one dict fn({{x: ...}}, key=...); "
+                f"got {type(values).__name__}."
             )
         given = {}
         for k, v in (values or {}).items():
