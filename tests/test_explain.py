@@ -49,12 +49,7 @@ def _check_derivation(expr, evaluate):
 @pytest.mark.parametrize("name", CASES)
 def test_derivation_steps_are_named_and_equal_to_the_input(name):
     expr = CASES[name]
-    if isinstance(expr, tg.Expectation):
-        # an expectation's value is its closed form: compare the steps after the first
-        steps = tg.explain(expr)
-        assert steps[0] == ("input", expr) and steps[-1][1] == expr.simplify()
-        assert all(step_name in rule_names() for step_name, _ in steps)
-        return
+    # an expectation lowers through its closed form, so its steps are compared by value too
     _check_derivation(expr, lambda e: np.asarray(tg.lower(e, sizes={n: 3})(**VALS)))
 
 

@@ -52,11 +52,12 @@ def _(t: Expectation):
     if not f.depends_on(t.wrt):
         report(independent_of_the_variable, node, f)
         return f
+    covar = _symmetric(node)  # once for all the terms
     closed, open_terms = [], []
     for w, core in terms_of(f):
-        value = gaussian_polynomial(node, core)
+        value = gaussian_polynomial(node, core, covar)
         if value is None:
-            value = gaussian_exponential(node, core)
+            value = gaussian_exponential(node, core, covar)
         if value is None:
             open_terms.append((w, core))
         else:
@@ -77,17 +78,20 @@ def independent_of_the_variable(t: Expectation):
     return t.expr if not t.expr.depends_on(t.wrt) else None
 
 
-def gaussian_polynomial(t: Expectation, core: Expr):
-    """E[p(x)] for a polynomial p, any degree and tensor order: E[x^T A x] = tr(A C) + mu^T A mu."""
+def gaussian_polynomial(t: Expectation, core: Expr, covar: Expr):
+    """E[p(x)] for a polynomial p, any degree and tensor order: E[x^T A x] = tr(A C) + mu^T A mu.
+
+    ``core`` is a term of ``t.expr``; ``covar`` the symmetric part of ``t.covar``.
+    """
     degree = polynomial_degree(core, t.wrt)
     if degree is None:
         return None
-    value = _polynomial(core, t.wrt, t.mu, _symmetric(t), t.covar_names, degree)
+    value = _polynomial(core, t.wrt, t.mu, covar, t.covar_names, degree)
     report(gaussian_polynomial, Expectation._make(core, t.wrt, t.mu, t.covar, t.covar_names), value)
     return value
 
 
-def gaussian_exponential(t: Expectation, core: Expr):
+def gaussian_exponential(t: Expectation, core: Expr, covar: Expr):
     """E[exp(u(x))] = exp(u(mu) + Var(u) / 2) for an affine u (elementwise over u's edges), and
     E[p(x) exp(u(x))] = E[exp(u)] E_{N(mu + C grad u, C)}[p] for a scalar affine u and a polynomial p.
     """
@@ -100,7 +104,6 @@ def gaussian_exponential(t: Expectation, core: Expr):
     (e,) = exponentials
     others = [a for a in atoms if a is not e]
     u = e.inputs[0]
-    covar = _symmetric(t)
     if not e.edges:
         polynomial = Product(others) if len(others) != 1 else others[0]
         degree = polynomial_degree(polynomial, x)

@@ -51,12 +51,15 @@ class AlongFunction:
             the Jacobian.
         identities: named rewrite rules ``rule(node) -> Expr | None`` for a node
             of this function whose input is in normal form.
+        latex: its LaTeX with ``{axes}`` and ``{inner}`` (default: the name as an
+            operator, subscripted with the axes).
     """
 
     def __init__(
         self, name: str, keeps_edge: bool, n_axes: int, source: Callable, differential: Callable, pullback: Callable,
-        identities=(),
+        identities=(), latex: str | None = None,
     ):
+        self._latex = latex if latex is not None else rf"\operatorname{{{{{name}}}}}_{{{{{{axes}}}}}}\left({{inner}}\right)"
         self.name = name
         self.keeps_edge = keeps_edge
         self.n_axes = n_axes
@@ -78,11 +81,7 @@ class AlongFunction:
 
     def latex(self, node: AlongEdge, axes: list, inner: str) -> str:
         """The LaTeX of ``node``: the axes it acts along as a subscript."""
-        along = " ".join(axes)
-        if self is inverse:
-            return rf"\left({inner}\right)^{{-1}}_{{{along}}}"
-        symbol = {det: r"\det", logdet: r"\log\det"}.get(self, rf"\operatorname{{{self.name}}}")
-        return rf"{symbol}_{{{along}}}\left({inner}\right)"
+        return self._latex.format(axes=" ".join(axes), inner=inner)
 
     def __repr__(self):
         return f"<function {self.name} along {self.n_axes} edge(s)>"
@@ -159,23 +158,25 @@ def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
     return hadamard(broadcast_to(g, {c: u._shape[c]}), softmax(u, c))
 
 
-def _matrix_differential(t: AlongEdge, du: Expr) -> Expr:
-    """Derivatives of matrix functions of u on axes (r, c); other edges are batched.
-
-    d inverse(u) = -Y du Y with Y = inverse(u) (as matrices: rows r, columns c);
-    d logdet(u) = sum_ab Y[b,a] du[a,b];  d det(u) = det(u) d logdet(u).
-    """
-    u = t.input
+def _inverse_differential(t: AlongEdge, du: Expr) -> Expr:
+    """d inverse(u) = -Y du Y with Y = inverse(u) (as matrices on axes (r, c); other edges batched)."""
     r, c = t.axes
-    y = inverse(u, r, c)
     a, b = fresh_edge(), fresh_edge()
-    if t.spec is inverse:
-        left = summed(elementwise_product(rename(y, {c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a])
-        return -summed(elementwise_product(left, rename(y, {r: b}), where="chain rule"), [b])
-    trace = summed(elementwise_product(rename(y, {r: b, c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a, b])
-    if t.spec is logdet:
-        return trace
-    return elementwise_product(t, trace, where="chain rule")
+    left = summed(elementwise_product(rename(t, {c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a])
+    return -summed(elementwise_product(left, rename(t, {r: b}), where="chain rule"), [b])
+
+
+def _logdet_differential(t: AlongEdge, du: Expr) -> Expr:
+    """d logdet(u) = sum_ab Y[b,a] du[a,b] with Y = inverse(u) on axes (r, c); other edges batched."""
+    r, c = t.axes
+    a, b = fresh_edge(), fresh_edge()
+    y = inverse(t.input, r, c)
+    return summed(elementwise_product(rename(y, {r: b, c: a}), rename(du, {r: a, c: b}), where="chain rule"), [a, b])
+
+
+def _det_differential(t: AlongEdge, du: Expr) -> Expr:
+    """d det(u) = det(u) d logdet(u)."""
+    return elementwise_product(t, _logdet_differential(t, du), where="chain rule")
 
 
 def _transposed_inverse(t: AlongEdge) -> Expr:
@@ -218,15 +219,17 @@ logsumexp = AlongFunction(
 )
 inverse = AlongFunction(
     "inverse", True, 2, lambda x, p: f"matrix_inverse({x}, {p[0]}, {p[1]})",
-    _matrix_differential, _inverse_pullback, identities=(inverse_of_identity, inverse_of_inverse),
+    _inverse_differential, _inverse_pullback, identities=(inverse_of_identity, inverse_of_inverse),
+    latex=r"\left({inner}\right)^{{-1}}_{{{axes}}}",
 )
 det = AlongFunction(
     "det", False, 2, lambda x, p: f"matrix_det({x}, {p[0]}, {p[1]})",
-    _matrix_differential, _det_pullback, identities=(det_of_identity,),
+    _det_differential, _det_pullback, identities=(det_of_identity,), latex=r"\det_{{{axes}}}\left({inner}\right)",
 )
 logdet = AlongFunction(
     "logdet", False, 2, lambda x, p: f"matrix_logdet({x}, {p[0]}, {p[1]})",
-    _matrix_differential, _logdet_pullback, identities=(logdet_of_identity,),
+    _logdet_differential, _logdet_pullback, identities=(logdet_of_identity,),
+    latex=r"\log\det_{{{axes}}}\left({inner}\right)",
 )
 
 BUILTINS = (softmax, logsumexp, inverse, det, logdet)

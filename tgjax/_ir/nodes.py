@@ -911,6 +911,10 @@ class Expectation(Expr):
         pairs = {frozenset((e, n)) for e, n in self.covar_names.items()}
         return all(isinstance(f, Delta) and frozenset(f.edges) in pairs for f in factors) and len(factors) == len(pairs)
 
+    def has_default_law(self) -> bool:
+        """Whether the law is the default standard normal (zero mean, identity covariance)."""
+        return isinstance(self.mu, Zero) and self.has_identity_covariance()
+
     def variables(self):
         if self._vars is None:
             seen: dict = {}
@@ -936,9 +940,9 @@ def _check_moment(t, shape: dict, what: str, where: str, wrt) -> None:
     if not isinstance(t, Expr):
         raise TypeError(f"{where}: {what} must be a tensor expression (a tg.Variable, say); got {type(t).__name__}.")
     if set(t.edges) != set(shape):
+        meaning = f"the edges of {wrt.name}" if what == "mu" else f"each edge of {wrt.name} and its partner in covar_names"
         raise ValueError(
-            f"{where}: {what} must have the edges {sorted(shape)} ({'the edges of ' + wrt.name if what == 'mu' else 'each edge of ' + wrt.name + ' and its partner in covar_names'}); "
-            f"got {sorted(t.edges)}. Rename it with .rename(...)."
+            f"{where}: {what} must have the edges {sorted(shape)} ({meaning}); got {sorted(t.edges)}. Rename it with .rename(...)."
         )
     for e, s in shape.items():
         if sympy.simplify(t._shape[e] - s) != 0:

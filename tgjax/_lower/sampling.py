@@ -128,7 +128,7 @@ class _Estimator:
 
     def __call__(self, key, given: dict, fixed: dict):
         x = self.node.wrt
-        shape = _shape_of(x, given, fixed, self)
+        shape = self._shape(given, fixed)
         size = math.prod(shape)
         dtype = jnp.result_type(float, *given.values()) if given else jnp.result_type(float)
         mu = jnp.zeros(size, dtype) if self._mu is None else jnp.reshape(self._mu(given), (size,))
@@ -149,26 +149,25 @@ class _Estimator:
         keys = jax.random.split(jax.random.fold_in(key, 1), self.samples)
         return jnp.mean(jax.vmap(one)(xs, keys), axis=0)
 
-
-def _shape_of(x: Variable, given: dict, fixed: dict, estimator) -> tuple:
-    """The shape of the averaged variable, its sizes read from the arrays of the call."""
-    env = dict(fixed)
-    lowered = [estimator._integrand, estimator._mu, estimator._covar]
-    for program in lowered:
-        if program is None or not isinstance(program, Lowered):
-            continue
-        for name, var in program.variables.items():
-            if name in given:
-                for (_, size), n in zip(var.decl, jnp.shape(given[name])):
-                    if sympy.sympify(size).is_Symbol:
-                        env.setdefault(sympy.sympify(size), int(n))
-    shape = []
-    for e, size in x.decl:
-        value = sympy.sympify(size).subs(env)
-        if not value.is_Integer:
-            raise ValueError(
-                f"tgjax function: the size of edge {e!r} of {x.name}, which is sampled, is not fixed by any input "
-                f"array; give it as tg.lower(..., samples=..., sizes={{{size}: ...}})."
-            )
-        shape.append(int(value))
-    return tuple(shape)
+    def _shape(self, given: dict, fixed: dict) -> tuple:
+        """The shape of the averaged variable, its sizes read from the arrays of the call."""
+        x = self.node.wrt
+        env = dict(fixed)
+        for program in (self._integrand, self._mu, self._covar):
+            if program is None or not isinstance(program, Lowered):
+                continue
+            for name, var in program.variables.items():
+                if name in given:
+                    for (_, size), n in zip(var.decl, jnp.shape(given[name])):
+                        if sympy.sympify(size).is_Symbol:
+                            env.setdefault(sympy.sympify(size), int(n))
+        shape = []
+        for e, size in x.decl:
+            value = sympy.sympify(size).subs(env)
+            if not value.is_Integer:
+                raise ValueError(
+                    f"tgjax function: the size of edge {e!r} of {x.name}, which is sampled, is not fixed by any input "
+                    f"array; give it as tg.lower(..., samples=..., sizes={{{size}: ...}})."
+                )
+            shape.append(int(value))
+        return tuple(shape)

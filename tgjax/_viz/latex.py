@@ -161,9 +161,7 @@ def _(t: Derivative, ctx):
 def _(t: Expectation, ctx):
     x = t.wrt
     variable = _subscript(_symbol(x.name), [e for e, _ in x.decl], ctx)
-    default_mu = isinstance(t.mu, Zero)
-    default_covar = t.has_identity_covariance()
-    law = "" if default_mu and default_covar else rf" \sim \mathcal{{N}}\left({_tex(t.mu, ctx)}, {_tex(t.covar, ctx)}\right)"
+    law = "" if t.has_default_law() else rf" \sim \mathcal{{N}}\left({_tex(t.mu, ctx)}, {_tex(t.covar, ctx)}\right)"
     return rf"\mathbb{{E}}_{{{variable}{law}}}\left[{_tex(t.expr, ctx)}\right]"
 
 

@@ -141,9 +141,7 @@ def _(t: Derivative, names):
 def _(t: Expectation, names):
     x = t.wrt
     variable = f"{x.name}[{','.join(e for e, _ in x.decl)}]" if x.decl else x.name
-    default_mu = isinstance(t.mu, Zero)
-    default_covar = t.has_identity_covariance()
-    law = "" if default_mu and default_covar else f" ~ N({_sub(t.mu, names)}, {_sub(t.covar, names)})"
+    law = "" if t.has_default_law() else f" ~ N({_sub(t.mu, names)}, {_sub(t.covar, names)})"
     return f"E[{variable}{law}]({_sub(t.expr, names)})"
 
 
