@@ -359,6 +359,10 @@ class Expr:
         """The index notation, for Jupyter (``tg.to_latex``)."""
         return "$" + _pass("to_latex")(self) + "$"
 
+    def _repr_svg_(self) -> str:
+        """The tensor diagram, for Jupyter (``tg.draw``)."""
+        return _pass("draw")(self)
+
     __str__ = __repr__
 
 
@@ -370,7 +374,7 @@ _PASSES: dict = {}
 
 
 def register_pass(name: str, fn) -> None:
-    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex")."""
+    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex", "draw")."""
     _PASSES[name] = fn
 
 

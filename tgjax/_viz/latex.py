@@ -11,8 +11,6 @@ all-ones Delta that only sums an index is left out (the sum says it); with
 from __future__ import annotations
 
 import functools
-import itertools
-import string
 from collections import Counter
 
 import sympy
@@ -21,7 +19,7 @@ from .._ir.nodes import (
     AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero,
     register_pass,
 )
-from .notation import _collect_edges
+from .notation import short_names
 
 
 def to_latex(expr: Expr, einstein: bool = False) -> str:
@@ -44,11 +42,7 @@ def to_latex(expr: Expr, einstein: bool = False) -> str:
     """
     if not isinstance(expr, Expr):
         raise TypeError(f"tg.to_latex: expected a tensor expression; got {type(expr).__name__}.")
-    used, fresh = set(), []
-    _collect_edges(expr, used, fresh)
-    letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
-    names = {e: next(letters) for e in dict.fromkeys(fresh)}
-    return _tex(expr, _Context(names, einstein))
+    return _tex(expr, _Context(short_names(expr), einstein))
 
 
 class _Context:

@@ -19,13 +19,18 @@ from .._ir.util import is_fresh
 def to_string(t: Expr, depth: int | None = None) -> str:
     """The text notation of ``t``; with ``depth``, nodes deeper than that are shown as ``…``
     (a short description of a large expression, as in generated code's comments)."""
-    used = set()
-    fresh = []
-    _collect_edges(t, used, fresh, depth)
-    letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
-    names = _Names({e: next(letters) for e in dict.fromkeys(fresh)})
+    names = _Names(short_names(t, depth))
     names.depth = depth
     return _str(t, names)
+
+
+def short_names(t: Expr, depth: int | None = None) -> dict:
+    """Each machine-named inner edge of ``t`` -> a short letter that no edge of ``t`` is called
+    (shared by the text notation, LaTeX and diagrams, so that all three read alike)."""
+    used, fresh = set(), []
+    _collect_edges(t, used, fresh, depth)
+    letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
+    return {e: next(letters) for e in dict.fromkeys(fresh)}
 
 
 class _Names(dict):
