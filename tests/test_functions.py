@@ -66,7 +66,72 @@ ELEMENTWISE = [
     pytest.param(F.abs, jnp.abs, T_AWAY, id="abs"),
     pytest.param(F.softplus, jax.nn.softplus, T_VAL, id="softplus"),
     pytest.param(F.gelu, lambda a: jax.nn.gelu(a, approximate=False), T_VAL, id="gelu"),
+    pytest.param(F.sign, jnp.sign, T_AWAY, id="sign"),
+    pytest.param(F.sin, jnp.sin, T_VAL, id="sin"),
+    pytest.param(F.cos, jnp.cos, T_VAL, id="cos"),
+    pytest.param(F.log1p, jnp.log1p, T_POS, id="log1p"),
+    pytest.param(F.expm1, jnp.expm1, T_VAL, id="expm1"),
 ]
+
+
+S_VAL = np.where(np.arange(B * C).reshape(B, C) % 3 == 0, T_VAL, Y_VAL)  # ties with Y_VAL in a third of the entries
+
+
+@pytest.mark.parametrize("f, ref", [
+    pytest.param(F.maximum, jnp.maximum, id="maximum"), pytest.param(F.minimum, jnp.minimum, id="minimum"),
+])
+@pytest.mark.parametrize("second", [pytest.param(S_VAL, id="ties"), pytest.param(Y_VAL, id="apart")])
+def test_maximum_and_minimum_value_grad_and_hessian_with_ties_split_as_jax(f, ref, second):
+    S = tg.Variable("S", b, c)
+    loss = F.sum(f(T, S) ** 2 * Y)
+    value = tg.lower(f(T, S))(T=T_VAL, S=second)
+    close(value, ref(T_VAL, second))
+    grads = tg.lower([loss.grad(T), loss.grad(S)])(T=T_VAL, S=second, Y=Y_VAL)
+    ref_loss = lambda t, s: jnp.sum(ref(t, s) ** 2 * Y_VAL)  # noqa: E731
+    for ours, theirs in zip(grads, jax.grad(ref_loss, argnums=(0, 1))(T_VAL, second)):
+        close(ours, theirs)
+    errors = tg.check_grads(loss, [T, S], {"T": T_VAL, "S": second, "Y": Y_VAL}, order=2, rtol=RTOL)
+    assert ("T", 2) in errors
+
+
+def test_maximum_and_minimum_take_a_number_on_either_side():
+    close(tg.lower(F.maximum(T, 0))(T=T_VAL), np.maximum(T_VAL, 0))
+    close(tg.lower(F.minimum(0.5, T))(T=T_VAL), np.minimum(0.5, T_VAL))
+    close(tg.lower(F.sum(F.maximum(T, 0)).grad(T))(T=T_AWAY), (T_AWAY > 0).astype(float))
+    with pytest.raises(TypeError, match="at least one argument must be a tensor"):
+        F.maximum(1, 2)
+
+
+def test_log1p_and_expm1_undo_each_other_and_stay_accurate_near_zero():
+    assert F.log1p(F.expm1(T)).simplify() == T
+    assert F.expm1(F.log1p(T)).simplify() == T
+    tiny = np.full((B, C), 1e-12)
+    close(tg.lower(F.log1p(T))(T=tiny), np.log1p(tiny))
+    close(tg.lower(F.expm1(T))(T=tiny), np.expm1(tiny))
+
+
+def test_symmetrize_is_the_mean_over_orders_and_symmetrizing_twice_is_once():
+    sym = F.symmetrize(X, ["i", "j"])
+    close(tg.lower(sym)(X=X_VAL), (X_VAL + X_VAL.T) / 2)
+    assert F.symmetrize(sym, ["j", "i"]).simplify() == sym.simplify()
+    assert (sym - sym.rename(i="j", j="i")).simplify() == tg.Zero(sym.shape)
+    cube = tg.Variable("K", i=n, j=n, k=n)
+    values = rng.normal(size=(N, N, N))
+    expected = sum(np.transpose(values, p) for p in __import__("itertools").permutations(range(3))) / 6
+    close(tg.lower(F.symmetrize(cube, ["i", "j", "k"]))(K=values), expected)
+    loss = F.sum(F.symmetrize(X, ["i", "j"]) * CM) ** 2
+    tg.check_grads(loss, [X], {"X": X_VAL, "CM": CM_VAL}, order=2, rtol=RTOL)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: F.symmetrize(X, "ij"), TypeError, "a list of edge names"),
+    (lambda: F.symmetrize(X, ["i"]), ValueError, "at least two edges"),
+    (lambda: F.symmetrize(X, ["i", "q"]), ValueError, "'q' is not a free edge"),
+    (lambda: F.symmetrize(T, ["b", "c"]), ValueError, "must have one size"),
+])
+def test_symmetrize_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @pytest.mark.parametrize("f, ref, value", ELEMENTWISE)
@@ -608,3 +673,16 @@ def test_functions_reject_non_tensors():
         F.exp(np.ones(3))
     with pytest.raises(TypeError, match="F.softmax"):
         F.softmax(T, 1)
+
+
+@pytest.mark.parametrize("f, ref", [
+    pytest.param(F.abs, jnp.abs, id="abs"), pytest.param(F.relu, jax.nn.relu, id="relu"),
+    pytest.param(F.sign, jnp.sign, id="sign"),
+    pytest.param(lambda u: F.maximum(u, 0), lambda a: jnp.maximum(a, 0.0), id="maximum"),
+    pytest.param(lambda u: F.minimum(u, 0), lambda a: jnp.minimum(a, 0.0), id="minimum"),
+])
+def test_derivatives_at_kinks_follow_jax(f, ref):
+    at = np.array([-1.0, 0.0, 2.0])
+    v = tg.Variable("v", c=3)
+    ours = tg.lower(F.sum(f(v)).grad(v))(v=at)
+    close(ours, jax.grad(lambda a: jnp.sum(ref(a)))(at))

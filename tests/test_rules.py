@@ -43,6 +43,8 @@ CASES = [
     (al.det_of_identity, F.det(I), ones({}), F.det(S)),
     (al.logdet_of_identity, al.logdet(I, "i", "j"), tg.Zero({}), al.logdet(S, "i", "j")),
     (al.inverse_of_inverse, F.inverse(F.inverse(S)), S, F.inverse(F.inverse(S, ("j", "i")))),
+    (ew.log1p_of_expm1, F.log1p(F.expm1(x)), x, F.log1p(F.exp(x))),
+    (ew.expm1_of_log1p, F.expm1(F.log1p(x)), x, F.expm1(F.log(x))),
     (fold_at_zero, F.exp(zero), ones({"i": i}), F.log(zero)),
     (fold_at_zero, F.tanh(zero), zero, F.tanh(x)),
 ]

@@ -14,10 +14,11 @@ import sympy
 
 from ._ir import along as _al
 from ._ir import elementwise as _ew
-from ._ir.nodes import Delta, Expr, Product, elementwise_product, scale, summed
+from ._ir.nodes import Delta, Expr, Product, Sum, _as_tensor, elementwise_product, scale, summed
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
+    "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
     "elementwise", "gelu",
 ]
@@ -149,7 +150,7 @@ def relu(t: Expr) -> Expr:
 
 
 def abs(t: Expr) -> Expr:
-    """Elementwise absolute value; its derivative is the sign (0 at 0, as JAX).
+    """Elementwise absolute value; its derivative is the sign, but 1 at 0, as JAX's.
 
     Examples:
         >>> x = tg.Variable("x", i=2)
@@ -168,6 +169,123 @@ def softplus(t: Expr) -> Expr:
         sigmoid(x[i])
     """
     return _ew.softplus(_tensor(t, "F.softplus"))
+
+
+def sign(t: Expr) -> Expr:
+    """Elementwise sign (-1, 0 or 1); its derivative is 0 everywhere (as JAX, also at 0).
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> tg.lower(F.sign(x))(x=np.array([-2.0, 0.0, 3.0])).tolist()
+        [-1.0, 0.0, 1.0]
+    """
+    return _ew.sign(_tensor(t, "F.sign"))
+
+
+def sin(t: Expr) -> Expr:
+    """Elementwise sine; its derivative is the cosine.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.sin(x)).grad(x).simplify()
+        cos(x[i])
+    """
+    return _ew.sin(_tensor(t, "F.sin"))
+
+
+def cos(t: Expr) -> Expr:
+    """Elementwise cosine; its derivative is minus the sine.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.cos(x)).grad(x).simplify()
+        -sin(x[i])
+    """
+    return _ew.cos(_tensor(t, "F.cos"))
+
+
+def log1p(t: Expr) -> Expr:
+    """Elementwise ``log(1 + t)``, accurate for small ``t`` (``jnp.log1p``); ``F.log1p(F.expm1(t))`` is ``t``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.log1p(F.expm1(x)).simplify()
+        x[i]
+    """
+    return _ew.log1p(_tensor(t, "F.log1p"))
+
+
+def expm1(t: Expr) -> Expr:
+    """Elementwise ``exp(t) - 1``, accurate for small ``t`` (``jnp.expm1``); ``F.expm1(F.log1p(t))`` is ``t``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.expm1(x)).grad(x).simplify()
+        exp(x[i])
+    """
+    return _ew.expm1(_tensor(t, "F.expm1"))
+
+
+def maximum(a, b) -> Expr:
+    """The elementwise larger of ``a`` and ``b`` (tensors or numbers), broadcast on their edges.
+
+    At a tie each side gets half the derivative, as JAX's ``jnp.maximum``.
+
+    Examples:
+        >>> x, y = tg.Variable("x", i=3), tg.Variable("y", i=3)
+        >>> tg.lower(F.maximum(x, 0))(x=np.array([-1.0, 0.5, 2.0])).tolist()
+        [0.0, 0.5, 2.0]
+    """
+    return _ew.maximum(*_two_tensors(a, b, "F.maximum"))
+
+
+def minimum(a, b) -> Expr:
+    """The elementwise smaller of ``a`` and ``b`` (tensors or numbers), broadcast on their edges.
+
+    At a tie each side gets half the derivative, as JAX's ``jnp.minimum``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> tg.lower(F.minimum(x, 1))(x=np.array([-1.0, 0.5, 2.0])).tolist()
+        [-1.0, 0.5, 1.0]
+    """
+    return _ew.minimum(*_two_tensors(a, b, "F.minimum"))
+
+
+def _two_tensors(a, b, where: str) -> tuple:
+    if not isinstance(a, Expr) and not isinstance(b, Expr):
+        raise TypeError(f"{where}: at least one argument must be a tensor expression; got {a!r} and {b!r}.")
+    return tuple(u if isinstance(u, Expr) else _as_tensor(u, where) for u in (a, b))
+
+
+def symmetrize(t: Expr, edges: Iterable[str]) -> Expr:
+    """The mean of ``t`` over every order of the named edges (all of one size).
+
+    ``F.symmetrize(A, ["i", "j"])`` is ``(A + A^T) / 2``; symmetrizing twice is
+    symmetrizing once.
+
+    Args:
+        t: a tensor expression.
+        edges: two or more of its edge names, all of the same size.
+
+    Examples:
+        >>> n = tg.symbols("n")
+        >>> A = tg.Variable("A", i=n, j=n)
+        >>> F.symmetrize(A, ["i", "j"]).simplify()
+        (1/2) A[i,j] + (1/2) A[j,i]
+    """
+    t = _tensor(t, "F.symmetrize")
+    if isinstance(edges, str):
+        raise TypeError(f"F.symmetrize: edges must be a list of edge names, such as ['i', 'j']; got the string {edges!r}.")
+    edges = _edges(t, edges, "F.symmetrize")
+    if len(edges) < 2:
+        raise ValueError(f"F.symmetrize: give at least two edges to symmetrize over; got {list(edges)}.")
+    sizes = {e: t._shape[e] for e in edges}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"F.symmetrize: the edges must have one size; got sizes {sizes}.")
+    orders = list(itertools.permutations(edges))
+    terms = [t.rename(dict(zip(edges, order))) if order != edges else t for order in orders]
+    return Sum(terms, [sympy.Rational(1, len(orders))] * len(orders), edges=t.edges)
 
 
 def pow(t: Expr, k) -> Expr:

@@ -45,14 +45,17 @@ class ElementwiseFunction:
         key: what canonical hashing reads (stable across processes).
         latex: its LaTeX with ``{0}``, ... for the arguments' LaTeX (default:
             the name as an operator).
+        arity: how many tensors it takes.
     """
 
     python: Callable | None = None
 
     def __init__(
         self, name: str, source: str | None, partials: Callable, *, at_zero=None, identities=(), key=None, latex=None,
+        arity: int = 1,
     ):
         self.name = name
+        self.arity = arity
         self._latex = latex
         self._source = source
         self.partials = partials
@@ -126,6 +129,18 @@ def stable_log(t: Function):
             lse = logsumexp(fn[0].inputs[0], vectors[0].edges[0])
             return lse if lse.edges == tuple(edges) else Product([lse], edges=edges)
     return None
+
+
+def log1p_of_expm1(t: Function):
+    """log1p(expm1(u)) = u."""
+    (u,) = t.inputs
+    return u.inputs[0] if isinstance(u, Function) and u.spec is expm1 else None
+
+
+def expm1_of_log1p(t: Function):
+    """expm1(log1p(u)) = u (where log1p is defined, u > -1)."""
+    (u,) = t.inputs
+    return u.inputs[0] if isinstance(u, Function) and u.spec is log1p else None
 
 
 def power_one(t: Function):
@@ -256,7 +271,34 @@ sigmoid = ElementwiseFunction(
 step = ElementwiseFunction("step", "jnp.where({0} > 0, 1, 0).astype(dtype)", lambda u: [Zero._make(u.shape)], at_zero=0.0)
 relu = ElementwiseFunction("relu", "jax.nn.relu({0})", lambda u: [step(u)], at_zero=0.0)
 sign = ElementwiseFunction("sign", "jnp.sign({0})", lambda u: [Zero._make(u.shape)], at_zero=0.0)
-abs_ = ElementwiseFunction("abs", "jnp.abs({0})", lambda u: [sign(u)], at_zero=0.0, latex=r"\left|{0}\right|")
+# The slope of abs: the sign, but 1 at 0, as JAX's derivative of jnp.abs (``jax.grad(jnp.abs)(0.0) == 1``).
+abs_slope = ElementwiseFunction(
+    "abs'", "jnp.where({0} >= 0, 1, -1).astype(dtype)", lambda u: [Zero._make(u.shape)], at_zero=1.0,
+)
+abs_ = ElementwiseFunction("abs", "jnp.abs({0})", lambda u: [abs_slope(u)], at_zero=0.0, latex=r"\left|{0}\right|")
 softplus = ElementwiseFunction("softplus", "jax.nn.softplus({0})", lambda u: [sigmoid(u)])
+sin = ElementwiseFunction("sin", "jnp.sin({0})", lambda u: [cos(u)], at_zero=0.0, latex=r"\sin\left({0}\right)")
+cos = ElementwiseFunction("cos", "jnp.cos({0})", lambda u: [scale(sin(u), -1)], at_zero=1.0, latex=r"\cos\left({0}\right)")
+log1p = ElementwiseFunction(
+    "log1p", "jnp.log1p({0})", lambda u: [power(-1)(_ones_like(u) + u)], at_zero=0.0, identities=(log1p_of_expm1,),
+    latex=r"\log\left(1 + {0}\right)",
+)
+expm1 = ElementwiseFunction(
+    "expm1", "jnp.expm1({0})", lambda u: [exp(u)], at_zero=0.0, identities=(expm1_of_log1p,),
+    latex=r"\left(e^{{{0}}} - 1\right)",
+)
+# d max(a, b) / da: 1 where a wins, 0 where b wins, and 1/2 at a tie, as JAX (lax.max) splits it.
+first_wins = ElementwiseFunction(
+    "first_wins", "jnp.where({0} > {1}, 1.0, jnp.where({0} == {1}, 0.5, 0.0)).astype(dtype)",
+    lambda a, b: [Zero._make(a.shape), Zero._make(b.shape)], arity=2,
+)
+maximum = ElementwiseFunction(
+    "maximum", "jnp.maximum({0}, {1})", lambda a, b: [first_wins(a, b), first_wins(b, a)], arity=2,
+    latex=r"\max\left({0}, {1}\right)",
+)
+minimum = ElementwiseFunction(
+    "minimum", "jnp.minimum({0}, {1})", lambda a, b: [first_wins(b, a), first_wins(a, b)], arity=2,
+    latex=r"\min\left({0}, {1}\right)",
+)
 
-BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_, softplus)
+BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_slope, abs_, softplus, sin, cos, log1p, expm1, first_wins, maximum, minimum)

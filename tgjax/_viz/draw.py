@@ -567,9 +567,27 @@ def _walk_order(n: int, pairs: list) -> list:
     return order
 
 
-def _network(t: Expr, ctx: _Context) -> _Block:
-    """The closed diagram of ``t``: its factors, the lines between them, its free edges dangling and labelled."""
-    factors = _flat_factors(t)
+@dataclass
+class _Arrangement:
+    """Where each factor of a network sits and how each edge is drawn (before any sizes are known)."""
+
+    holders: dict  # edge -> the factors that hold it (two for a contracted edge, one for a free edge)
+    free: list
+    position: dict  # factor -> its place in the walk
+    per_row: int
+    rows: int
+    straight: list  # (edge, left factor, right factor): neighbours in a row
+    bends: list  # (edge, upper factor, lower factor): one row to the next in one column
+    routed: list  # (edge, a, b): any other pair, through lanes above the rows
+    sides: list  # per factor: edge -> the side it leaves by
+
+    def cell(self, k) -> tuple:
+        """(row, column) of factor ``k``; odd rows run right to left, so a chain snakes on."""
+        r, c = divmod(self.position[k], self.per_row)
+        return r, (c if r % 2 == 0 else self.per_row - 1 - c)
+
+
+def _arranged(factors: list) -> _Arrangement:
     n = len(factors)
     holders = defaultdict(list)
     for k, f in enumerate(factors):
@@ -578,57 +596,60 @@ def _network(t: Expr, ctx: _Context) -> _Block:
     inner = [e for e, hs in holders.items() if len(hs) == 2]
     free = [e for e, hs in holders.items() if len(hs) == 1]
     order = _walk_order(n, [tuple(holders[e]) for e in inner])
-    position = {k: p for p, k in enumerate(order)}
     per_row = min(n, _MAX_ROW)
-    rows = math.ceil(n / per_row)
-
-    def cell(k):  # (row, column); odd rows run right to left, so a chain snakes on
-        r, c = divmod(position[k], per_row)
-        return r, (c if r % 2 == 0 else per_row - 1 - c)
-
-    # How each contracted edge is drawn, and so which side of each factor it leaves by.
-    sides = [dict() for _ in factors]
-    straight, bends, routed = [], [], []
+    plan = _Arrangement(
+        holders, free, {k: p for p, k in enumerate(order)}, per_row, math.ceil(n / per_row), [], [], [],
+        [dict() for _ in factors],
+    )
+    position, sides = plan.position, plan.sides
     for e in inner:
         a, b = holders[e]
-        (ra, ca), (rb, cb) = cell(a), cell(b)
+        (ra, ca), (rb, cb) = plan.cell(a), plan.cell(b)
         if ra == rb and abs(ca - cb) == 1:
-            left, right = (a, b) if ca < cb else (b, a)
-            straight.append((e, left, right))
+            plan.straight.append((e, *((a, b) if ca < cb else (b, a))))
         elif ca == cb and abs(ra - rb) == 1:
-            upper, lower = (a, b) if ra < rb else (b, a)
-            bends.append((e, upper, lower))
+            plan.bends.append((e, *((a, b) if ra < rb else (b, a))))
         else:
-            routed.append((e, a, b))
+            plan.routed.append((e, a, b))
     # Routed lines leave by the top, ordered so that lines to nearer factors nest inside those to farther ones.
     tops = defaultdict(list)
-    for e, a, b in routed:
+    for e, a, b in plan.routed:
         tops[a].append((position[b] > position[a], -position[b], e))
         tops[b].append((position[a] > position[b], -position[a], e))
     for k, keyed in tops.items():
         for *_, e in sorted(keyed):
             sides[k][e] = "top"
-    for e, left, right in straight:
+    for e, left, right in plan.straight:
         sides[left][e] = "right"
         sides[right][e] = "left"
-    one_row = rows == 1
     for index, e in enumerate(free):
         (k,) = holders[e]
         if n == 1:  # a lone factor: its edges go left, right, down and up in turn
             sides[k][e] = _SIDES[index % 4]
-        elif one_row and position[k] == 0:
+        elif plan.rows == 1 and position[k] == 0:
             sides[k][e] = "left"
-        elif one_row and position[k] == n - 1:
+        elif plan.rows == 1 and position[k] == n - 1:
             sides[k][e] = "right"
         else:
             sides[k][e] = "bottom"
-    for e, upper, lower in bends:
+    for e, upper, lower in plan.bends:
         sides[upper][e] = "bottom"
         sides[lower][e] = "top"
+    return plan
+
+
+def _network(t: Expr, ctx: _Context) -> _Block:
+    """The closed diagram of ``t``: its factors, the lines between them, its free edges dangling and labelled."""
+    factors = _flat_factors(t)
+    n = len(factors)
+    plan = _arranged(factors)
+    holders, free, position, per_row, rows = plan.holders, plan.free, plan.position, plan.per_row, plan.rows
+    straight, bends, routed, sides = plan.straight, plan.bends, plan.routed, plan.sides
+    one_row = rows == 1
 
     free_set = set(free)
     blocks = [_block(f, sides[k], free_set & set(f.edges), ctx) for k, f in enumerate(factors)]
-    cells = [cell(k) for k in range(n)]
+    cells = [plan.cell(k) for k in range(n)]
 
     # Lanes: each routed line has its own height in the gap above each row it touches (shorter spans
     # lower), and a line between rows its own column in the left margin.
