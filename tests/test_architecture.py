@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 import tgjax as tg
 import tgjax.functions as F
-from tgjax._ir import along, elementwise
+from tgjax._ir import along, elementwise, extrema
 from tgjax._ir.nodes import AlongEdge, Function, Product, Sum, rebuilt
 from tgjax._lower import runtime
 
@@ -175,7 +175,7 @@ def test_every_built_in_emits_jax_source_that_runs():
         value = eval(source, {**runtime.MODULES, "x": arrays, "dtype": arrays.dtype})
         assert value.shape == arrays.shape, fn
     matrix = jnp.eye(3) * 2.0
-    for fn in along.BUILTINS:
+    for fn in (*along.BUILTINS, *extrema.BUILTINS):
         source = fn.source("x", (0, 1) if fn.n_axes == 2 else (0,))
         value = eval(source, {**runtime.MODULES, **runtime.HELPERS, "x": matrix})
         assert jnp.all(jnp.isfinite(value)), fn
@@ -187,7 +187,7 @@ def test_the_derivative_passes_name_no_built_in_function():
     for path in (PACKAGE / "_diff").glob("*.py"):
         source = path.read_text()
         assert "from .._ir.along import" not in source and "from .._ir.elementwise import" not in source, path
-    for fn in along.BUILTINS:
+    for fn in (*along.BUILTINS, *extrema.BUILTINS):
         assert callable(fn.differential) and callable(fn.pullback), fn
 
 

@@ -686,3 +686,61 @@ def test_derivatives_at_kinks_follow_jax(f, ref):
     v = tg.Variable("v", c=3)
     ours = tg.lower(F.sum(f(v)).grad(v))(v=at)
     close(ours, jax.grad(lambda a: jnp.sum(ref(a)))(at))
+
+
+# -- along several edges at once, and max / min -------------------------------------------------
+
+Q = tg.Variable("Q", b, c, d)
+Q_VAL = rng.normal(size=(B, C, 2))
+Q_TIES = np.where(np.arange(B * C * 2).reshape(B, C, 2) % 2 == 0, 0.5, Q_VAL)  # a maximum shared by several entries
+Q_TIES[0] = 1.0  # every entry of the first example attains it
+
+
+@pytest.mark.parametrize("f, ref", [
+    pytest.param(lambda u: F.softmax(u, ["c", "d"]), lambda a: jax.nn.softmax(a, axis=(1, 2)), id="softmax"),
+    pytest.param(lambda u: F.log_softmax(u, ["d", "c"]), lambda a: jax.nn.log_softmax(a, axis=(1, 2)), id="log_softmax"),
+    pytest.param(lambda u: F.logsumexp(u, ("c", "d")), lambda a: jax.nn.logsumexp(a, axis=(1, 2)), id="logsumexp"),
+    pytest.param(lambda u: F.max(u, ["c", "d"]), lambda a: jnp.max(a, axis=(1, 2)), id="max over two"),
+    pytest.param(lambda u: F.max(u, "c"), lambda a: jnp.max(a, axis=1), id="max over one"),
+    pytest.param(lambda u: F.min(u, "d"), lambda a: jnp.min(a, axis=2), id="min over one"),
+    pytest.param(lambda u: F.max(u), lambda a: jnp.max(a), id="max over all"),
+    pytest.param(lambda u: F.min(u, ["b", "d"]), lambda a: jnp.min(a, axis=(0, 2)), id="min over two"),
+])
+@pytest.mark.parametrize("value", [pytest.param(Q_VAL, id="distinct"), pytest.param(Q_TIES, id="ties")])
+def test_along_several_edges_value_grad_and_hessian(f, ref, value):
+    expr = f(Q)
+    weights = rng.normal(size=np.shape(ref(value)))
+    Wt = tg.Variable("Wt", *[{"b": b, "c": c, "d": d}[e] for e in expr.edges])
+    loss = F.sum(expr ** 2 * Wt)
+    close(tg.lower(expr)(Q=value), ref(value))
+    close(tg.lower(loss.grad(Q))(Q=value, Wt=weights), jax.grad(lambda a: jnp.sum(ref(a) ** 2 * weights))(value))
+    errors = tg.check_grads(loss, [Q], {"Q": value, "Wt": weights}, order=2, rtol=RTOL)
+    assert ("Q", 2) in errors
+
+
+def test_cross_entropy_over_two_class_edges():
+    target = tg.Variable("P", b, c, d)
+    probs = rng.dirichlet(np.ones(C * 2), size=B).reshape(B, C, 2)
+    loss = F.sum(F.cross_entropy(Q, target, ["c", "d"]))
+    ref = lambda a: -jnp.sum(probs * jax.nn.log_softmax(a, axis=(1, 2)))  # noqa: E731
+    close(tg.lower(loss)(Q=Q_VAL, P=probs), ref(Q_VAL))
+    tg.check_grads(loss, [Q], {"Q": Q_VAL, "P": probs}, order=2, rtol=RTOL)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: F.softmax(Q, []), TypeError, "non-empty list"),
+    (lambda: F.softmax(Q, ["c", "c"]), ValueError, "name an edge twice"),
+    (lambda: F.logsumexp(Q, ["c", "q"]), ValueError, "'q' is not a free edge"),
+    (lambda: F.max(Q, "q"), ValueError, "'q' is not a free edge"),
+    (lambda: F.min(3.0), TypeError, "expected a tensor expression"),
+])
+def test_along_several_edges_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_max_of_a_scalar_is_itself_and_softmax_over_several_edges_sums_to_one():
+    s_ = tg.Variable("s_")
+    assert F.max(s_) is s_
+    total = tg.lower(F.sum(F.softmax(Q, ["c", "d"]), ["c", "d"]))(Q=Q_VAL)
+    close(total, np.ones(B))

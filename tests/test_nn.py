@@ -1,4 +1,5 @@
-"""tgjax.nn.TensorTrainLinear against its dense weight, built independently in NumPy (float64)."""
+"""tgjax.nn: the tensor-train, CP and Tucker layers against their dense weights, built
+independently in NumPy (float64); TT-SVD compression; initial scale; bad configurations."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import tgjax.nn as tnn
-from tgjax.nn.tensor_train import _contraction
+from tgjax.nn._common import lowered
 
 IN, OUT, RANKS = (3, 4, 2), (2, 3, 5), (4, 3)
 
@@ -104,10 +105,10 @@ def _all_eqns(jaxpr):
 
 
 def test_contraction_is_built_once_per_shape():
-    _contraction.cache_clear()
+    lowered.cache_clear()
     layer(0)(np.ones(24))
     layer(1)(np.ones(24))
-    assert _contraction.cache_info().misses == 1
+    assert lowered.cache_info().misses == 1
 
 
 def test_initial_weight_has_linear_layer_scale():
@@ -120,12 +121,13 @@ def test_initial_weight_has_linear_layer_scale():
 @pytest.mark.parametrize(
     "args, match",
     [
-        (((3, 4), (2,), 2), "as many of each"),
+        (((3, 4), (2,), 2), "as many modes each"),
         (((3, 0), (2, 2), 2), "in_modes must be"),
         (((3, 4), (2, 2.5), 2), "out_modes must be"),
         (((3, 4), (2, 2), [2, 2]), "ranks must be"),
         (((3, 4), (2, 2), 0), "ranks must be"),
-        ((3, (2,), 2), "in_modes must be"),
+        ((0, (2,), 2), "in_modes must be positive"),
+        ((3.5, (2,), 2), "in_modes must be a positive int"),
     ],
 )
 def test_bad_configuration(args, match):
@@ -136,3 +138,176 @@ def test_bad_configuration(args, match):
 def test_wrong_input_shape_names_the_fix():
     with pytest.raises(ValueError, match=r"shape \(24,\).*jax.vmap"):
         layer()(np.ones((2, 24)))
+
+
+# -- CP and Tucker -----------------------------------------------------------------------------
+
+
+def cp_dense(factors):
+    """W[out, in] = sum_r prod_k A_k[i_k, o_k, r], row-major over the modes."""
+    d = len(factors)
+    letters = "abcdefgh"
+    ins, outs = letters[:d], letters[d:2 * d].upper()
+    spec = ",".join(f"{ins[k]}{outs[k]}r" for k in range(d)) + f"->{outs}{ins}"
+    w = np.einsum(spec, *[np.asarray(f) for f in factors])
+    n_out = math.prod(w.shape[:d])
+    return w.reshape(n_out, -1)
+
+
+def tucker_dense(core, in_factors, out_factors):
+    d = len(in_factors)
+    s, t = "abcd"[:d], "efgh"[:d]
+    ins, outs = "ijkl"[:d], "mnop"[:d]
+    spec = f"{s}{t}," + ",".join(f"{ins[k]}{s[k]}" for k in range(d)) + "," + ",".join(f"{outs[k]}{t[k]}" for k in range(d))
+    w = np.einsum(spec + f"->{outs}{ins}", np.asarray(core), *[np.asarray(u) for u in in_factors],
+                  *[np.asarray(v) for v in out_factors])
+    return w.reshape(math.prod(w.shape[:d]), -1)
+
+
+def test_cp_layer_is_its_dense_weight():
+    m = tnn.CPLinear(IN, OUT, 5, key=jax.random.key(0))
+    assert [f.shape for f in m.factors] == [(3, 2, 5), (4, 3, 5), (2, 5, 5)]
+    x = np.random.default_rng(0).normal(size=24)
+    np.testing.assert_allclose(m(x), cp_dense(m.factors) @ x + np.asarray(m.bias), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.dense(), cp_dense(m.factors), rtol=1e-12, atol=1e-12)
+
+
+def test_tucker_layer_is_its_dense_weight():
+    m = tnn.TuckerLinear(IN, OUT, (2, 3, 2, 2, 3, 4), key=jax.random.key(0))
+    assert m.core.shape == (2, 3, 2, 2, 3, 4)
+    assert [u.shape for u in m.in_factors] == [(3, 2), (4, 3), (2, 2)]
+    assert [v.shape for v in m.out_factors] == [(2, 2), (3, 3), (5, 4)]
+    x = np.random.default_rng(0).normal(size=24)
+    w = tucker_dense(m.core, m.in_factors, m.out_factors)
+    np.testing.assert_allclose(m(x), w @ x + np.asarray(m.bias), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.dense(), w, rtol=1e-12, atol=1e-12)
+
+
+LAYERS = [
+    pytest.param(lambda key, **kw: tnn.TensorTrainLinear(IN, OUT, RANKS, key=key, **kw), id="tensor train"),
+    pytest.param(lambda key, **kw: tnn.CPLinear(IN, OUT, 4, key=key, **kw), id="CP"),
+    pytest.param(lambda key, **kw: tnn.TuckerLinear(IN, OUT, 2, key=key, **kw), id="Tucker"),
+]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_every_layer_works_with_vmap_filter_jit_filter_grad_and_optax(make):
+    optax = pytest.importorskip("optax")
+    m = make(jax.random.key(0))
+    xs = np.random.default_rng(1).normal(size=(6, 24))
+    ys = np.random.default_rng(2).normal(size=(6, 30))
+    np.testing.assert_allclose(jax.vmap(m)(xs), xs @ np.asarray(m.dense()).T + np.asarray(m.bias), rtol=1e-10, atol=1e-12)
+
+    def loss(model):
+        return jnp.mean((jax.vmap(model)(xs) - ys) ** 2)
+
+    # the gradient through the layer equals the gradient through its dense weight
+    grads = eqx.filter_grad(loss)(m)
+    params, static = eqx.partition(m, eqx.is_array)
+
+    def dense_loss(p):
+        model = eqx.combine(p, static)
+        return jnp.mean((xs @ model.dense().T + model.bias - ys) ** 2)
+
+    reference = jax.grad(dense_loss)(params)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+    optimiser = optax.adam(0.05)
+    state = optimiser.init(params)
+
+    @eqx.filter_jit
+    def step(model, state):
+        value, g = eqx.filter_value_and_grad(loss)(model)
+        updates, state = optimiser.update(g, state, model)
+        return eqx.apply_updates(model, updates), state, value
+
+    first = None
+    for _ in range(30):
+        m, state, value = step(m, state)
+        first = value if first is None else first
+    assert float(value) < 0.8 * float(first)  # it learns
+
+
+@pytest.mark.parametrize("make, terms", [
+    pytest.param(lambda key: tnn.TensorTrainLinear((4, 4, 4), (2, 4, 2), (3, 5), use_bias=False, key=key), None, id="tensor train"),
+    pytest.param(lambda key: tnn.CPLinear((4, 4, 4), (2, 4, 2), 7, use_bias=False, key=key), None, id="CP"),
+    pytest.param(lambda key: tnn.TuckerLinear((4, 4, 4), (2, 4, 2), (2, 3, 4, 2, 2, 1), use_bias=False, key=key), None, id="Tucker"),
+    pytest.param(lambda key: tnn.TensorTrainLinear(64, 16, 2, use_bias=False, key=key), None, id="int modes"),
+])
+def test_the_initial_weight_has_the_variance_of_eqx_nn_linear(make, terms):
+    # E[W_oi^2] = 1 / (3 in) for every entry: averaged over many initialisations
+    target = 1 / (3 * 64)
+    second_moments = [float(jnp.mean(make(key).dense() ** 2)) for key in jax.random.split(jax.random.key(7), 200)]
+    estimate = np.mean(second_moments)
+    assert abs(estimate / target - 1) < 0.15, estimate / target
+    linear = eqx.nn.Linear(64, 16, key=jax.random.key(0))
+    assert abs(float(jnp.mean(linear.weight ** 2)) / target - 1) < 0.1
+
+
+def test_int_modes_are_split_into_balanced_factors():
+    m = tnn.TensorTrainLinear(256, (2, 4, 4), 4, key=jax.random.key(0))
+    assert m.in_modes == (8, 8, 4) and m.out_modes == (2, 4, 4)
+    both = tnn.CPLinear(4096, 16, 3, key=jax.random.key(0))
+    assert both.in_modes == (16, 16, 16) and both.out_modes == (4, 2, 2)
+    assert tnn.TuckerLinear(7, (2, 3), 1, key=jax.random.key(0)).in_modes == (7, 1)
+
+
+def test_ranks_beyond_what_the_modes_allow_are_clipped_with_a_warning():
+    with pytest.warns(UserWarning, match=r"exceed what the modes allow"):
+        m = tnn.TensorTrainLinear((2, 3), (2, 2), 50, key=jax.random.key(0))
+    assert m.ranks == (4,)
+    with pytest.warns(UserWarning, match=r"exceed what the modes allow"):
+        t = tnn.TuckerLinear((2, 3), (2, 2), 3, key=jax.random.key(0))
+    assert t.ranks == (2, 3, 2, 2)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: tnn.CPLinear(IN, OUT, 0, key=jax.random.key(0)), "rank must be one positive int"),
+    (lambda: tnn.CPLinear(IN, OUT, (2, 3), key=jax.random.key(0)), "rank must be one positive int"),
+    (lambda: tnn.TuckerLinear(IN, OUT, (2, 2), key=jax.random.key(0)), "ranks must be one positive int or 6"),
+    (lambda: tnn.TensorTrainLinear(IN, OUT, 2, dtype=jnp.int32, key=jax.random.key(0)), "floating dtype"),
+    (lambda: tnn.CPLinear(IN, (2, 3), 2, key=jax.random.key(0)), "as many modes each"),
+])
+def test_bad_layer_configurations_name_the_fix(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# -- TT-SVD ------------------------------------------------------------------------------------
+
+
+def test_from_dense_is_exact_at_full_rank_and_compresses_an_eqx_linear():
+    linear = eqx.nn.Linear(24, 30, key=jax.random.key(0))
+    tt = tnn.TensorTrainLinear.from_dense(linear.weight, IN, OUT, tol=1e-10, bias=linear.bias)
+    np.testing.assert_allclose(tt.dense(), linear.weight, rtol=1e-9, atol=1e-10)
+    x = np.random.default_rng(0).normal(size=24)
+    np.testing.assert_allclose(tt(x), linear(x), rtol=1e-9, atol=1e-10)
+    assert tnn.TensorTrainLinear.from_dense(linear.weight, IN, OUT, ranks=2).ranks == (2, 2)
+    assert tnn.TensorTrainLinear.from_dense(linear.weight, IN, OUT, ranks=2).bias is None
+
+
+@pytest.mark.parametrize("tol", [0.05, 0.2, 0.5, 0.9])
+def test_from_dense_keeps_the_tt_svd_error_bound(tol):
+    rng = np.random.default_rng(3)
+    # a weight with decaying structure, so that the ranks depend on tol
+    w = sum(0.6 ** k * np.outer(rng.normal(size=30), rng.normal(size=24)) for k in range(12)) + 0.01 * rng.normal(size=(30, 24))
+    tt = tnn.TensorTrainLinear.from_dense(w, IN, OUT, tol=tol)
+    error = np.linalg.norm(np.asarray(tt.dense()) - w) / np.linalg.norm(w)
+    assert error <= tol + 1e-9
+    full = tnn.TensorTrainLinear.from_dense(w, IN, OUT, tol=0.0)
+    assert all(r <= f for r, f in zip(tt.ranks, full.ranks))
+
+
+def test_from_dense_clips_ranks_and_checks_its_input():
+    w = np.ones((30, 24))
+    with pytest.warns(UserWarning, match="exceed what the modes allow"):
+        tnn.TensorTrainLinear.from_dense(w, IN, OUT, ranks=100)
+    with pytest.raises(ValueError, match=r"weight must have shape \(out, in\) = \(30, 24\)"):
+        tnn.TensorTrainLinear.from_dense(w.T, IN, OUT, ranks=2)
+    with pytest.raises(ValueError, match="exactly one of ranks= .* or tol="):
+        tnn.TensorTrainLinear.from_dense(w, IN, OUT)
+    with pytest.raises(ValueError, match="tol must be a non-negative number"):
+        tnn.TensorTrainLinear.from_dense(w, IN, OUT, tol=-1)
+    with pytest.raises(ValueError, match=r"bias must have shape \(30,\)"):
+        tnn.TensorTrainLinear.from_dense(w, IN, OUT, ranks=2, bias=np.ones(3))

@@ -219,3 +219,28 @@ def test_sum_over_edge_then_simplify(e, seed):
         assert r.edges == tuple(f for f in e.edges if f != d)
         assert r.simplify().edges == r.edges
         assert_close(ev(r.simplify(), vals), ev(e, vals).sum(axis=e.edges.index(d)))
+
+
+@settings(deadline=None, max_examples=25)
+@given(expressions(max_depth=2), seeds)
+def test_expand_has_the_same_value_and_is_idempotent(e, seed):
+    vals = values(seed)
+    try:
+        out = e.expand()
+    except ValueError as error:  # a product of many sums is refused, by name
+        assert "terms" in str(error)
+        return
+    assert out.edges == e.edges
+    assert_close(ev(out, vals), ev(e, vals))
+    assert out.expand() == out
+
+
+@settings(deadline=None, max_examples=40)
+@given(expressions(max_depth=2), expressions(max_depth=2), expressions(max_depth=2), st.sampled_from(("mul", "matmul")))
+def test_expressions_equal_by_distributivity_expand_to_one_form(a, b, c, op):
+    c = F.tanh(b) * F.sum(c)  # a second term with b's edges, and c's structure
+    product = (lambda u, v: u * v) if op == "mul" else (lambda u, v: u @ v)
+    if op == "matmul":
+        assume(not (set(a.edges) & set(b.edges) & set(c.edges)))
+    left, right = product(a, b + c), product(a, b) + product(a, c)
+    assert left.expand() == right.expand()

@@ -14,11 +14,12 @@ import sympy
 
 from ._ir import along as _al
 from ._ir import elementwise as _ew
+from ._ir import extrema as _ex
 from ._ir.nodes import Delta, Expr, Product, Sum, _as_tensor, elementwise_product, scale, summed
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
-    "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize",
+    "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize", "max", "min",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
     "elementwise", "gelu",
 ]
@@ -350,20 +351,26 @@ def frobenius2(t: Expr) -> Expr:
     return sum(pow(t, 2))
 
 
-def _along(t: Expr, edge: str, where: str) -> str:
-    if not isinstance(edge, str):
-        raise TypeError(f"{where}: edge must be an edge name (str); got {edge!r}.")
-    if edge not in t._shape:
-        raise ValueError(f"{where}: edge {edge!r} is not a free edge of the tensor; its edges are {list(t.edges)}.")
-    return edge
+def _along(t: Expr, edge, where: str) -> tuple:
+    """The axes a function along edges acts on (jointly): one edge name, or a sequence of them."""
+    axes = (edge,) if isinstance(edge, str) else edge
+    if not isinstance(axes, (list, tuple)) or not axes or not all(isinstance(e, str) for e in axes):
+        raise TypeError(f"{where}: edge must be an edge name (str) or a non-empty list of them; got {edge!r}.")
+    for e in axes:
+        if e not in t._shape:
+            raise ValueError(f"{where}: edge {e!r} is not a free edge of the tensor; its edges are {list(t.edges)}.")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{where}: edges {list(axes)} name an edge twice.")
+    return tuple(axes)
 
 
-def softmax(t: Expr, edge: str) -> Expr:
+def softmax(t: Expr, edge: str | Iterable[str]) -> Expr:
     """Softmax along ``edge``, independently for every value of the other edges.
 
     Args:
         t: a tensor expression (logits).
-        edge: the edge to normalise along.
+        edge: the edge to normalise along, or a list of edges to normalise
+            along jointly (their entries together sum to 1).
 
     Returns:
         Probabilities with the edges of ``t``; stable at large logits.
@@ -376,15 +383,15 @@ def softmax(t: Expr, edge: str) -> Expr:
         [1.0, 1.0]
     """
     t = _tensor(t, "F.softmax")
-    return _al.softmax(t, _along(t, edge, "F.softmax"))
+    return _al.softmax(t, *_along(t, edge, "F.softmax"))
 
 
-def logsumexp(t: Expr, edge: str) -> Expr:
+def logsumexp(t: Expr, edge: str | Iterable[str]) -> Expr:
     """``log(sum_edge exp(t))``, computed stably.
 
     Args:
         t: a tensor expression.
-        edge: the edge to reduce.
+        edge: the edge to reduce, or a list of edges to reduce jointly.
 
     Returns:
         The result has ``t``'s edges but ``edge``.
@@ -395,15 +402,15 @@ def logsumexp(t: Expr, edge: str) -> Expr:
         1000.693
     """
     t = _tensor(t, "F.logsumexp")
-    return _al.logsumexp(t, _along(t, edge, "F.logsumexp"))
+    return _al.logsumexp(t, *_along(t, edge, "F.logsumexp"))
 
 
-def log_softmax(t: Expr, edge: str) -> Expr:
+def log_softmax(t: Expr, edge: str | Iterable[str]) -> Expr:
     """``t - logsumexp(t, edge)``: the log of ``softmax(t, edge)``, computed stably.
 
     Args:
         t: a tensor expression (logits).
-        edge: the edge to normalise along.
+        edge: the edge to normalise along, or a list of edges (jointly).
 
     Returns:
         The result has the edges of ``t``.
@@ -417,13 +424,13 @@ def log_softmax(t: Expr, edge: str) -> Expr:
     return t - logsumexp(t, _along(t, edge, "F.log_softmax"))
 
 
-def cross_entropy(logits: Expr, target: Expr, edge: str) -> Expr:
+def cross_entropy(logits: Expr, target: Expr, edge: str | Iterable[str]) -> Expr:
     """``-sum_edge target * log_softmax(logits, edge)``.
 
     Args:
         logits: a tensor expression with ``edge``.
         target: probabilities (or one-hot labels) along ``edge``.
-        edge: the class edge.
+        edge: the class edge (or a list of edges that together index the classes).
 
     Returns:
         The loss per example: the edges of ``logits`` and ``target`` but ``edge``.
@@ -439,6 +446,41 @@ def cross_entropy(logits: Expr, target: Expr, edge: str) -> Expr:
     _along(logits, edge, "F.cross_entropy")
     _along(target, edge, "F.cross_entropy (target)")
     return -sum(target * log_softmax(logits, edge), edge)
+
+
+def max(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
+    """The largest entry along ``edges`` (None: all edges), for every value of the other edges.
+
+    Its derivative goes to the entries that attain the maximum, shared
+    equally among ties, as JAX's ``jnp.max``.
+
+    Examples:
+        >>> b, c = tg.symbols("b c")
+        >>> z = tg.Variable("z", b, c)
+        >>> tg.lower(F.max(z, "c"))(z=np.array([[1.0, 3.0], [2.0, 0.0]])).tolist()
+        [3.0, 2.0]
+    """
+    return _extremum(_ex.max_, t, edges, "F.max")
+
+
+def min(t: Expr, edges: str | Iterable[str] | None = None) -> Expr:
+    """The smallest entry along ``edges`` (None: all edges), for every value of the other edges.
+
+    Its derivative goes to the entries that attain the minimum, shared
+    equally among ties, as JAX's ``jnp.min``.
+
+    Examples:
+        >>> z = tg.Variable("z", c=3)
+        >>> float(tg.lower(F.min(z))(z=np.array([2.0, -1.0, 5.0])))
+        -1.0
+    """
+    return _extremum(_ex.min_, t, edges, "F.min")
+
+
+def _extremum(fn, t: Expr, edges, where: str) -> Expr:
+    t = _tensor(t, where)
+    edges = _edges(t, edges, where)
+    return fn(t, *edges) if edges else t
 
 
 def _matrix_edges(t: Expr, edges, where: str) -> tuple:
@@ -654,4 +696,4 @@ def gelu(t: Expr) -> Expr:
 # Names a user's F.elementwise may not take: every function of this module and
 # every built-in function object (some, like pow and step, appear only inside
 # expressions).
-_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS)}
+_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS, *_ex.BUILTINS)}

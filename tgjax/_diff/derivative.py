@@ -25,7 +25,7 @@ from .._ir.nodes import (
     Zero,
     elementwise_product,
 )
-from .._ir.rename import freshen_inner, rename
+from .._ir.rename import freshen_inner, rename, view
 from .._ir.util import fresh_edge
 
 
@@ -38,13 +38,29 @@ def _order(t: Expr, x: Variable, new_names: dict):
 
 
 def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
-    """d t / d x, with x's declared edge ``e`` becoming the new free edge ``new_names[e]``."""
+    """d t / d x, with x's declared edge ``e`` becoming the new free edge ``new_names[e]``;
+    for a symmetric ``x``, the symmetrised derivative (``symmetrised``)."""
     if not isinstance(x, Variable):
         raise TypeError(f"grad: can only differentiate with respect to a Variable; got {type(x).__name__}.")
     x = x.declared
+    return symmetrised(_unconstrained(t, x, new_names), x, new_names)
+
+
+def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:
+    """d t / d x as if every entry of x were free (the rules recurse through this)."""
     if not t.depends_on(x):
         return _zero(t, x, new_names)
     return _derivative(t, x, new_names)
+
+
+def symmetrised(d: Expr, x: Variable, new_names: dict) -> Expr:
+    """The derivative ``d`` with respect to a symmetric ``x`` made symmetric in its new edges:
+    the mean over the swaps of x's symmetric edges, ``(G + G^T) / 2`` for a pair; ``d`` itself
+    when x has no symmetry (or ``d`` is zero)."""
+    if not x.symmetric or isinstance(d, Zero):
+        return d
+    swaps = [view(d, {new_names[e]: new_names[f] for e, f in m.items() if e != f}) for m in x.symmetries()]
+    return Sum(swaps, [sympy.Rational(1, len(swaps))] * len(swaps), edges=d.edges)
 
 
 @functools.singledispatch
@@ -70,7 +86,7 @@ def _(t, x, new_names):
 
 @_derivative.register
 def _(t: Sum, x, new_names):
-    return Sum([derivative(u, x, new_names) for u in t.terms], t.weights, edges=_order(t, x, new_names))
+    return Sum([_unconstrained(u, x, new_names) for u in t.terms], t.weights, edges=_order(t, x, new_names))
 
 
 @_derivative.register
@@ -82,7 +98,7 @@ def _(t: Product, x, new_names):
         if not f.depends_on(x):
             continue
         factors = list(t.factors)
-        factors[k] = derivative(f, x, new_names)
+        factors[k] = _unconstrained(f, x, new_names)
         terms.append(Product(factors, edges=_order(t, x, new_names)))
     if not terms:
         return _zero(t, x, new_names)
@@ -97,7 +113,7 @@ def _(t: Function, x, new_names):
         if not u.depends_on(x) or isinstance(partial, Zero):
             continue
         # chain rule: f'(u) multiplied elementwise on u's edges with du/dx
-        terms.append(elementwise_product(partial, derivative(u, x, new_names), where="chain rule"))
+        terms.append(elementwise_product(partial, _unconstrained(u, x, new_names), where="chain rule"))
     if not terms:
         return _zero(t, x, new_names)
     order = _order(t, x, new_names)
@@ -115,7 +131,7 @@ def _reorder(t: Expr, order) -> Expr:
 @_derivative.register
 def _(t: Derivative, x, new_names):
     inner = derivative(t.expr, t.x, t.new_names)
-    return derivative(inner, x, new_names)
+    return _unconstrained(inner, x, new_names)
 
 
 @_derivative.register
@@ -132,15 +148,15 @@ def _(t: Expectation, x, new_names):
     b = {e: fresh_edge() for e, _ in wrt.decl}
     terms = []
     if t.expr.depends_on(x):
-        terms.append(Expectation._make(derivative(t.expr, x, new_names), wrt, t.mu, t.covar, names))
+        terms.append(Expectation._make(_unconstrained(t.expr, x, new_names), wrt, t.mu, t.covar, names))
     if t.mu.depends_on(x):
-        slope = Expectation._make(derivative(t.expr, wrt, a), wrt, t.mu, t.covar, names)
-        terms.append(Product([slope, derivative(rename(t.mu, a), x, new_names)]))
+        slope = Expectation._make(_unconstrained(t.expr, wrt, a), wrt, t.mu, t.covar, names)
+        terms.append(Product([slope, _unconstrained(rename(t.mu, a), x, new_names)]))
     if t.covar.depends_on(x):
-        curvature = derivative(derivative(t.expr, wrt, a), wrt, b)
+        curvature = _unconstrained(_unconstrained(t.expr, wrt, a), wrt, b)
         covar = rename(t.covar, {**a, **{names[e]: b[e] for e in a}})
         half = Sum([Expectation._make(curvature, wrt, t.mu, t.covar, names)], [sympy.Rational(1, 2)])
-        terms.append(Product([half, derivative(covar, x, new_names)]))
+        terms.append(Product([half, _unconstrained(covar, x, new_names)]))
     if not terms:
         return _zero(t, x, new_names)
     return Sum([_reorder(term, order) for term in terms], [1] * len(terms), edges=order)
@@ -153,5 +169,5 @@ def _(t: AlongEdge, x, new_names):
         # consumed axes are inner; keep them apart from the new edges
         fresh = {a: fresh_edge() for a in clash}
         t = AlongEdge(t.spec, rename(t.input, fresh), tuple(fresh.get(a, a) for a in t.axes), edges=t.edges)
-    du = derivative(t.input, x, new_names)
+    du = _unconstrained(t.input, x, new_names)
     return _reorder(t.spec.differential(t, du), _order(t, x, new_names))

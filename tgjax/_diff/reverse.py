@@ -42,7 +42,7 @@ from .._ir.numbering import Numbering
 from .._ir.rename import hadamard, is_one, view
 from .._ir.util import fresh_edge
 from .._ir.walk import parents_first
-from .derivative import derivative
+from .derivative import derivative, symmetrised
 
 
 def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
@@ -71,7 +71,8 @@ def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
             back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
             back.update({o: e for e, o in out.items()})
             result = view(g, back)
-            return result if result.edges == order else Product([result], edges=order)
+            result = result if result.edges == order else Product([result], edges=order)
+            return symmetrised(result, x, new_names)
         for child, contribution in _pullback(node, g, x):
             representative, relabel = classes.representative(child)
             pending.setdefault(id(representative), []).append(view(contribution, relabel))

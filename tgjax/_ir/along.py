@@ -20,6 +20,7 @@ from .nodes import (
     AlongEdge,
     Delta,
     Expr,
+    Product,
     Sum,
     Zero,
     broadcast_to,
@@ -40,7 +41,8 @@ class AlongFunction:
         name: the printed name.
         keeps_edge: whether the result keeps the axes (softmax, inverse) or
             consumes them (logsumexp, det).
-        n_axes: how many axes it takes (1, or 2 for a matrix function).
+        n_axes: how many axes it takes (2 for a matrix function), or None for
+            one or more (softmax, logsumexp, max and min act jointly on all).
         source: ``source(x, positions)`` -> JAX source applying it to the array
             source ``x`` along the axis positions.
         differential: ``differential(node, du)`` -> the forward derivative of
@@ -70,7 +72,9 @@ class AlongFunction:
         self.key = (name,)
 
     def __call__(self, t: Expr, *axes: str) -> AlongEdge:
-        assert len(axes) == self.n_axes, f"internal error: {self.name} takes {self.n_axes} axes; got {axes}"
+        assert axes and (self.n_axes is None or len(axes) == self.n_axes), (
+            f"internal error: {self.name} takes {self.n_axes or 'one or more'} axes; got {axes}"
+        )
         return AlongEdge(self, t, axes)
 
     def source(self, x: str, positions: tuple) -> str:
@@ -84,7 +88,17 @@ class AlongFunction:
         return self._latex.format(axes=" ".join(axes), inner=inner)
 
     def __repr__(self):
-        return f"<function {self.name} along {self.n_axes} edge(s)>"
+        return f"<function {self.name} along {self.n_axes or 'one or more'} edge(s)>"
+
+
+def axis_argument(positions: tuple) -> str:
+    """JAX's ``axis=`` argument for the axis positions: an int for one, a tuple for several."""
+    return str(positions[0]) if len(positions) == 1 else str(tuple(positions))
+
+
+def _size_along(t: AlongEdge):
+    """The number of entries each result entry is computed from."""
+    return sympy.Mul(*(t.input._shape[a] for a in t.axes))
 
 
 # -- identities (named rewrite rules) -------------------------------------------
@@ -94,7 +108,7 @@ def constant_at_zero(t: AlongEdge):
     """softmax(0) = 1/n (uniform) and logsumexp(0) = log(n), n the size of the edge."""
     if not isinstance(t.input, Zero):
         return None
-    n = t.input._shape[t.edge]
+    n = _size_along(t)
     return scale(ones(t.shape), 1 / n if t.spec.keeps_edge else sympy.log(n))
 
 
@@ -125,27 +139,77 @@ def inverse_of_inverse(t: AlongEdge):
     return None
 
 
+def constant_along(term: Expr, axes) -> Expr | None:
+    """``term`` without ``axes`` when it is the same for every value of them (broadcast along
+    them by ones Deltas, as ``z + c`` broadcasts ``c``), else None."""
+    factors = term.factors if isinstance(term, Product) else (term,)
+    ones_on = {f.edges[0]: k for k, f in enumerate(factors) if isinstance(f, Delta) and len(f.edges) == 1}
+    if not all(a in ones_on for a in axes):
+        return None
+    rest = [f for k, f in enumerate(factors) if k not in {ones_on[a] for a in axes}]
+    return Product(rest, edges=tuple(e for e in term.edges if e not in axes))
+
+
+def _shifts(u: Expr, axes) -> tuple:
+    """``u`` split as ``z + c``: the weighted terms that vary along ``axes``, and those that do not
+    (each without the axes)."""
+    terms = zip(u.weights, u.terms) if isinstance(u, Sum) else [(1, u)]
+    varying, constant = [], []
+    for w, term in terms:
+        c = constant_along(term, axes)
+        (varying if c is None else constant).append((w, term if c is None else c))
+    return varying, constant
+
+
+def _rebuilt_sum(pairs, edges) -> Expr:
+    if len(pairs) == 1 and pairs[0][0] == 1:
+        return pairs[0][1]
+    return Sum([t for _, t in pairs], [w for w, _ in pairs], edges=edges)
+
+
+def softmax_of_shift(t: AlongEdge):
+    """softmax(z + c) = softmax(z) when c is constant along the axes; softmax(c) is uniform."""
+    varying, constant = _shifts(t.input, t.axes)
+    if not constant:
+        return None
+    if not varying:
+        return scale(ones(t.shape), 1 / _size_along(t))
+    return AlongEdge(t.spec, _rebuilt_sum(varying, t.input.edges), t.axes, edges=t.edges)
+
+
+def logsumexp_of_shift(t: AlongEdge):
+    """logsumexp(z + c) = logsumexp(z) + c when c is constant along the axes (logsumexp(c) = c + log n)."""
+    varying, constant = _shifts(t.input, t.axes)
+    if not constant:
+        return None
+    if varying:
+        first = (1, AlongEdge(t.spec, _rebuilt_sum(varying, t.input.edges), t.axes, edges=t.edges))
+    else:
+        first = (sympy.log(_size_along(t)), ones(t.shape))
+    return Sum([first[1], *(c for _, c in constant)], [first[0], *(w for w, _ in constant)], edges=t.edges)
+
+
 # -- derivatives: forward (differential) and reverse (pullback) ----------------------------
 
 
 def _softmax_differential(t: AlongEdge, du: Expr) -> Expr:
     """d p_c = p_c du_c - p_c sum_c' p_c' du_c'."""
-    p = softmax(t.input, t.edge)
+    p = softmax(t.input, *t.axes)
     first = elementwise_product(p, du, where="chain rule")
-    second = elementwise_product(p, summed(first, [t.edge]), where="chain rule")
+    second = elementwise_product(p, summed(first, list(t.axes)), where="chain rule")
     return Sum([first, second], [1, -1], edges=first.edges)
 
 
 def _softmax_pullback(t: AlongEdge, g: Expr) -> Expr:
     """p = softmax(u): du = p (g - sum_c p g), the Jacobian never formed."""
-    inner = summed(hadamard(g, t), [t.edge])
+    inner = summed(hadamard(g, t), list(t.axes))
     centred = Sum([g, broadcast_to(inner, g._shape, order=g.edges)], [1, -1], edges=g.edges)
     return hadamard(centred, t)
 
 
 def _logsumexp_differential(t: AlongEdge, du: Expr) -> Expr:
     """d lse(u) = sum_c softmax(u)_c du_c."""
-    return summed(elementwise_product(softmax(t.input, t.edge), du, where="chain rule"), [t.edge])
+    return summed(elementwise_product(softmax(t.input, *t.axes), du, where="chain rule"), list(t.axes))
 
 
 def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
@@ -154,8 +218,8 @@ def _logsumexp_pullback(t: AlongEdge, g: Expr) -> Expr:
     Lowering computes this softmax and the forward pass's l from the same
     exponentials (``softmax_logsumexp``), as backpropagation does.
     """
-    c, u = t.edge, t.input
-    return hadamard(broadcast_to(g, {c: u._shape[c]}), softmax(u, c))
+    u = t.input
+    return hadamard(broadcast_to(g, {c: u._shape[c] for c in t.axes}), softmax(u, *t.axes))
 
 
 def _inverse_differential(t: AlongEdge, du: Expr) -> Expr:
@@ -210,12 +274,12 @@ def _det_pullback(t: AlongEdge, g: Expr) -> Expr:
 # -- the built-ins --------------------------------------------------------------
 
 softmax = AlongFunction(
-    "softmax", True, 1, lambda x, p: f"jax.nn.softmax({x}, axis={p[0]})",
-    _softmax_differential, _softmax_pullback, identities=(constant_at_zero,),
+    "softmax", True, None, lambda x, p: f"jax.nn.softmax({x}, axis={axis_argument(p)})",
+    _softmax_differential, _softmax_pullback, identities=(constant_at_zero, softmax_of_shift),
 )
 logsumexp = AlongFunction(
-    "logsumexp", False, 1, lambda x, p: f"jax.nn.logsumexp({x}, axis={p[0]})",
-    _logsumexp_differential, _logsumexp_pullback, identities=(constant_at_zero,),
+    "logsumexp", False, None, lambda x, p: f"jax.nn.logsumexp({x}, axis={axis_argument(p)})",
+    _logsumexp_differential, _logsumexp_pullback, identities=(constant_at_zero, logsumexp_of_shift),
 )
 inverse = AlongFunction(
     "inverse", True, 2, lambda x, p: f"matrix_inverse({x}, {p[0]}, {p[1]})",

@@ -20,13 +20,14 @@ Adding a built-in: one ``ElementwiseFunction(...)`` below, its wrapper in
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import Callable
 
 import sympy
 
 from .along import det, logdet, logsumexp, softmax
 from .nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Variable, Zero, _merge_shapes, broadcast_to, ones, scale
-from .util import as_weight
+from .util import UnionFind, as_weight
 
 
 class ElementwiseFunction:
@@ -120,8 +121,8 @@ def stable_log(t: Function):
     if isinstance(u, AlongEdge) and u.spec is det:
         return AlongEdge(logdet, u.input, u.axes, edges=edges)
     if isinstance(u, AlongEdge) and u.spec is softmax:
-        v, c = u.input, u.edge
-        return Sum([v, broadcast_to(logsumexp(v, c), v._shape)], [1, -1], edges=edges)
+        v = u.input
+        return Sum([v, broadcast_to(logsumexp(v, *u.axes), v._shape)], [1, -1], edges=edges)
     if isinstance(u, Product) and len(u.factors) == 2:
         fn = [f for f in u.factors if isinstance(f, Function) and f.spec is exp]
         vectors = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
@@ -172,6 +173,30 @@ def power_of_scaled(t: Function):
     return None
 
 
+def power_of_product(t: Function):
+    """An integer power of an elementwise product is the product of the powers:
+    ``(a b^-1)^-1 = a^-1 b``, ``(x * y)^2 = x^2 * y^2``.
+
+    Only where the product sums over nothing and puts no Delta's zeros in its
+    result: each class of edges its Deltas join holds exactly one free edge.
+    """
+    (u,) = t.inputs
+    k = t.spec.k
+    if not (isinstance(u, Product) and k.is_Integer and u.factors):
+        return None
+    classes = UnionFind()
+    for f in u.factors:
+        if isinstance(f, Delta):
+            classes.join(f.edges)
+        for e in f.edges:
+            classes.find(e)
+    free_per_class = Counter(classes.find(e) for e in u.edges)
+    if any(free_per_class[classes.find(e)] != 1 for e in classes):
+        return None
+    factors = [f if isinstance(f, Delta) else Function(power(k), [f]) for f in u.factors]
+    return Product(factors, edges=t.edges)
+
+
 class Power(ElementwiseFunction):
     """``x ** k`` for a sympy number ``k``: the one function the IR's own operators build (``**``, ``/``)."""
 
@@ -186,7 +211,7 @@ class Power(ElementwiseFunction):
         at_zero = 0.0 if k.is_positive else (1.0 if k == 0 else None)
         super().__init__(
             "pow", None, partials, at_zero=at_zero,
-            identities=(power_one, power_zero, power_of_power, power_of_scaled), key=("pow", (str(k),)),
+            identities=(power_one, power_zero, power_of_power, power_of_scaled, power_of_product), key=("pow", (str(k),)),
         )
         self.k = k
 

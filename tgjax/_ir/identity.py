@@ -67,8 +67,9 @@ def _signature(t: Expr) -> Signature:
 
 @_signature.register
 def _(t: Variable):
-    shape = combine(stable_hash("var"), stable_hash(t.name), stable_hash(t.decl))
-    return Signature(shape, {n: combine(stable_hash("port"), stable_hash(e)) for (e, _), n in zip(t.decl, t.edges)})
+    shape = combine(stable_hash("var"), stable_hash(t.name), stable_hash(t.decl), stable_hash(t.symmetric))
+    # edges that can be swapped (a symmetric variable) are one role
+    return Signature(shape, {n: combine(stable_hash("port"), stable_hash(t.symmetric_class(e))) for (e, _), n in zip(t.decl, t.edges)})
 
 
 @_signature.register
@@ -182,7 +183,7 @@ def _(t: AlongEdge):
 @_signature.register
 def _(t: Derivative):
     sub = signature(t.expr)
-    new = {n: combine(stable_hash("new-port"), stable_hash(e)) for e, n in t.new_names.items()}
+    new = {n: combine(stable_hash("new-port"), stable_hash(t.x.symmetric_class(e))) for e, n in t.new_names.items()}
     ports = {e: combine(stable_hash("d-port"), sub.ports[e]) for e in t.expr.edges}
     return Signature(combine(stable_hash("d"), sub.shape, stable_hash(t.x.key)), {**ports, **new})
 
@@ -540,7 +541,7 @@ def tree_key(t: Expr):
 
     def walk(p: Expr):
         if isinstance(p, Variable):
-            head = ("v", p.name, p.decl)
+            head = ("v", p.name, p.decl, p.symmetric)
         elif isinstance(p, Delta):
             head = ("δ", str(p.size))
         elif isinstance(p, Convolution):
@@ -596,7 +597,8 @@ def _build(t: Expr, g):
 
 @_build.register
 def _(t: Variable, g):
-    return _leaf(g, ("var", t.name, t.decl), [(n, ("port", e)) for (e, _), n in zip(t.decl, t.edges)])
+    ports = [(n, ("port", t.symmetric_class(e))) for (e, _), n in zip(t.decl, t.edges)]
+    return _leaf(g, ("var", t.name, t.decl, t.symmetric), ports)
 
 
 @_build.register
@@ -689,8 +691,8 @@ def _(t: AlongEdge, g):
 
 @_build.register
 def _(t: Derivative, g):
-    new = [(n, ("new-port", e)) for e, n in t.new_names.items()]
-    root, ports = _leaf(g, ("d", t.x.name, t.x.decl), new)
+    new = [(n, ("new-port", t.x.symmetric_class(e))) for e, n in t.new_names.items()]
+    root, ports = _leaf(g, ("d", t.x.name, t.x.decl, t.x.symmetric), new)
     sub_root, sub_ports = _build(t.expr, g)
     g.add_edge(root, sub_root)
     for e, p in sub_ports.items():

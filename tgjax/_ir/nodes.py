@@ -11,6 +11,7 @@ user wrote; the lower-case helpers at the bottom (``product``, ``weighted_sum``,
 
 from __future__ import annotations
 
+import itertools
 import keyword
 from collections import Counter
 from types import MappingProxyType
@@ -19,7 +20,7 @@ from typing import Mapping
 import sympy
 
 from .deep import deep
-from .util import as_size, as_weight, fresh_edge, is_fresh
+from .util import UnionFind, as_size, as_weight, fresh_edge, is_fresh
 from .walk import parents_first
 
 __all__ = ["Expr", "Variable", "Delta", "Convolution", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
@@ -323,6 +324,23 @@ class Expr:
         """
         return _pass("simplify")(self)
 
+    def expand(self) -> "Expr":
+        """Every product distributed over its sums: a sum of monomials in normal form, ``edges`` kept exactly.
+
+        ``a.expand() == b.expand()`` decides equality of expressions that differ
+        only by distributivity; ``.simplify()`` keeps products of sums factored.
+
+        Examples:
+            >>> n = tg.symbols("n")
+            >>> X, a, b = tg.Variable("X", i=n, j=n), tg.Variable("a", j=n), tg.Variable("b", j=n)
+            >>> (X @ (a + b)).expand() == (X @ a + X @ b).expand()
+            True
+            >>> x, y, w = tg.Variable("x", i=n), tg.Variable("y", i=n), tg.Variable("w", i=n)
+            >>> ((x + y) @ w - x @ w - y @ w).expand()
+            0
+        """
+        return _pass("expand")(self)
+
     @deep
     def variables(self) -> tuple:
         """The Variables this expression depends on (as declared, not renamed), in first-seen order.
@@ -374,7 +392,7 @@ _PASSES: dict = {}
 
 
 def register_pass(name: str, fn) -> None:
-    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex", "draw")."""
+    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex", "draw", "expand")."""
     _PASSES[name] = fn
 
 
@@ -405,14 +423,25 @@ class Variable(Expr):
     ``Variable("S", i=n, j=n)`` is an n-by-n matrix with edges ``i`` and ``j``.
     Declaration order is the axis order of the array bound to it at call time.
 
+    ``symmetric=[("i", "j")]`` declares a tensor equal to itself with those
+    edges swapped (each pair of equal size; pairs that share an edge make the
+    tensor symmetric in all of their edges). Equality, simplification and
+    printing use it (``S - S^T`` is 0), and ``.grad(S)`` is the symmetrised
+    derivative ``(G + G^T) / 2``. The array bound to it must be symmetric:
+    nothing checks this at call time. (So no edge can be called ``symmetric``.)
+
     Examples:
         >>> i, j = tg.symbols("i j")
         >>> A = tg.Variable("A", i, j)
+        >>> n = tg.symbols("n")
+        >>> S = tg.Variable("S", i=n, j=n, symmetric=[("i", "j")])
+        >>> (S - S.rename(i="j", j="i")).simplify()
+        0[i,j]
     """
 
-    __slots__ = ("name", "decl", "_names")
+    __slots__ = ("name", "decl", "_names", "symmetric")
 
-    def __init__(self, name: str, /, *sizes, **named_edges):
+    def __init__(self, name: str, /, *sizes, symmetric=(), **named_edges):
         where = f"Variable({name!r}, ...)"
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(
@@ -438,24 +467,52 @@ class Variable(Expr):
                 f"{where}: edge {duplicates[0]!r} appears twice; each edge name must be unique. "
                 f"Give the second one its own name, e.g. Variable({name!r}, i=n, j=n)."
             )
-        self._setup(name, tuple(decl), tuple(names))
+        self._setup(name, tuple(decl), tuple(names), _symmetric_classes(symmetric, dict(decl), where))
 
-    def _setup(self, name, decl, names):
+    def _setup(self, name, decl, names, symmetric=()):
         _set(self, "name", name)
         _set(self, "decl", decl)
         _set(self, "_names", names)
+        _set(self, "symmetric", symmetric)
         self._init(names, {n: s for n, (_, s) in zip(names, decl)})
 
     @classmethod
     def _renamed(cls, base: "Variable", names) -> "Variable":
         obj = cls.__new__(cls)
-        obj._setup(base.name, base.decl, tuple(names))
+        obj._setup(base.name, base.decl, tuple(names), base.symmetric)
         return obj
 
     @property
     def key(self):
-        """What makes two Variables the same variable: name and declared edges."""
-        return (self.name, self.decl)
+        """What makes two Variables the same variable: name, declared edges and symmetries."""
+        return (self.name, self.decl, self.symmetric)
+
+    def symmetries(self) -> list:
+        """Every permutation of the declared edges within their symmetric classes, as a mapping
+        (declared edge -> declared edge), the identity first; just the identity when none."""
+        per_class = [[dict(zip(c, order)) for order in itertools.permutations(c)] for c in self.symmetric]
+        out = []
+        for parts in itertools.product(*per_class):
+            mapping = {e: e for e, _ in self.decl}
+            for part in parts:
+                mapping.update(part)
+            out.append(mapping)
+        return out
+
+    def printed(self, labels) -> list:
+        """``labels`` (one per edge, in edge order) as printed: each symmetric class's labels
+        sorted over its positions, so that ``S[j,i]`` and ``S[i,j]``, one tensor, read alike."""
+        labels = list(labels)
+        position = {e: k for k, (e, _) in enumerate(self.decl)}
+        for c in self.symmetric:
+            places = sorted(position[e] for e in c)
+            for k, label in zip(places, sorted(labels[k] for k in places)):
+                labels[k] = label
+        return labels
+
+    def symmetric_class(self, declared_edge: str) -> tuple:
+        """The declared edges that ``declared_edge`` can be swapped with (itself included)."""
+        return next((c for c in self.symmetric if declared_edge in c), (declared_edge,))
 
     @property
     def declared(self) -> "Variable":
@@ -471,6 +528,35 @@ class Variable(Expr):
 
     def variables(self):
         return (self.declared,)
+
+
+def _symmetric_classes(symmetric, sizes: dict, where: str) -> tuple:
+    """The classes of declared edges that ``symmetric`` (pairs of edge names) makes interchangeable,
+    each in declaration order, checked."""
+    if isinstance(symmetric, tuple) and len(symmetric) == 2 and all(isinstance(e, str) for e in symmetric):
+        symmetric = [symmetric]  # one pair given without its list
+    pairs = list(symmetric)
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(e, str) for e in pair)):
+            raise TypeError(f"{where}: symmetric must be a list of pairs of edge names, e.g. [('i', 'j')]; got {symmetric!r}.")
+        for e in pair:
+            if e not in sizes:
+                raise ValueError(f"{where}: symmetric names edge {e!r}, which is not an edge; its edges are {list(sizes)}.")
+        a, b = pair
+        if a == b:
+            raise ValueError(f"{where}: symmetric pair {tuple(pair)} names one edge twice.")
+        if sizes[a] != sizes[b]:
+            raise ValueError(
+                f"{where}: symmetric edges {a!r} and {b!r} have sizes {sizes[a]} and {sizes[b]}; a swap needs equal sizes."
+            )
+    classes = UnionFind()
+    for a, b in pairs:
+        classes.union(a, b)
+    groups: dict = {}
+    for e in sizes:
+        if e in classes:
+            groups.setdefault(classes.find(e), []).append(e)
+    return tuple(tuple(g) for g in groups.values())
 
 
 class Delta(Expr):

@@ -339,6 +339,15 @@ def standalone(source: str, inputs, extra: dict) -> str:
     return "\n".join(lines) + "\n\n\n" + source
 
 
+def _symmetric_part(array, x: Variable):
+    """The mean of ``array`` over the axis swaps that ``x`` is symmetric under (itself when none)."""
+    if not x.symmetric:
+        return array
+    position = {e: k for k, (e, _) in enumerate(x.decl)}
+    swaps = [jnp.transpose(array, [position[m[e]] for e, _ in x.decl]) for m in x.symmetries()]
+    return sum(swaps[1:], swaps[0]) / len(swaps)
+
+
 def check_grads(f: Expr, wrt: Iterable[Variable], values: Mapping, order: int = 1, rtol: float | None = None):
     """Check tgjax's symbolic derivatives of scalar ``f`` against JAX autodiff.
 
@@ -382,7 +391,8 @@ def check_grads(f: Expr, wrt: Iterable[Variable], values: Mapping, order: int = 
             raise ValueError(f"tg.check_grads: no value for variable {x.name!r}.")
 
         def scalar(array, x=x):
-            return f_fn({**values, x.name: array})
+            # a symmetric x is read as its symmetric part, whose derivative is the symmetrised one
+            return f_fn({**values, x.name: _symmetric_part(array, x)})
 
         checks = [(1, f.grad(x), jax.grad(scalar))]
         if order == 2:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 from dataclasses import dataclass
 
 import sympy
 
-from .._ir.along import logsumexp, softmax
+from .._ir.along import axis_argument, logsumexp, softmax
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.numbering import Numbering
 from .._ir.walk import parents_first
@@ -266,9 +267,10 @@ def _(t: AlongEdge, program):
     n = program.elements(t.input)
     if program.along_key(t) in program.fused:
         # softmax and logsumexp of one input: one call computes both from the same exponentials
+        along = math.prod(program.size(t.input._shape[a]) for a in t.axes)
         both = program.emit(
-            f"softmax_logsumexp({v.name}, {positions[0]})", f"softmax and logsumexp of {_describe(t.input)}",
-            flops=6 * n, elements=n + n // program.size(t.input._shape[t.axes[0]]),
+            f"softmax_logsumexp({v.name}, {axis_argument(positions)})", f"softmax and logsumexp of {_describe(t.input)}",
+            flops=6 * n, elements=n + n // along,
         )
         return Value(program.emit(f"{both}[{0 if t.spec is softmax else 1}]"), edges)
     return Value(program.emit(t.spec.source(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)

@@ -97,8 +97,8 @@ def matrix_logdet(x, rows: int, cols: int):
     return jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
 
 
-def softmax_logsumexp(x, axis: int):
-    """``(softmax(x), logsumexp(x))`` along ``axis``, sharing one exponential per entry.
+def softmax_logsumexp(x, axis):
+    """``(softmax(x), logsumexp(x))`` along ``axis`` (an int or a tuple of them), sharing one exponential per entry.
 
     A program that needs both (a log-softmax loss and its gradient) would
     otherwise compute every exponential twice.

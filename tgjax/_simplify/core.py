@@ -20,11 +20,6 @@ from .._ir.identity import sort_key
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
 
 
-def simplify(t: Expr) -> Expr:
-    """An equal-valued expression in normal form, with ``t.edges`` kept exactly."""
-    return with_order(simplified(t), t.edges)
-
-
 def simplified(t: Expr) -> Expr:
     """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
     if t._simplified is None:

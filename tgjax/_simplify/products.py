@@ -20,8 +20,8 @@ from collections.abc import Mapping
 
 import sympy
 
-from .._ir.along import inverse
-from .._ir.elementwise import exponent, power
+from .._ir.along import constant_along, inverse, softmax
+from .._ir.elementwise import exp, exponent, power
 from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
 from .._ir.rename import freshen_inner, rename
@@ -190,33 +190,68 @@ def _classes(atoms):
 
 
 def combine_powers(p: Flat):
-    """Atoms that are powers of one base, joined elementwise on every port, are
-    one power: ``x[i] x[j] δ[i,j,k] = x^2[k]``, ``A^2 A^-1 = A`` (elementwise).
+    """Atoms, or contractions of atoms, that are powers of one base, joined
+    elementwise on every port, are one power: ``x[i] x[j] δ[i,j,k] = x^2[k]``,
+    ``A^2 A^-1 = A`` (elementwise), ``(S @ T) * (S @ T) = (S @ T)^2`` and
+    ``(S @ T) * (S @ T)^-1 = 1``.
 
-    A merged atom leaves ones (a Delta per edge) in its place, which
-    ``merge_deltas`` then folds into the edge classes; a base whose exponents
-    add up to 0 leaves only ones.
+    A contraction is a set of atoms joined by edges that two of them share
+    (not through a Delta); it stands for the product of its atoms. A merged
+    base leaves ones (a Delta per port) in its place, which ``merge_deltas``
+    then folds into the edge classes; a base whose exponents add up to 0
+    leaves only ones.
     """
     classes, _ = _classes(p.atoms)
+    sizes = {e: a._shape[e] for a in p.atoms for e in a.edges}
     groups = defaultdict(list)
-    for k, a in enumerate(p.atoms):
-        if isinstance(a, Delta):
-            continue
-        k_exp = exponent(a.spec) if isinstance(a, Function) else None
-        base, k_exp = (a.inputs[0], k_exp) if k_exp is not None else (a, sympy.Integer(1))
-        groups[_power_key(base, a.edges, classes)].append((k, k_exp, base))
+    for members, ports in _contractions(p.atoms):
+        if len(members) == 1:
+            a = p.atoms[members[0]]
+            k_exp = exponent(a.spec) if isinstance(a, Function) else None
+            base, k_exp = (a.inputs[0], k_exp) if k_exp is not None else (a, sympy.Integer(1))
+        else:
+            base, k_exp = Product([p.atoms[k] for k in members], edges=ports), sympy.Integer(1)
+        groups[_power_key(base, ports, classes)].append((members, ports, k_exp, base))
     merged = [g for g in groups.values() if len(g) > 1]
     if not merged:
         return None
     atoms = list(p.atoms)
     for group in merged:
-        for k, _, _ in group:
-            atoms[k] = [Delta._make(p.atoms[k]._shape[e], (e,)) for e in p.atoms[k].edges]
-        first, _, base = group[0]
-        total = sum(e for _, e, _ in group)
+        for members, ports, _, _ in group:
+            for k in members:
+                atoms[k] = []
+            atoms[members[0]] = [Delta._make(sizes[e], (e,)) for e in ports]
+        first, ports, _, base = group[0]
+        total = sum(e for _, _, e, _ in group)
         if total != 0:
-            atoms[first] = [simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=p.atoms[first].edges))]
+            atoms[first[0]] = [simplified(base) if total == 1 else simplified(Function(power(total), [base], edges=ports))]
     return p.but([a for item in atoms for a in (item if isinstance(item, list) else [item])])
+
+
+def _contractions(atoms) -> list:
+    """The atoms other than Deltas, grouped into sets joined by edges that two of them share,
+    as ``(atom indices, ports)``: the ports are the edges that leave the set, in order."""
+    joined = UnionFind()
+    holders = defaultdict(list)
+    for k, a in enumerate(atoms):
+        if isinstance(a, Delta):
+            continue
+        joined.find(k)
+        for e in a.edges:
+            holders[e].append(k)
+    for e, ks in holders.items():
+        if len(ks) == 2:
+            joined.union(*ks)
+    members = defaultdict(list)
+    for k, a in enumerate(atoms):
+        if not isinstance(a, Delta):
+            members[joined.find(k)].append(k)
+    out = []
+    for ks in members.values():
+        inside = {e for k in ks for e in atoms[k].edges if len(holders[e]) == 2 and all(h in ks for h in holders[e])}
+        ports = tuple(e for k in ks for e in atoms[k].edges if e not in inside)
+        out.append((ks, ports))
+    return out
 
 
 def _power_key(base: Expr, ports, classes) -> Expr:
@@ -339,8 +374,77 @@ def sum_into_sum_factor(p: Flat):
     return None
 
 
+def recognise_softmax(p: Flat):
+    """``exp(z) / sum_e exp(z)`` written by hand is ``softmax(z)`` along ``e``, which is
+    stable at large logits: an ``exp`` atom times the inverse of the sum of the same
+    ``exp`` over one edge, on the same indices otherwise.
+
+    A finishing rule (``FINISHING_RULES``): applied once the normal form is reached, since
+    a softmax would hide the ``exp`` and the sum that may cancel against other factors.
+    """
+    classes, _ = _classes(p.atoms)
+    for k, a in enumerate(p.atoms):
+        summed = _sum_of_exp(a)
+        if summed is None:
+            continue
+        u, gone = summed
+        ports = {classes.find(e) for e in a.edges}
+        for j, b in enumerate(p.atoms):
+            if not (isinstance(b, Function) and b.spec is exp):
+                continue
+            w = b.inputs[0]
+            for e in b.edges:
+                candidate = rename(u, {gone: e})
+                if classes.find(e) in ports or _power_key(candidate, candidate.edges, classes) != _power_key(w, w.edges, classes):
+                    continue
+                atoms = list(p.atoms)
+                atoms[j] = AlongEdge(softmax, w, (e,), edges=b.edges)
+                atoms[k] = None
+                ones = [Delta._make(a._shape[f], (f,)) for f in a.edges]
+                return p.but([x for x in atoms if x is not None] + ones)
+    return None
+
+
+def _sum_of_exp(a: Expr):
+    """``(u, e)`` when ``a`` is ``(sum_e exp(u)) ** -1``, else None."""
+    if not (isinstance(a, Function) and exponent(a.spec) == -1 and isinstance(a.inputs[0], Product)):
+        return None
+    factors = a.inputs[0].factors
+    exps = [f for f in factors if isinstance(f, Function) and f.spec is exp]
+    ones = [f for f in factors if isinstance(f, Delta) and len(f.edges) == 1]
+    if len(factors) != 2 or len(exps) != 1 or len(ones) != 1 or ones[0].edges[0] not in exps[0]._shape:
+        return None
+    return exps[0].inputs[0], ones[0].edges[0]
+
+
+def ones_out_of_sum_factor(p: Flat):
+    """Ones that every term of a sum factor carries on one of its edges (a broadcast)
+    move out of it, beside other factors: ``y[a] (s ⊗ 1_a - t ⊗ 1_a) = y[a] 1_a (s - t)``.
+
+    Sums split broadcast terms (``collect_terms``), so that shifts cancel; in a
+    product the common ones come back out, so the product's normal form does
+    not depend on whether its sum factor was once a term of a sum.
+    """
+    for k, a in enumerate(p.atoms):
+        if not isinstance(a, Sum):
+            continue
+        if all(j == k or (isinstance(b, Delta) and len(b.edges) == 1 and b.edges[0] in p.edges) for j, b in enumerate(p.atoms)):
+            continue  # a broadcast sum on its own stays one
+        for e in a.edges:
+            stripped = [constant_along(term, (e,)) for term in a.terms]
+            if all(term is not None for term in stripped):
+                inner = Sum(stripped, a.weights, edges=tuple(f for f in a.edges if f != e))
+                atoms = [simplified(inner) if j == k else b for j, b in enumerate(p.atoms)]
+                return p.but(atoms + [Delta._make(a._shape[e], (e,))])
+    return None
+
+
+# Applied to each product of a finished normal form (see ``finish.py``).
+FINISHING_RULES = (recognise_softmax,)
+
 PRODUCT_RULES = (
     zero_factor, inline_nested, merge_deltas, combine_powers, combine_scalar_factors, cancel_inverse, sum_into_sum_factor,
+    ones_out_of_sum_factor,
 )
 
 

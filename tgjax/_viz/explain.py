@@ -64,9 +64,14 @@ def explain(expr: Expr) -> list:
             continue
         done[id(node)] = with_order(normal, node.edges)
         steps.append((_name_of_step(node, names), _with_replaced(copy, done)))
-    final = expr.simplify()
+    with recording() as applied:
+        final = expr.simplify()
+    finishing = {r.__name__ for r in products.FINISHING_RULES}
+    finished = [_spoken(name) for name, _, _ in applied if name in finishing]
     if len(steps) == 1 or not (steps[-1][1].edges == final.edges and steps[-1][1] == final):
-        steps.append(("normal form", final))  # the input was normal already, or its root took no named rule
+        # a finishing rule (a hand-written softmax recognised), or the input was normal already
+        # or its root took no named rule
+        steps.append((finished[0] if finished else "normal form", final))
     else:
         steps[-1] = (steps[-1][0], final)
     return steps
@@ -91,7 +96,7 @@ def _spoken(rule_name: str) -> str:
 def rule_names() -> set:
     """Every name a step of ``explain`` can carry."""
     rules = {r for fn in (*elementwise.BUILTINS, *along.BUILTINS, elementwise.power(2)) for r in fn.identities}
-    rules |= {functions.fold_at_zero, sums.collect_terms, *products.PRODUCT_RULES}
+    rules |= {functions.fold_at_zero, sums.collect_terms, *products.PRODUCT_RULES, *products.FINISHING_RULES}
     rules |= {closed_form.independent_of_the_variable, closed_form.gaussian_polynomial, closed_form.gaussian_exponential}
     derivative = {"product rule", "sum rule", "chain rule", "price theorem", "derivative of a variable"}
     return {_spoken(r.__name__) for r in rules} | derivative | {"input", "normal form"}

@@ -74,7 +74,8 @@ def _tex(t: Expr, ctx: _Context) -> str:
 
 @_tex.register
 def _(t: Variable, ctx):
-    return _subscript(_symbol(t.name), t.edges, ctx)
+    labels = t.printed([ctx.index(e) for e in t.edges])
+    return f"{_symbol(t.name)}_{{{' '.join(labels)}}}" if labels else _symbol(t.name)
 
 
 @_tex.register

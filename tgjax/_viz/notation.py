@@ -72,7 +72,8 @@ def _str(t: Expr, names) -> str:
 
 @_str.register
 def _(t: Variable, names):
-    return t.name + _idx(t.edges, names)
+    labels = t.printed([names.get(e, e) for e in t.edges])
+    return t.name + ("[" + ",".join(labels) + "]" if labels else "")
 
 
 @_str.register

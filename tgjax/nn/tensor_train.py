@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._ir.nodes import Variable
-from .._lower.api import lower
+from ._common import (
+    _is_int, clipped, dense_weight, factor_std, initial_bias, lowered, one_example, read_dtype, read_modes,
+)
 
-
-def _modes(value, name: str) -> tuple:
-    try:
-        modes = tuple(value)
-    except TypeError:
-        modes = None
-    if not modes or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in modes):
-        raise ValueError(f"TensorTrainLinear: {name} must be a non-empty sequence of positive ints; got {value!r}.")
-    return modes
+_NAME = "TensorTrainLinear"
 
 
 def _ranks(value, d: int) -> tuple:
     """The d - 1 inner ranks: from one int, d - 1 ints, or d + 1 ints with 1 at both ends."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _is_int(value):
         ranks = (value,) * (d - 1)
     else:
         try:
@@ -35,26 +29,25 @@ def _ranks(value, d: int) -> tuple:
             ranks = None
         if ranks is not None and len(ranks) == d + 1 and ranks[0] == ranks[-1] == 1:
             ranks = ranks[1:-1]
-    ok = ranks is not None and len(ranks) == d - 1 and all(
-        isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks)
+    ok = ranks is not None and len(ranks) == d - 1 and all(_is_int(r) and r > 0 for r in ranks)
     if not ok:
         raise ValueError(
-            f"TensorTrainLinear: ranks must be one positive int, {d - 1} positive ints (between the {d} cores), "
+            f"{_NAME}: ranks must be one positive int, {d - 1} positive ints (between the {d} cores), "
             f"or {d + 1} with 1 at both ends; got {value!r}."
         )
     return ranks
 
 
-@functools.lru_cache(maxsize=None)
-def _contraction(in_modes: tuple, out_modes: tuple, ranks: tuple):
-    """The lowered network ``y[o_1..o_d] = x[i_1..i_d] G_1[i_1,o_1,r_1] G_2[r_1,i_2,o_2,r_2] ...``.
+def _rank_limits(in_modes: tuple, out_modes: tuple) -> tuple:
+    """The largest useful rank between cores k and k+1: the size of the smaller side of that cut."""
+    sizes = [n * m for n, m in zip(in_modes, out_modes)]
+    return tuple(min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1:])) for k in range(len(sizes) - 1))
 
-    Built once per shape with tgjax itself: opt_einsum plans the order, so
-    the dense (prod in) x (prod out) matrix is never formed.
-    """
+
+def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
+    """``y[o_1..o_d] = x[i_1..i_d] G_1[i_1,o_1,r_1] G_2[r_1,i_2,o_2,r_2] ...`` as a tgjax network."""
     d = len(in_modes)
-    x = Variable("x", **{f"i{k}": n for k, n in enumerate(in_modes)})
-    network = x
+    network = Variable("x", **{f"i{k}": n for k, n in enumerate(in_modes)})
     for k, (n, m) in enumerate(zip(in_modes, out_modes)):
         edges = {}
         if k > 0:
@@ -64,7 +57,7 @@ def _contraction(in_modes: tuple, out_modes: tuple, ranks: tuple):
         if k < d - 1:
             edges[f"r{k + 1}"] = ranks[k]
         network = network @ Variable(f"G{k}", **edges)
-    return lower(network)
+    return network
 
 
 class TensorTrainLinear(eqx.Module):
@@ -79,11 +72,15 @@ class TensorTrainLinear(eqx.Module):
     example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.
 
     Args:
-        in_modes: factorisation of the input size, e.g. ``(4, 8, 8)`` for 256.
+        in_modes: factorisation of the input size, e.g. ``(4, 8, 8)`` for 256;
+            an int is split into as many balanced modes as ``out_modes`` has
+            (both ints: three each).
         out_modes: factorisation of the output size, as many modes as ``in_modes``.
-        ranks: the ranks between cores: one int, or ``len(in_modes) - 1`` ints.
+        ranks: the ranks between cores: one int, ``d - 1`` ints, or ``d + 1``
+            ints with 1 at both ends. A rank larger than the modes allow (the
+            smaller side of its cut) is clipped, with a warning.
         use_bias: add a bias vector (default True).
-        dtype: parameter dtype (default: JAX's default float).
+        dtype: parameter dtype, a float (default: JAX's default float).
         key: a ``jax.random`` key for the initialisation.
 
     Examples:
@@ -99,35 +96,69 @@ class TensorTrainLinear(eqx.Module):
     ranks: tuple = eqx.field(static=True)
     use_bias: bool = eqx.field(static=True)
 
-    def __init__(self, in_modes: Sequence[int], out_modes: Sequence[int], ranks, *, use_bias: bool = True,
+    def __init__(self, in_modes: Sequence[int] | int, out_modes: Sequence[int] | int, ranks, *, use_bias: bool = True,
                  dtype=None, key):
-        in_modes, out_modes = _modes(in_modes, "in_modes"), _modes(out_modes, "out_modes")
-        if len(in_modes) != len(out_modes):
-            raise ValueError(
-                f"TensorTrainLinear: in_modes and out_modes need one mode per core, as many of each; "
-                f"got {len(in_modes)} in_modes {in_modes} and {len(out_modes)} out_modes {out_modes}."
-            )
+        in_modes, out_modes = read_modes(in_modes, out_modes, _NAME)
         d = len(in_modes)
-        ranks = _ranks(ranks, d)
-        dtype = jnp.result_type(float) if dtype is None else dtype
+        ranks = clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
+        dtype = read_dtype(dtype, _NAME)
         self.in_modes, self.out_modes, self.ranks = in_modes, out_modes, ranks
         self.use_bias = use_bias
-        # Each entry of W is a sum over prod(ranks) products of d core entries;
-        # scale the cores so that W has the variance of eqx.nn.Linear's
-        # uniform(-1/sqrt(in), 1/sqrt(in)) initialisation, 1 / (3 in).
-        target = 1.0 / (3.0 * self.in_features)
-        std = (target / math.prod(ranks)) ** (1.0 / (2 * d))
+        # Each entry of W is a sum over prod(ranks) products of d core entries.
+        std = factor_std(self.in_features, math.prod(ranks), d)
         bounds = (1,) + ranks + (1,)
         keys = jax.random.split(key, d + 1)
         self.cores = [
             std * jax.random.normal(keys[k], (bounds[k], n, m, bounds[k + 1]), dtype)
             for k, (n, m) in enumerate(zip(in_modes, out_modes))
         ]
-        if use_bias:
-            limit = 1.0 / math.sqrt(self.in_features)
-            self.bias = jax.random.uniform(keys[d], (self.out_features,), dtype, -limit, limit)
-        else:
-            self.bias = None
+        self.bias = initial_bias(keys[d], self.out_features, self.in_features, dtype) if use_bias else None
+
+    @classmethod
+    def from_dense(cls, weight, in_modes, out_modes, ranks=None, *, tol: float | None = None, bias=None):
+        """The tensor train of a dense ``(out, in)`` weight (as ``eqx.nn.Linear.weight``), by TT-SVD.
+
+        Cores are cut one by one from truncated SVDs of the weight's
+        unfoldings (Oseledets' TT-SVD). With ``tol``, each SVD keeps the
+        fewest singular values whose dropped tail is at most
+        ``tol * ||W||_F / sqrt(d - 1)``, so the relative Frobenius error of the
+        result is at most ``tol``; with ``ranks``, those ranks (clipped, with a
+        warning, where the modes allow less). ``bias`` (as
+        ``eqx.nn.Linear.bias``) becomes the layer's bias; without it the layer
+        has none.
+
+        Examples:
+            >>> linear = eqx.nn.Linear(64, 16, key=jax.random.key(0))
+            >>> tt = tnn.TensorTrainLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4), tol=1e-6, bias=linear.bias)
+            >>> bool(jnp.allclose(tt.dense(), linear.weight, atol=1e-5))
+            True
+        """
+        if (ranks is None) == (tol is None):
+            raise ValueError(f"{_NAME}.from_dense: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
+        in_modes, out_modes = read_modes(in_modes, out_modes, f"{_NAME}.from_dense")
+        d = len(in_modes)
+        w = np.asarray(weight)
+        expected = (math.prod(out_modes), math.prod(in_modes))
+        if w.shape != expected:
+            raise ValueError(
+                f"{_NAME}.from_dense: weight must have shape (out, in) = {expected} for out_modes {out_modes} and "
+                f"in_modes {in_modes}; got {w.shape}."
+            )
+        floating = np.issubdtype(w.dtype, np.floating)
+        dtype = read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, f"{_NAME}.from_dense")
+        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+            raise ValueError(f"{_NAME}.from_dense: tol must be a non-negative number; got {tol!r}.")
+        fixed = None if ranks is None else clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
+        cores = _tt_svd(w.astype(np.float64), in_modes, out_modes, fixed, tol)
+        found = tuple(c.shape[-1] for c in cores[:-1])
+        layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
+        layer = eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])
+        if bias is not None:
+            bias = jnp.asarray(bias, dtype)
+            if bias.shape != (layer.out_features,):
+                raise ValueError(f"{_NAME}.from_dense: bias must have shape ({layer.out_features},); got {bias.shape}.")
+            layer = eqx.tree_at(lambda m: m.bias, layer, bias)
+        return layer
 
     @property
     def in_features(self) -> int:
@@ -139,12 +170,7 @@ class TensorTrainLinear(eqx.Module):
 
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
-        x = jnp.asarray(x)
-        if x.shape != (self.in_features,):
-            raise ValueError(
-                f"TensorTrainLinear: expected one example of shape ({self.in_features},) (in_modes {self.in_modes}); "
-                f"got shape {x.shape}. Map over a batch with jax.vmap(layer)."
-            )
+        x = one_example(x, self.in_features, self.in_modes, _NAME)
         d = len(self.in_modes)
         cores = {}
         for k, core in enumerate(self.cores):
@@ -153,11 +179,33 @@ class TensorTrainLinear(eqx.Module):
             if k == d - 1:
                 core = core[..., 0]
             cores[f"G{k}"] = core
-        y = _contraction(self.in_modes, self.out_modes, self.ranks)(x=x.reshape(self.in_modes), **cores)
+        y = lowered(_network, self.in_modes, self.out_modes, self.ranks)(x=x, **cores)
         y = y.reshape(self.out_features)
         return y + self.bias if self.use_bias else y
 
     def dense(self) -> jax.Array:
         """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
-        columns = jax.vmap(self)(jnp.eye(self.in_features, dtype=self.cores[0].dtype))
-        return (columns - self.bias if self.use_bias else columns).T
+        return dense_weight(self)
+
+
+def _tt_svd(w: np.ndarray, in_modes: tuple, out_modes: tuple, ranks: tuple | None, tol: float | None) -> list:
+    """Cores ``(r_{k-1}, n_k, m_k, r_k)`` of ``w`` (out, in), by sequential truncated SVDs."""
+    d = len(in_modes)
+    # W[o_1..o_d, i_1..i_d] -> T[(i_1 o_1), (i_2 o_2), ...]: each core's pair of modes side by side
+    t = w.reshape(out_modes + in_modes)
+    t = t.transpose([axis for k in range(d) for axis in (d + k, k)])
+    sizes = [n * m for n, m in zip(in_modes, out_modes)]
+    cut = 0.0 if tol is None else tol * float(np.linalg.norm(w)) / math.sqrt(max(d - 1, 1))
+    cores, rank, rest = [], 1, t.reshape(-1)
+    for k in range(d - 1):
+        u, s, vt = np.linalg.svd(rest.reshape(rank * sizes[k], -1), full_matrices=False)
+        if ranks is not None:
+            keep = min(ranks[k], len(s))
+        else:
+            tails = np.sqrt(np.cumsum((s ** 2)[::-1]))[::-1]  # tails[j]: the error of keeping j values
+            keep = max(1, next((j for j in range(1, len(s) + 1) if j == len(s) or tails[j] <= cut), len(s)))
+        cores.append(u[:, :keep].reshape(rank, in_modes[k], out_modes[k], keep))
+        rest = s[:keep, None] * vt[:keep]
+        rank = keep
+    cores.append(rest.reshape(rank, in_modes[-1], out_modes[-1], 1))
+    return cores

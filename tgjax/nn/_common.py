@@ -1,0 +1,140 @@
+"""What the tensorised layers share: reading modes, ranks and dtypes, the initial scale,
+the lowered forward network per shape, and the input check."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+from .._ir.nodes import Expr
+from .._lower.api import lower
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def balanced_factors(n: int, parts: int) -> tuple:
+    """``n`` as a product of ``parts`` factors as equal as its prime factors allow, largest first
+    (``256, 3 -> (8, 8, 4)``; a prime leaves ones: ``7, 2 -> (7, 1)``)."""
+    primes, rest, p = [], n, 2
+    while p * p <= rest:
+        while rest % p == 0:
+            primes.append(p)
+            rest //= p
+        p += 1
+    if rest > 1:
+        primes.append(rest)
+    factors = [1] * parts
+    for prime in sorted(primes, reverse=True):
+        factors[factors.index(min(factors))] *= prime
+    return tuple(sorted(factors, reverse=True))
+
+
+def read_modes(in_modes, out_modes, layer: str) -> tuple:
+    """``(in_modes, out_modes)`` as tuples of positive ints of one length; an int is split into
+    as many balanced factors as the other has modes (both ints: three each)."""
+    def checked(value, name):
+        if _is_int(value):
+            if value <= 0:
+                raise ValueError(f"{layer}: {name} must be positive; got {value}.")
+            return value
+        try:
+            modes = tuple(value)
+        except TypeError:
+            modes = None
+        if not modes or not all(_is_int(m) and m > 0 for m in modes):
+            raise ValueError(
+                f"{layer}: {name} must be a positive int or a non-empty sequence of positive ints, "
+                f"e.g. (4, 8, 8) for 256; got {value!r}."
+            )
+        return modes
+
+    ins, outs = checked(in_modes, "in_modes"), checked(out_modes, "out_modes")
+    if _is_int(ins) and _is_int(outs):
+        ins, outs = balanced_factors(ins, 3), balanced_factors(outs, 3)
+    elif _is_int(ins):
+        ins = balanced_factors(ins, len(outs))
+    elif _is_int(outs):
+        outs = balanced_factors(outs, len(ins))
+    if len(ins) != len(outs):
+        raise ValueError(
+            f"{layer}: in_modes and out_modes need as many modes each (one pair per factor); "
+            f"got {len(ins)} in_modes {ins} and {len(outs)} out_modes {outs}. Give an int for one of them "
+            f"to have it split to match."
+        )
+    return ins, outs
+
+
+def read_dtype(dtype, layer: str):
+    """The parameter dtype: JAX's default float, or a floating dtype given."""
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{layer}: dtype must be a floating dtype such as jnp.float32; got {dtype}.")
+    return dtype
+
+
+def read_positive_ints(value, count: int, what: str, layer: str) -> tuple:
+    """``count`` positive ints from one int or a sequence of exactly ``count``."""
+    values = (value,) * count if _is_int(value) else None
+    if values is None:
+        try:
+            values = tuple(value)
+        except TypeError:
+            values = None
+    if values is None or len(values) != count or not all(_is_int(r) and r > 0 for r in values):
+        raise ValueError(f"{layer}: {what} must be one positive int or {count} positive ints; got {value!r}.")
+    return values
+
+
+def clipped(ranks: tuple, limits: tuple, layer: str) -> tuple:
+    """``ranks`` no larger than ``limits`` (what the modes allow), with a warning where one was clipped."""
+    out = tuple(min(r, m) for r, m in zip(ranks, limits))
+    if out != ranks:
+        warnings.warn(
+            f"{layer}: ranks {ranks} exceed what the modes allow ({limits}); using {out}.", UserWarning, stacklevel=3
+        )
+    return out
+
+
+def factor_std(in_features: int, terms: int, factors: int) -> float:
+    """The std of ``factors`` independent normal factors whose products, summed over ``terms``,
+    give each weight entry the variance of ``eqx.nn.Linear``'s initial weight: uniform
+    ``(-1/sqrt(in), 1/sqrt(in))``, variance ``1 / (3 in)``. ``terms * std^(2 factors) = 1 / (3 in)``."""
+    return (1.0 / (3.0 * in_features * terms)) ** (1.0 / (2 * factors))
+
+
+def initial_bias(key, out_features: int, in_features: int, dtype):
+    limit = 1.0 / math.sqrt(in_features)
+    return jax.random.uniform(key, (out_features,), dtype, -limit, limit)
+
+
+def one_example(x, in_features: int, in_modes: tuple, layer: str) -> jax.Array:
+    """``x`` checked to be one example of ``in_features`` entries, reshaped to ``in_modes``."""
+    x = jnp.asarray(x)
+    if x.shape != (in_features,):
+        raise ValueError(
+            f"{layer}: expected one example of shape ({in_features},) (in_modes {in_modes}); got shape {x.shape}. "
+            f"Map over a batch with jax.vmap(layer)."
+        )
+    return x.reshape(in_modes)
+
+
+@functools.lru_cache(maxsize=None)
+def lowered(build, *shape):
+    """``tg.lower`` of the network ``build(*shape)``, once per shape: opt_einsum plans its
+    contraction order, so the dense weight is never formed."""
+    network = build(*shape)
+    assert isinstance(network, Expr)
+    return lower(network)
+
+
+def dense_weight(layer) -> jax.Array:
+    """The ``(out_features, in_features)`` weight of a layer, from its response to each unit vector."""
+    eye = jnp.eye(layer.in_features, dtype=jax.tree_util.tree_leaves(layer)[0].dtype)
+    columns = jax.vmap(layer)(eye)
+    return (columns - layer.bias if layer.bias is not None else columns).T

@@ -1,0 +1,104 @@
+"""A linear layer whose weight is a Tucker decomposition: a small core and a matrix per mode."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import equinox as eqx
+import jax
+
+from .._ir.nodes import Variable
+from ._common import (
+    clipped, dense_weight, factor_std, initial_bias, lowered, one_example, read_dtype, read_modes, read_positive_ints,
+)
+
+_NAME = "TuckerLinear"
+
+
+def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
+    """``y[o..] = x[i..] U_1[i_1,s_1] .. U_d[i_d,s_d] G[s_1..s_d,t_1..t_d] V_1[o_1,t_1] .. V_d[o_d,t_d]``."""
+    d = len(in_modes)
+    network = Variable("x", **{f"i{k}": n for k, n in enumerate(in_modes)})
+    for k, n in enumerate(in_modes):
+        network = network @ Variable(f"U{k}", **{f"i{k}": n, f"s{k}": ranks[k]})
+    core = Variable("G", **{f"s{k}": ranks[k] for k in range(d)}, **{f"t{k}": ranks[d + k] for k in range(d)})
+    network = network @ core
+    for k, m in enumerate(out_modes):
+        network = network @ Variable(f"V{k}", **{f"o{k}": m, f"t{k}": ranks[d + k]})
+    return network
+
+
+class TuckerLinear(eqx.Module):
+    """``y = W x + b`` with ``W`` a Tucker decomposition of the ``(out_modes, in_modes)`` tensor:
+    a core ``G`` of shape ``ranks`` (input ranks, then output ranks) and one factor matrix per
+    mode, ``U_k`` of shape ``(in_modes[k], s_k)`` and ``V_k`` of shape ``(out_modes[k], t_k)``.
+
+    The forward pass projects the input onto the factors, contracts the core
+    and expands onto the output factors, in the order opt_einsum plans (one
+    tgjax network per shape); the dense matrix is never built.
+
+    Follows ``eqx.nn.Linear``: keyword-only ``key``, ``__call__`` on one
+    example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.
+
+    Args:
+        in_modes: factorisation of the input size (or an int, split to match ``out_modes``).
+        out_modes: factorisation of the output size, as many modes as ``in_modes``.
+        ranks: one int for every mode, or ``2 d`` ints, input modes first. A
+            rank larger than its mode is clipped, with a warning.
+        use_bias: add a bias vector (default True).
+        dtype: parameter dtype, a float (default: JAX's default float).
+        key: a ``jax.random`` key for the initialisation.
+
+    Examples:
+        >>> layer = tnn.TuckerLinear((8, 8, 8, 8), (2, 2, 2, 2), (4, 4, 3, 3, 2, 2, 2, 2), key=jax.random.key(0))
+        >>> layer(jnp.ones(4096)).shape
+        (16,)
+    """
+
+    core: jax.Array
+    in_factors: list
+    out_factors: list
+    bias: jax.Array | None
+    in_modes: tuple = eqx.field(static=True)
+    out_modes: tuple = eqx.field(static=True)
+    ranks: tuple = eqx.field(static=True)
+    use_bias: bool = eqx.field(static=True)
+
+    def __init__(self, in_modes: Sequence[int] | int, out_modes: Sequence[int] | int, ranks, *,
+                 use_bias: bool = True, dtype=None, key):
+        in_modes, out_modes = read_modes(in_modes, out_modes, _NAME)
+        d = len(in_modes)
+        ranks = clipped(read_positive_ints(ranks, 2 * d, "ranks", _NAME), in_modes + out_modes, _NAME)
+        dtype = read_dtype(dtype, _NAME)
+        self.in_modes, self.out_modes, self.ranks, self.use_bias = in_modes, out_modes, ranks, use_bias
+        # Each entry of W is a sum over prod(ranks) products of 2 d + 1 entries (core and factors).
+        std = factor_std(self.in_features, math.prod(ranks), 2 * d + 1)
+        keys = jax.random.split(key, 2 * d + 2)
+        self.core = std * jax.random.normal(keys[0], ranks, dtype)
+        self.in_factors = [std * jax.random.normal(keys[1 + k], (n, ranks[k]), dtype) for k, n in enumerate(in_modes)]
+        self.out_factors = [
+            std * jax.random.normal(keys[1 + d + k], (m, ranks[d + k]), dtype) for k, m in enumerate(out_modes)
+        ]
+        self.bias = initial_bias(keys[-1], self.out_features, self.in_features, dtype) if use_bias else None
+
+    @property
+    def in_features(self) -> int:
+        return math.prod(self.in_modes)
+
+    @property
+    def out_features(self) -> int:
+        return math.prod(self.out_modes)
+
+    def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
+        """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
+        x = one_example(x, self.in_features, self.in_modes, _NAME)
+        arrays = {"G": self.core}
+        arrays.update({f"U{k}": u for k, u in enumerate(self.in_factors)})
+        arrays.update({f"V{k}": v for k, v in enumerate(self.out_factors)})
+        y = lowered(_network, self.in_modes, self.out_modes, self.ranks)(x=x, **arrays).reshape(self.out_features)
+        return y + self.bias if self.use_bias else y
+
+    def dense(self) -> jax.Array:
+        """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
+        return dense_weight(self)
