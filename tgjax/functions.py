@@ -484,12 +484,22 @@ def _extremum(fn, t: Expr, edges, where: str) -> Expr:
 
 
 def _matrix_edges(t: Expr, edges, where: str) -> tuple:
+    if len(t.edges) < 2:
+        raise ValueError(
+            f"{where}: needs a tensor with two edges of equal size (a matrix, other edges batched); "
+            f"this one has edges {list(t.edges)}."
+        )
     if edges is None:
         if len(t.edges) != 2:
+            a, b = t.edges[:2]
             raise ValueError(
-                f"{where}: the tensor has edges {list(t.edges)}; name the two matrix edges, e.g. {where}(t, edges=('i', 'j'))."
+                f"{where}: the tensor has edges {list(t.edges)}; name the two matrix edges, e.g. {where}(t, edges=({a!r}, {b!r}))."
             )
         edges = t.edges
+    if isinstance(edges, str):
+        raise ValueError(
+            f"{where}: edges must be two edge names, e.g. edges=({edges[:1]!r}, {edges[1:]!r}); got the string {edges!r}."
+        )
     edges = tuple(edges)
     if len(edges) != 2:
         raise ValueError(f"{where}: edges must name exactly two edges (rows, columns); got {list(edges)}.")
@@ -600,7 +610,27 @@ def elementwise(name: str, fn):
         )
     if not callable(fn):
         raise TypeError(f"F.elementwise: fn must be a callable of one scalar; got {fn!r}.")
+    required = _required_arguments(fn)
+    if required is not None and required != 1:
+        raise TypeError(
+            f"F.elementwise: fn must take one scalar argument; {name!r} takes {required}. "
+            f"Fix the others (e.g. with a lambda) or, for two tensors, use F.maximum-style built-ins."
+        )
     return _user_function(name, fn, order=0)
+
+
+def _required_arguments(fn) -> int | None:
+    """How many positional arguments ``fn`` requires, or None where its signature cannot be read."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    # (this module's own sum is F.sum)
+    return len([p for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
 
 
 _SERIAL = itertools.count()

@@ -272,6 +272,11 @@ def raised(t: Expr, k, where: str) -> Function:
     if isinstance(k, Expr):
         raise TypeError(f"{where}: the exponent must be a scalar number; for a tensor exponent write F.exp(k * F.log(t)).")
     k = as_weight(k, where)
+    if not k.is_number:
+        raise TypeError(
+            f"{where}: the exponent must be a number; got {k}, a size symbol. Give its value (t ** 3), "
+            f"or for an exponent that varies write F.exp(k * F.log(t))."
+        )
     if isinstance(k, sympy.Float) and k == int(k):
         k = sympy.Integer(int(k))
     elif isinstance(k, sympy.Float):

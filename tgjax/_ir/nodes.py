@@ -19,6 +19,7 @@ from typing import Mapping
 
 import sympy
 
+from .._logging import stage
 from .deep import deep
 from .util import UnionFind, as_size, as_weight, fresh_edge, is_fresh
 from .walk import parents_first
@@ -50,7 +51,7 @@ def _merge_shapes(parts, where: str) -> dict:
 
 # Slots that hold what is computed about a node, not what it is: set once,
 # after construction, by the passes that compute them.
-_CACHES = frozenset({"_hash", "_sig", "_graph", "_simplified", "_vars", "_stands_for"})
+_CACHES = frozenset({"_hash", "_sig", "_graph", "_simplified", "_vars", "_stands_for", "_origins"})
 
 _set = object.__setattr__
 
@@ -75,7 +76,7 @@ class Expr:
         True
     """
 
-    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for")
+    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for", "_origins")
 
     args: tuple = ()
     # NumPy must hand ``array * expr`` to Expr.__rmul__, not build an object array.
@@ -85,7 +86,8 @@ class Expr:
         _set(self, "edges", tuple(edges))
         _set(self, "_shape", MappingProxyType(dict(shape)))
         for cache in _CACHES:
-            # _stands_for: an equal expression whose normal form is this one's (see Expr.grad)
+            # _stands_for: an equal expression whose normal form is this one's (see Expr.grad);
+            # _origins: Variables it was derived from but no longer mentions (lowering reads sizes from them)
             _set(self, cache, None)
         # levels of nodes below and including this one: passes recurse this deep
         _set(self, "_depth", 1 + max((a._depth for a in self.args), default=0))
@@ -242,6 +244,12 @@ class Expr:
             >>> A.rename(i="j", j="i").edges
             ('j', 'i')
         """
+        both = sorted(set(mapping or {}) & set(kwargs))
+        if both:
+            raise ValueError(
+                f"rename: edge {both[0]!r} is renamed twice, in the mapping and as a keyword "
+                f"({(mapping or {})[both[0]]!r} and {kwargs[both[0]]!r}); give one new name."
+            )
         mapping = {**(mapping or {}), **kwargs}
         for old, new in mapping.items():
             if old not in self._shape:
@@ -302,7 +310,8 @@ class Expr:
         # (reverse over reverse).
         base = self if self._stands_for is not None else simplify(self)
         # A fresh node, so that marking it never touches one of self's nodes.
-        result = Product([gradient(base, x, d.new_names)], edges=d.edges)
+        with stage("derivative", f"d/d{x.name}"):
+            result = Product([gradient(base, x, d.new_names)], edges=d.edges)
         # Its normal form is that of the unevaluated derivative (the forward
         # rules), which keeps the structure they show (the Hessian of x^T A x
         # is A + A^T) whatever the evaluation form.

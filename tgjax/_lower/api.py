@@ -14,8 +14,9 @@ import sympy
 from .._ir.deep import deep
 from .._ir.nodes import Expr, Variable
 from .._ir.sizes import complete_sizes, convolution_triples
-from .evaluation import evaluation_form, normal_forms
+from .._logging import stage
 from . import runtime
+from .evaluation import evaluation_form, normal_forms
 from .program import build
 
 _NOMINAL_SIZE = 64
@@ -38,9 +39,19 @@ def _variables(outputs, where: str) -> dict:
             if other.key != v.key:
                 raise ValueError(
                     f"{where}: two different variables are both named {v.name!r} "
-                    f"(edges {[e for e, _ in other.decl]} and {[e for e, _ in v.decl]}); give them distinct names."
+                    f"({_declaration(other)} and {_declaration(v)}); give them distinct names, or one declaration."
                 )
     return found
+
+
+def _sizes_text(env: dict) -> str:
+    return ", ".join(f"{s}={n}" for s, n in sorted(env.items(), key=lambda item: str(item[0]))) or "(none)"
+
+
+def _declaration(v: Variable) -> str:
+    """``edges i=n, j=3`` (and the symmetries): what tells two variables of one name apart."""
+    text = "edges " + ", ".join(f"{e}={s}" for e, s in v.decl)
+    return text + (f", symmetric {list(v.symmetric)}" if v.symmetric else "")
 
 
 def _size_symbols(outputs) -> set:
@@ -65,7 +76,50 @@ def _size_symbols(outputs) -> set:
     return symbols
 
 
+def _checked_array(name: str, array):
+    """The value given for variable ``name`` as an array of numbers, or a clear error."""
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        try:
+            array = jnp.asarray(array)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"tgjax function: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
+            ) from None
+    if jnp.issubdtype(array.dtype, jnp.bool_):
+        raise TypeError(
+            f"tgjax function: variable {name!r} is a boolean array; tensor sums and products of booleans "
+            f"are not defined here. Convert it, e.g. {name}=mask.astype(jnp.float32)."
+        )
+    if not jnp.issubdtype(array.dtype, jnp.number):
+        raise TypeError(f"tgjax function: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
+    return array
+
+
+def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict) -> None:
+    """Fix the size symbols of ``var``'s edges from its array's shape, checked against ``env``."""
+    shape = tuple(array.shape)
+    if len(shape) != len(var.decl):
+        raise ValueError(
+            f"tgjax function: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
+            f"must have {len(var.decl)} axes; got an array of shape {shape}."
+        )
+    for (edge, size), n in zip(var.decl, shape):
+        size = sympy.sympify(size)
+        if size.is_Symbol:
+            if size in env and env[size] != n:
+                raise ValueError(
+                    f"tgjax function: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
+                    f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape})."
+                )
+            env.setdefault(size, int(n))
+            origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
+
+
 def _normalise_sizes(sizes, where: str) -> dict:
+    if sizes is not None and not isinstance(sizes, Mapping):
+        raise TypeError(
+            f"{where}: sizes must be a dict from size symbol to int, e.g. sizes={{n: 5}}; got {type(sizes).__name__} {sizes!r}."
+        )
     env = {}
     for k, v in (sizes or {}).items():
         sym = k if isinstance(k, sympy.Basic) else sympy.Symbol(str(k))
@@ -94,6 +148,13 @@ class Lowered:
         self.normal = normal_forms(self.exprs)
         forms = self.evaluated + (self.normal or ())
         self.variables = _variables(forms + self.exprs, "tg.lower")
+        # what the expressions were derived from (a .grad's unevaluated derivative, a
+        # simplified expression's input) but no longer mention: sizes only
+        derived = [t._stands_for for t in outputs if t._stands_for is not None]
+        derived += [v for t in outputs for v in (t._origins or ())]
+        self.size_sources = {
+            v.name: v for v in _variables(tuple(derived), "tg.lower").values() if v.name not in self.variables
+        } if derived else {}
         self._fixed = _normalise_sizes(sizes, "tg.lower")
         self._symbols = _size_symbols(forms)
         # the sizes of a convolution that simplified away are still tied
@@ -110,7 +171,15 @@ class Lowered:
                     f"tgjax function: pass arrays as keywords fn(x=...) or as one dict fn({{x: ...}}); got {type(values).__name__}."
                 )
             for k, v in values.items():
-                given[k.name if isinstance(k, Variable) else k] = v
+                name = k.name if isinstance(k, Variable) else k
+                if name in given:
+                    raise ValueError(f"tgjax function: variable {name!r} is given twice in the dict; give it once.")
+                given[name] = v
+        twice = sorted(set(given) & set(kwargs))
+        if twice:
+            raise ValueError(
+                f"tgjax function: variable {twice[0]!r} is given twice, in the dict and as a keyword; give it once."
+            )
         given.update(kwargs)
         env = dict(self._fixed)
         origin = {s: "tg.lower(..., sizes=...)" for s in env}
@@ -119,33 +188,14 @@ class Lowered:
             if name not in given:
                 edges = ", ".join(e for e, _ in var.decl)
                 raise ValueError(f"tgjax function: missing variable {name!r} (edges {edges}); pass it as fn({name}=array).")
-            array = given[name]
-            if not hasattr(array, "shape") or not hasattr(array, "dtype"):
-                try:
-                    array = jnp.asarray(array)
-                except (TypeError, ValueError) as error:
-                    raise ValueError(
-                        f"tgjax function: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
-                    ) from None
-                if not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
-                    raise ValueError(f"tgjax function: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
-            shape = tuple(array.shape)
-            if len(shape) != len(var.decl):
-                raise ValueError(
-                    f"tgjax function: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
-                    f"must have {len(var.decl)} axes; got an array of shape {shape}."
-                )
-            for (edge, size), n in zip(var.decl, shape):
-                size = sympy.sympify(size)
-                if size.is_Symbol:
-                    if size in env and env[size] != n:
-                        raise ValueError(
-                            f"tgjax function: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
-                            f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape})."
-                        )
-                    env.setdefault(size, int(n))
-                    origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
+            array = _checked_array(name, given[name])
+            _read_sizes(name, var, array, env, origin)
             arrays.append(array)
+        # Variables the expressions were derived from but no longer mention (a constant
+        # Hessian): their arrays, where given, fix sizes too.
+        for name, var in self.size_sources.items():
+            if name in given:
+                _read_sizes(name, var, _checked_array(name, given[name]), env, origin)
         env = complete_sizes(env, self._triples, "tgjax function")
         for array, (name, var) in zip(arrays, self.variables.items()):
             shape = tuple(array.shape)
@@ -154,8 +204,9 @@ class Lowered:
                 if not size.is_Symbol and size.free_symbols <= set(env):
                     expected = int(size.subs(env))
                     if expected != n:
+                        shown = str(expected) if size.is_number else f"{size} = {expected}"
                         raise ValueError(
-                            f"tgjax function: edge {edge!r} of variable {name!r} has size {size} = {expected}, "
+                            f"tgjax function: edge {edge!r} of variable {name!r} has size {shown}, "
                             f"but its array has {n} along that axis (shape {shape})."
                         )
         missing = sorted(str(s) for s in self._symbols if s not in env)
@@ -171,7 +222,8 @@ class Lowered:
         key = tuple(sorted((str(s), n) for s, n in env.items() if s in self._symbols))
         entry = self._programs.get(key)
         if entry is None:
-            source, inputs, extra = self._build(env)
+            with stage("plan", f"{len(self.exprs)} expression(s) at sizes {_sizes_text(env)}"):
+                source, inputs, extra = self._build(env)
             namespace = {**runtime.MODULES, **runtime.HELPERS, **extra}
             exec(compile(source, "<tgjax program>", "exec"), namespace)
             entry = (source, inputs, jax.jit(namespace["program"]))
@@ -200,13 +252,17 @@ class Lowered:
             except (KeyError, AttributeError, TypeError):
                 shapes = None
         entry = self._by_shapes.get(shapes) if shapes is not None else None
-        if entry is None:
+        first = entry is None
+        if first:
             arrays, env = self._bind(values, kwargs)
             entry = self._program(env)
             self._by_shapes[tuple(a.shape for a in arrays)] = entry
         _, inputs, fn = entry
         by_name = dict(zip(self.variables, arrays))
-        return fn(*(by_name[n] for n in inputs))
+        if not first:
+            return fn(*(by_name[n] for n in inputs))
+        with stage("compile and first call", f"shapes {tuple(a.shape for a in arrays)}"):
+            return fn(*(by_name[n] for n in inputs))
 
     def source(self, values=None, /, **kwargs) -> str:
         """The generated source for the sizes of these inputs (see ``tg.to_source``).
@@ -218,7 +274,7 @@ class Lowered:
             True
         """
         _, env = self._bind(values, kwargs)
-        return standalone(*self._build(env))
+        return _sizes_header(env, set(env)) + standalone(*self._build(env))
 
     def __repr__(self):
         return f"<tgjax.lower of {len(self.outputs)} expression(s) in {sorted(self.variables)}>"
@@ -269,26 +325,31 @@ def lower(exprs, sizes: Mapping | None = None, samples: int | None = None):
 
 
 @deep
-def to_source(exprs, sizes: Mapping | None = None) -> str:
+def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None) -> str:
     """The generated JAX source of ``tg.lower(exprs)`` as a string.
 
     Args:
         exprs: an expression, or a list of them.
         sizes: size symbol -> int for the sizes to plan with.
+        values: arrays for (some of) the variables, keyed by name or Variable;
+            their shapes fix sizes as a call of the lowered function would.
 
     Returns:
-        A module that runs on its own: its imports (JAX, and the helpers of
-        tgjax's runtime it calls), then ``def program(...)``, whose arguments
-        are the variables. A function given to ``F.elementwise`` is imported
-        where it can be, and otherwise named in a comment to define first.
+        A module that runs on its own: a comment with the sizes it was
+        planned at, its imports (JAX, and the helpers of tgjax's runtime it
+        calls), then ``def program(...)``, whose arguments are the variables.
+        A function given to ``F.elementwise`` is imported where it can be,
+        and otherwise named in a comment to define first.
 
-    Contraction order and literal sizes depend on the sizes; those not given
-    in ``sizes`` are planned at a nominal 64 (a convolution kernel at 3).
+    Contraction order and literal sizes depend on the sizes; those neither in
+    ``sizes`` nor fixed by ``values`` are planned at a nominal 64 (a
+    convolution kernel at 3), and the header says which.
 
     Examples:
         >>> b, i = tg.symbols("b i")
         >>> X = tg.Variable("X", b, i)
         >>> print(tg.to_source(F.sum(F.tanh(X)), sizes={b: 8, i: 4}))
+        # planned at sizes b=8, i=4
         import jax
         import jax.numpy as jnp
         from jax import lax
@@ -308,9 +369,20 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
     for v in lowered.variables.values():
         for _, s in v.decl:
             symbols.update(sympy.sympify(s).free_symbols)
+    env = dict(lowered._fixed)
+    if values is not None:
+        if not isinstance(values, Mapping):
+            raise TypeError(f"tg.to_source: values must be a dict of arrays keyed by variable name; got {type(values).__name__}.")
+        origin = {s: "tg.to_source(..., sizes=...)" for s in env}
+        known = {**lowered.size_sources, **lowered.variables}
+        for key, array in values.items():
+            name = key.name if isinstance(key, Variable) else key
+            if name in known:
+                _read_sizes(name, known[name], _checked_array(name, array), env, origin)
+    given = set(env)
     # Sizes a convolution ties together are derived, not guessed: a nominal
     # (short) kernel and input where neither end is known.
-    env = complete_sizes(lowered._fixed, lowered._triples, "tg.to_source")
+    env = complete_sizes(env, lowered._triples, "tg.to_source")
     for w_in, k, w_out in lowered._triples:
         if k not in env and (w_in not in env or w_out not in env):
             env[k] = _NOMINAL_KERNEL
@@ -319,7 +391,21 @@ def to_source(exprs, sizes: Mapping | None = None) -> str:
         env = complete_sizes(env, lowered._triples, "tg.to_source")
     for s in symbols:
         env.setdefault(s, _NOMINAL_SIZE)
-    return standalone(*lowered._build(env))
+    return _sizes_header(env, given) + standalone(*lowered._build(env))
+
+
+def _sizes_header(env: dict, given: set) -> str:
+    """A comment line with the sizes a program was planned at, the nominal ones marked."""
+    def listed(symbols):
+        return ", ".join(f"{s}={env[s]}" for s in sorted(symbols, key=str))
+
+    known, nominal = [s for s in env if s in given], [s for s in env if s not in given]
+    if not env:
+        return ""
+    parts = [f"planned at sizes {listed(known)}"] if known else []
+    if nominal:
+        parts.append(f"nominal sizes (none given) {listed(nominal)}")
+    return "# " + "; ".join(parts) + "\n"
 
 
 def standalone(source: str, inputs, extra: dict) -> str:

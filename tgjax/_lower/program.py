@@ -79,6 +79,8 @@ class Program:
         value = sympy.sympify(w).subs(self.env)
         if value.is_Integer:
             return str(int(value))
+        if not value.is_finite:  # 1/0 from a mean over an empty edge: nan, as jnp.mean gives
+            return {sympy.oo: "jnp.inf", -sympy.oo: "-jnp.inf"}.get(value, "jnp.nan")
         return repr(float(value))
 
     def elements(self, t: Expr) -> int:

@@ -42,7 +42,10 @@ def _size(s, env) -> int:
 
 
 def _weight(w, env) -> float:
-    return float(sympy.sympify(w).subs(env))
+    value = sympy.sympify(w).subs(env)
+    if not value.is_finite:  # 1/0 from a mean over an empty edge: nan, as jnp.mean gives
+        return {sympy.oo: float("inf"), -sympy.oo: float("-inf")}.get(value, float("nan"))
+    return float(value)
 
 
 def _dtype(values):

@@ -24,7 +24,7 @@ from .._ir.nodes import (
     elementwise_product, rebuilt, register_pass,
 )
 from .core import simplified, with_order
-from .finish import simplify
+from .finish import remember_origins, simplify
 
 # A product of sums multiplies their numbers of terms; past this many monomials
 # the expansion is refused rather than left to run for minutes.
@@ -33,7 +33,7 @@ MAX_MONOMIALS = 20_000
 
 def expand(t: Expr) -> Expr:
     """``t`` as a sum of monomials in normal form, with ``t.edges`` kept exactly."""
-    return with_order(_expanded_normal_form(t), t.edges)
+    return remember_origins(with_order(_expanded_normal_form(t), t.edges), t)
 
 
 @deep

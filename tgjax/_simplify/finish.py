@@ -11,6 +11,7 @@ no finishing rule applies.
 from __future__ import annotations
 
 from .._ir.nodes import Expr, Product, rebuilt
+from .._logging import stage
 from .._ir.walk import parents_first
 from .core import recording_now, report, simplified, with_order
 from .products import FINISHING_RULES, Flat
@@ -18,13 +19,28 @@ from .products import FINISHING_RULES, Flat
 
 def simplify(t: Expr) -> Expr:
     """An equal-valued expression in normal form, with ``t.edges`` kept exactly."""
-    result = simplified(t)
-    for _ in range(8):  # each round removes a pattern; a few rounds reach the fixpoint
-        finished = _finished(result)
-        if finished is result:
-            break
-        result = simplified(finished)
-    return with_order(result, t.edges)
+    with stage("simplify", f"an expression of {t._depth} levels"):
+        result = simplified(t)
+        for _ in range(8):  # each round removes a pattern; a few rounds reach the fixpoint
+            finished = _finished(result)
+            if finished is result:
+                break
+            result = simplified(finished)
+    return remember_origins(with_order(result, t.edges), t)
+
+
+def remember_origins(result: Expr, t: Expr) -> Expr:
+    """``result`` (derived from ``t``) remembering the Variables of ``t`` it no longer mentions,
+    so that lowering still reads their sizes from the arrays given for them (the Hessian of
+    ``sum(x^2)`` is ``2 I``, sized by ``x``). A node that ``t`` itself contains is shared
+    with other expressions and is left alone."""
+    before = {v.key: v for v in (*t.variables(), *(t._origins or ()))}
+    if t._stands_for is not None:
+        before.update({v.key: v for v in t._stands_for.variables()})
+    lost = tuple(v for key, v in before.items() if key not in {u.key for u in result.variables()})
+    if lost and result._origins is None and all(result is not node for node in parents_first([t])):
+        result._origins = lost
+    return result
 
 
 def _finished(t: Expr) -> Expr:

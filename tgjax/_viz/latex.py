@@ -147,7 +147,7 @@ def _(t: AlongEdge, ctx):
 @_tex.register
 def _(t: Derivative, ctx):
     x = t.x
-    new = " ".join(t.new_names[e].replace("_", "'") for e, _ in x.decl)
+    new = " ".join(ctx.index(t.new_names[e]) for e, _ in x.decl)
     variable = f"{_symbol(x.name)}_{{{new}}}" if new else _symbol(x.name)
     return rf"\frac{{\partial}}{{\partial {variable}}}\left[{_tex(t.expr, ctx)}\right]"
 

@@ -7,36 +7,59 @@ letters that are not free edges of the expression.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import string
 
+import sympy
+
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, register_pass
+from .._ir.rename import freshen_inner
 from .._ir.util import is_fresh
 
 
 def to_string(t: Expr, depth: int | None = None) -> str:
     """The text notation of ``t``; with ``depth``, nodes deeper than that are shown as ``…``
     (a short description of a large expression, as in generated code's comments)."""
-    names = _Names(short_names(t, depth))
-    names.depth = depth
+    mapping, letters = _short_names(t, depth)
+    names = _Names(mapping)
+    names.depth, names.letters = depth, letters
     return _str(t, names)
 
 
 def short_names(t: Expr, depth: int | None = None) -> dict:
-    """Each machine-named inner edge of ``t`` -> a short letter that no edge of ``t`` is called
-    (shared by the text notation, LaTeX and diagrams, so that all three read alike)."""
+    """Each machine-named inner edge of ``t`` -> a short letter that names nothing else in ``t``
+    (no edge, and no size symbol shown in a weight), shared by the text notation, LaTeX and
+    diagrams so that all three read alike."""
+    return _short_names(t, depth)[0]
+
+
+def _short_names(t: Expr, depth: int | None):
+    """``short_names``, and the generator of the letters still free."""
     used, fresh = set(), []
     _collect_edges(t, used, fresh, depth)
     letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
-    return {e: next(letters) for e in dict.fromkeys(fresh)}
+    return {e: next(letters) for e in dict.fromkeys(fresh)}, letters
 
 
 class _Names(dict):
-    """Inner edge -> short letter, and how many more levels to print (None: all)."""
+    """Inner edge -> short letter; how many more levels to print (None: all); the letters still
+    free; and the edge names visible around the node being printed (``outer``)."""
 
     depth: int | None = None
+    letters = None
+    outer: frozenset = frozenset()
+
+    @contextlib.contextmanager
+    def seeing(self, visible: frozenset):
+        """Print the children inside with ``visible`` as the names around them."""
+        saved, self.outer = self.outer, visible
+        try:
+            yield
+        finally:
+            self.outer = saved
 
 
 def _sub(t: Expr, names: _Names) -> str:
@@ -55,6 +78,10 @@ def _sub(t: Expr, names: _Names) -> str:
 def _collect_edges(t: Expr, used: set, fresh: list, depth: int | None = None):
     for e in t.edges + (t.axes if isinstance(t, AlongEdge) else ()):
         (fresh.append if is_fresh(e) else used.add)(e)
+    # size symbols printed in weights (1/b) and as scalars (a closed loop's n): no letter may look like one
+    sizes = list(t.weights) if isinstance(t, Sum) else ([t.size] if isinstance(t, Delta) and not t.edges else [])
+    for w in sizes:
+        used.update(str(s) for s in sympy.sympify(w).free_symbols)
     if depth is not None and depth <= 0:
         return
     for a in t.args:
@@ -122,10 +149,19 @@ def _(t: Sum, names):
 def _(t: Product, names):
     if not t.factors:
         return "1"
+    # A nested product is its own scope: an inner edge named like an edge around it would
+    # read as one three-way edge ((x[i] x[i]) x[i]), so it is shown under a fresh letter.
+    clash = {e for e in t.inner_edges if not is_fresh(e) and e in names.outer}
+    if clash:
+        t = freshen_inner(t, clash)
+        for e in t.inner_edges:
+            if is_fresh(e) and e not in names:
+                names[e] = next(names.letters)
     parts = []
-    for f in t.factors:
-        s = _sub(f, names)
-        # a nested product is its own scope: its inner edge names may repeat outer ones
+    for k, f in enumerate(t.factors):
+        visible = names.outer | set(t.edges) | {e for j, g in enumerate(t.factors) if j != k for e in g.edges}
+        with names.seeing(frozenset(visible)):
+            s = _sub(f, names)
         if isinstance(f, (Sum, Product)):
             s = f"({s})"
         parts.append(s)
@@ -139,7 +175,7 @@ def _(t: Function, names):
 
 @_str.register
 def _(t: Derivative, names):
-    new = ",".join(t.new_names[e] for e, _ in t.x.decl)
+    new = ",".join(names.get(t.new_names[e], t.new_names[e]) for e, _ in t.x.decl)
     return f"D[{t.x.name}[{new}]]({_sub(t.expr, names)})"
 
 
