@@ -25,7 +25,8 @@ PACKAGE = pathlib.Path(tg.__file__).parent
 # The pipeline, first stage first: a module may import its own stage and
 # earlier ones, never a later one (text notation comes before lowering, whose
 # generated code carries it in comments).
-STAGES = ["_ir", "_diff", "_simplify", "_expectation", "_viz", "_lower", "functions", "nn", "__init__"]
+# _logging reports the stages' times; it imports nothing of tgjax, so every stage may use it
+STAGES = ["_logging", "_ir", "_diff", "_simplify", "_expectation", "_viz", "_lower", "functions", "nn", "__init__"]
 
 
 def _stage(module: str) -> str:

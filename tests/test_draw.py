@@ -52,6 +52,7 @@ CASES = {
     "expectation": tg.Expectation(F.sum((A @ x) ** 2), x),
     "expectation with a law": tg.Expectation(F.sum(x ** 2), x, mu=tg.Variable("m", i=n), covar=A.rename(j="i_")),
     "convolution": tg.Variable("v", wi) @ tg.Convolution(wi, kw, wo),
+    "the scalar 1": (F.sum(x) / F.sum(x)).simplify(),
     "a long chain": _chain(50),
     "a wide sum": sum((tg.Variable(f"v{q}", i=n) for q in range(30)), tg.Zero({"i": n})),
 }
@@ -322,3 +323,8 @@ def test_the_readme_pictures_are_what_the_script_draws(tmp_path):
     for name, svg in pictures.items():
         committed = (docs / "images" / name).read_text(encoding="utf-8")
         assert svg == committed, f"docs/images/{name} is stale: run python docs/make_pictures.py"
+
+
+def test_a_derivation_that_ends_in_a_constant_draws():
+    steps = tg.explain(F.sum(F.exp(x)) / F.sum(F.exp(x)))
+    assert "1" in _texts(_tree(tg.draw(steps)))

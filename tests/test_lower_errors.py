@@ -134,7 +134,7 @@ def test_two_variables_with_one_name_in_one_lowered_list():
     with pytest.raises(ValueError, match=r"two different variables are both named 'x'") as info:
         tg.lower([F.sum(x), F.sum(other)])
     message = str(info.value)
-    assert "'i'" in message and "'j'" in message
+    assert "edges i=i" in message and "edges j=j" in message
 
 
 def test_two_variables_with_one_name_in_one_expression():

@@ -15,7 +15,8 @@ import sympy
 from ._ir import along as _al
 from ._ir import elementwise as _ew
 from ._ir import extrema as _ex
-from ._ir.nodes import Delta, Expr, Product, Sum, _as_tensor, elementwise_product, scale, summed
+from ._ir.nodes import Delta, Expr, Product, _as_tensor, elementwise_product, scale, summed
+from ._ir.rename import mean_over_renamings
 
 __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
@@ -284,9 +285,7 @@ def symmetrize(t: Expr, edges: Iterable[str]) -> Expr:
     sizes = {e: t._shape[e] for e in edges}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"F.symmetrize: the edges must have one size; got sizes {sizes}.")
-    orders = list(itertools.permutations(edges))
-    terms = [t.rename(dict(zip(edges, order))) if order != edges else t for order in orders]
-    return Sum(terms, [sympy.Rational(1, len(orders))] * len(orders), edges=t.edges)
+    return mean_over_renamings(t, [dict(zip(edges, order)) for order in itertools.permutations(edges)])
 
 
 def pow(t: Expr, k) -> Expr:
@@ -726,4 +725,4 @@ def gelu(t: Expr) -> Expr:
 # Names a user's F.elementwise may not take: every function of this module and
 # every built-in function object (some, like pow and step, appear only inside
 # expressions).
-_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS, *_ex.BUILTINS)}
+_RESERVED = frozenset(__all__) | {fn.name for fn in (*_ew.BUILTINS, *_al.BUILTINS, *_ex.BUILTINS, _ex.ties)}

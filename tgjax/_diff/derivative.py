@@ -25,7 +25,7 @@ from .._ir.nodes import (
     Zero,
     elementwise_product,
 )
-from .._ir.rename import freshen_inner, rename, view
+from .._ir.rename import freshen_inner, mean_over_renamings, rename
 from .._ir.util import fresh_edge
 
 
@@ -59,8 +59,7 @@ def symmetrised(d: Expr, x: Variable, new_names: dict) -> Expr:
     when x has no symmetry (or ``d`` is zero)."""
     if not x.symmetric or isinstance(d, Zero):
         return d
-    swaps = [view(d, {new_names[e]: new_names[f] for e, f in m.items() if e != f}) for m in x.symmetries()]
-    return Sum(swaps, [sympy.Rational(1, len(swaps))] * len(swaps), edges=d.edges)
+    return mean_over_renamings(d, [{new_names[e]: new_names[f] for e, f in m.items()} for m in x.symmetries()])
 
 
 @functools.singledispatch

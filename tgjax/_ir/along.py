@@ -75,6 +75,8 @@ class AlongFunction:
         assert axes and (self.n_axes is None or len(axes) == self.n_axes), (
             f"internal error: {self.name} takes {self.n_axes or 'one or more'} axes; got {axes}"
         )
+        if self.n_axes is None:  # acting on all of them jointly: their order means nothing
+            axes = tuple(e for e in t.edges if e in axes)
         return AlongEdge(self, t, axes)
 
     def source(self, x: str, positions: tuple) -> str:

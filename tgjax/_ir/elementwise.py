@@ -123,13 +123,24 @@ def stable_log(t: Function):
     if isinstance(u, AlongEdge) and u.spec is softmax:
         v = u.input
         return Sum([v, broadcast_to(logsumexp(v, *u.axes), v._shape)], [1, -1], edges=edges)
-    if isinstance(u, Product) and len(u.factors) == 2:
-        fn = [f for f in u.factors if isinstance(f, Function) and f.spec is exp]
-        vectors = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
-        if len(fn) == 1 and len(vectors) == 1 and vectors[0].edges[0] in fn[0]._shape and vectors[0].edges[0] not in u._shape:
-            lse = logsumexp(fn[0].inputs[0], vectors[0].edges[0])
-            return lse if lse.edges == tuple(edges) else Product([lse], edges=edges)
+    summed = sum_of_exp(u)
+    if summed is not None:
+        lse = logsumexp(*summed)
+        return lse if lse.edges == tuple(edges) else Product([lse], edges=edges)
     return None
+
+
+def sum_of_exp(u: Expr):
+    """``(v, e)`` when ``u`` is ``sum_e exp(v)`` (an exp times a ones vector on one of its
+    edges, which it sums), else None: the pattern behind logsumexp and softmax written by hand."""
+    if not (isinstance(u, Product) and len(u.factors) == 2):
+        return None
+    exps = [f for f in u.factors if isinstance(f, Function) and f.spec is exp]
+    ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
+    if len(exps) != 1 or len(ones) != 1:
+        return None
+    e = ones[0].edges[0]
+    return (exps[0].inputs[0], e) if e in exps[0]._shape and e not in u._shape else None
 
 
 def log1p_of_expm1(t: Function):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import threading
 
+import sympy
+
 from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
 from .util import fresh_edge
 
@@ -100,7 +102,10 @@ def _(t: Zero, mapping):
 
 def freshen_inner(t: Product, avoid: set) -> Product:
     """The same product with every inner edge that is in ``avoid`` renamed to a fresh name."""
-    clash = t.inner_edges & set(avoid)
+    avoid = set(avoid)
+    inner = t.inner_edges
+    # in factor order, so the fresh names (and the letters printed for them) never depend on hashing
+    clash = [e for e in dict.fromkeys(e for f in t.factors for e in f.edges) if e in inner and e in avoid]
     if not clash:
         return t
     fresh = {e: fresh_edge() for e in clash}
@@ -208,3 +213,12 @@ def hadamard(a: Expr, b: Expr) -> Expr:
     joins = [Delta._make(a._shape[e], (left[e], right[e], e)) for e in shared]
     order = a.edges + tuple(e for e in b.edges if e not in a._shape)
     return Product([view(a, left), view(b, right), *joins], edges=order)
+
+
+def mean_over_renamings(t: Expr, mappings) -> Expr:
+    """The mean of ``t`` with its free edges renamed by each mapping (each a permutation of
+    some of its edges): a symmetrisation, ``(A + A^T) / 2`` for the identity and one swap."""
+    views = [view(t, {a: b for a, b in m.items() if a != b}) for m in mappings]
+    if len(views) == 1:
+        return views[0]
+    return Sum(views, [sympy.Rational(1, len(views))] * len(views), edges=t.edges)

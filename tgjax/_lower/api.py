@@ -76,31 +76,31 @@ def _size_symbols(outputs) -> set:
     return symbols
 
 
-def _checked_array(name: str, array):
+def _checked_array(name: str, array, where: str = "tgjax function"):
     """The value given for variable ``name`` as an array of numbers, or a clear error."""
     if not hasattr(array, "shape") or not hasattr(array, "dtype"):
         try:
             array = jnp.asarray(array)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"tgjax function: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
+                f"{where}: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
             ) from None
     if jnp.issubdtype(array.dtype, jnp.bool_):
         raise TypeError(
-            f"tgjax function: variable {name!r} is a boolean array; tensor sums and products of booleans "
+            f"{where}: variable {name!r} is a boolean array; tensor sums and products of booleans "
             f"are not defined here. Convert it, e.g. {name}=mask.astype(jnp.float32)."
         )
     if not jnp.issubdtype(array.dtype, jnp.number):
-        raise TypeError(f"tgjax function: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
+        raise TypeError(f"{where}: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
     return array
 
 
-def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict) -> None:
+def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict, where: str = "tgjax function") -> None:
     """Fix the size symbols of ``var``'s edges from its array's shape, checked against ``env``."""
     shape = tuple(array.shape)
     if len(shape) != len(var.decl):
         raise ValueError(
-            f"tgjax function: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
+            f"{where}: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
             f"must have {len(var.decl)} axes; got an array of shape {shape}."
         )
     for (edge, size), n in zip(var.decl, shape):
@@ -108,7 +108,7 @@ def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict) -> Non
         if size.is_Symbol:
             if size in env and env[size] != n:
                 raise ValueError(
-                    f"tgjax function: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
+                    f"{where}: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
                     f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape})."
                 )
             env.setdefault(size, int(n))
@@ -241,6 +241,11 @@ class Lowered:
         # measured longest.
         return evaluated[:3] if evaluated[3] < normal[3] else normal[:3]
 
+    def _shapes_key(self, arrays, given) -> tuple:
+        """What picks a program: the shapes of the inputs, and of the arrays that only give sizes."""
+        sources = tuple((name, tuple(given[name].shape)) for name in self.size_sources if name in given)
+        return tuple(a.shape for a in arrays) + sources
+
     def __call__(self, values=None, /, **kwargs):
         # Fast path: inputs with shapes seen before were already checked.
         shapes = None
@@ -248,7 +253,7 @@ class Lowered:
             given = kwargs if values is None else {(k.name if isinstance(k, Variable) else k): v for k, v in values.items()}
             try:
                 arrays = [given[name] for name in self.variables]
-                shapes = tuple(a.shape for a in arrays)
+                shapes = self._shapes_key(arrays, given)
             except (KeyError, AttributeError, TypeError):
                 shapes = None
         entry = self._by_shapes.get(shapes) if shapes is not None else None
@@ -256,7 +261,8 @@ class Lowered:
         if first:
             arrays, env = self._bind(values, kwargs)
             entry = self._program(env)
-            self._by_shapes[tuple(a.shape for a in arrays)] = entry
+            given = {**{(k.name if isinstance(k, Variable) else k): v for k, v in (values or {}).items()}, **kwargs}
+            self._by_shapes[self._shapes_key(arrays, given)] = entry
         _, inputs, fn = entry
         by_name = dict(zip(self.variables, arrays))
         if not first:
@@ -277,7 +283,7 @@ class Lowered:
         return _sizes_header(env, set(env)) + standalone(*self._build(env))
 
     def __repr__(self):
-        return f"<tgjax.lower of {len(self.outputs)} expression(s) in {sorted(self.variables)}>"
+        return f"<tgjax.lower of {len(self.exprs)} expression(s) in {sorted(self.variables)}>"
 
 
 def lower(exprs, sizes: Mapping | None = None, samples: int | None = None):
@@ -377,8 +383,9 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         known = {**lowered.size_sources, **lowered.variables}
         for key, array in values.items():
             name = key.name if isinstance(key, Variable) else key
-            if name in known:
-                _read_sizes(name, known[name], _checked_array(name, array), env, origin)
+            if name not in known:
+                raise ValueError(f"tg.to_source: values has {name!r}, which is no variable of the expression; its variables are {sorted(known)}.")
+            _read_sizes(name, known[name], _checked_array(name, array, "tg.to_source"), env, origin, "tg.to_source")
     given = set(env)
     # Sizes a convolution ties together are derived, not guessed: a nominal
     # (short) kernel and input where neither end is known.

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import sympy
 
 from .._ir.along import constant_along, inverse, softmax
-from .._ir.elementwise import exp, exponent, power
+from .._ir.elementwise import exp, exponent, power, sum_of_exp
 from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
 from .._ir.rename import freshen_inner, rename
@@ -384,7 +384,7 @@ def recognise_softmax(p: Flat):
     """
     classes, _ = _classes(p.atoms)
     for k, a in enumerate(p.atoms):
-        summed = _sum_of_exp(a)
+        summed = sum_of_exp(a.inputs[0]) if isinstance(a, Function) and exponent(a.spec) == -1 else None
         if summed is None:
             continue
         u, gone = summed
@@ -405,31 +405,46 @@ def recognise_softmax(p: Flat):
     return None
 
 
-def _sum_of_exp(a: Expr):
-    """``(u, e)`` when ``a`` is ``(sum_e exp(u)) ** -1``, else None."""
-    if not (isinstance(a, Function) and exponent(a.spec) == -1 and isinstance(a.inputs[0], Product)):
+def broadcast_sum(p: Flat):
+    """A sum broadcast along new edges (a sum factor times ones on free edges, and
+    nothing else) is the sum of its broadcast terms: ``(a + b) ⊗ 1 = a ⊗ 1 + b ⊗ 1``,
+    so that shifts cancel (``z + c - (c + lse) ⊗ 1 = z - lse ⊗ 1``).
+
+    Beside other factors the ones stay out of the sum (``ones_out_of_sum_factor``):
+    the two rules have complementary conditions, so neither undoes the other.
+    """
+    if not _is_broadcast_sum(p):
         return None
-    factors = a.inputs[0].factors
-    exps = [f for f in factors if isinstance(f, Function) and f.spec is exp]
-    ones = [f for f in factors if isinstance(f, Delta) and len(f.edges) == 1]
-    if len(factors) != 2 or len(exps) != 1 or len(ones) != 1 or ones[0].edges[0] not in exps[0]._shape:
-        return None
-    return exps[0].inputs[0], ones[0].edges[0]
+    (total,) = [a for a in p.atoms if isinstance(a, Sum)]
+    ones = [a for a in p.atoms if not isinstance(a, Sum)]
+    pairs = [
+        (p.weight * w * v, c)
+        for w, term in zip(total.weights, total.terms)
+        for v, c in terms_of(simplified(Product([term, *ones], edges=p.edges)))
+    ]
+    return make_sum(pairs, p.shape)
+
+
+def _is_broadcast_sum(p: Flat) -> bool:
+    """One sum factor, and otherwise only ones on free edges (at least one)."""
+    sums = [a for a in p.atoms if isinstance(a, Sum)]
+    ones = [a for a in p.atoms if isinstance(a, Delta) and len(a.edges) == 1 and a.edges[0] in p.edges]
+    return len(sums) == 1 and bool(ones) and len(sums) + len(ones) == len(p.atoms)
 
 
 def ones_out_of_sum_factor(p: Flat):
     """Ones that every term of a sum factor carries on one of its edges (a broadcast)
     move out of it, beside other factors: ``y[a] (s ⊗ 1_a - t ⊗ 1_a) = y[a] 1_a (s - t)``.
 
-    Sums split broadcast terms (``collect_terms``), so that shifts cancel; in a
-    product the common ones come back out, so the product's normal form does
-    not depend on whether its sum factor was once a term of a sum.
+    A broadcast sum on its own is split (``broadcast_sum``), so that shifts
+    cancel; beside other factors the common ones come out, so the product's
+    normal form does not depend on whether its sum factor was once split.
     """
+    if _is_broadcast_sum(p):
+        return None
     for k, a in enumerate(p.atoms):
         if not isinstance(a, Sum):
             continue
-        if all(j == k or (isinstance(b, Delta) and len(b.edges) == 1 and b.edges[0] in p.edges) for j, b in enumerate(p.atoms)):
-            continue  # a broadcast sum on its own stays one
         for e in a.edges:
             stripped = [constant_along(term, (e,)) for term in a.terms]
             if all(term is not None for term in stripped):
@@ -444,7 +459,7 @@ FINISHING_RULES = (recognise_softmax,)
 
 PRODUCT_RULES = (
     zero_factor, inline_nested, merge_deltas, combine_powers, combine_scalar_factors, cancel_inverse, sum_into_sum_factor,
-    ones_out_of_sum_factor,
+    broadcast_sum, ones_out_of_sum_factor,
 )
 
 

@@ -26,9 +26,7 @@ known without measuring.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-import string
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -44,8 +42,7 @@ from .._ir.nodes import (
 )
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import is_fresh
-from .._ir.walk import parents_first
-from .notation import short_names
+from .notation import short_names_and_letters
 
 _FONT = 12.0  # px
 _CHAR = 0.6 * _FONT  # the advance of one character of a monospace font
@@ -232,23 +229,12 @@ class _Context:
     """
 
     def __init__(self, expr: Expr):
-        self.names = short_names(expr)
-        used = {e for e in _all_edges(expr) if not is_fresh(e)} | set(self.names.values())
-        self._letters = (
-            c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used
-        )
+        self.names, self._letters = short_names_and_letters(expr)
 
     def label(self, edge: str) -> str:
         if edge not in self.names:
             self.names[edge] = next(self._letters) if is_fresh(edge) else edge
         return self.names[edge]
-
-
-def _all_edges(t: Expr):
-    for node in parents_first([t]):
-        yield from node.edges
-        if isinstance(node, AlongEdge):
-            yield from node.axes
 
 
 @deep
@@ -640,7 +626,7 @@ def _arranged(factors: list) -> _Arrangement:
 
 def _network(t: Expr, ctx: _Context) -> _Block:
     """The closed diagram of ``t``: its factors, the lines between them, its free edges dangling and labelled."""
-    factors = _flat_factors(t)
+    factors = _flat_factors(t) or [t]  # the empty product, the scalar 1, is its own box
     n = len(factors)
     plan = _arranged(factors)
     holders, free, position, per_row, rows = plan.holders, plan.free, plan.position, plan.per_row, plan.rows

@@ -16,14 +16,14 @@ import sympy
 
 
 from .._ir.nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, register_pass
-from .._ir.rename import freshen_inner
-from .._ir.util import is_fresh
+from .._ir.rename import freshen_inner, rename
+from .._ir.util import fresh_edge, is_fresh
 
 
 def to_string(t: Expr, depth: int | None = None) -> str:
     """The text notation of ``t``; with ``depth``, nodes deeper than that are shown as ``…``
     (a short description of a large expression, as in generated code's comments)."""
-    mapping, letters = _short_names(t, depth)
+    mapping, letters = short_names_and_letters(t, depth)
     names = _Names(mapping)
     names.depth, names.letters = depth, letters
     return _str(t, names)
@@ -33,11 +33,11 @@ def short_names(t: Expr, depth: int | None = None) -> dict:
     """Each machine-named inner edge of ``t`` -> a short letter that names nothing else in ``t``
     (no edge, and no size symbol shown in a weight), shared by the text notation, LaTeX and
     diagrams so that all three read alike."""
-    return _short_names(t, depth)[0]
+    return short_names_and_letters(t, depth)[0]
 
 
-def _short_names(t: Expr, depth: int | None):
-    """``short_names``, and the generator of the letters still free."""
+def short_names_and_letters(t: Expr, depth: int | None = None):
+    """``short_names``, and the generator of the letters still free (for names made later)."""
     used, fresh = set(), []
     _collect_edges(t, used, fresh, depth)
     letters = (c for c in itertools.chain(string.ascii_lowercase, (f"e{k}" for k in itertools.count())) if c not in used)
@@ -154,7 +154,7 @@ def _(t: Product, names):
     clash = {e for e in t.inner_edges if not is_fresh(e) and e in names.outer}
     if clash:
         t = freshen_inner(t, clash)
-        for e in t.inner_edges:
+        for e in dict.fromkeys(e for f in t.factors for e in f.edges):
             if is_fresh(e) and e not in names:
                 names[e] = next(names.letters)
     parts = []
@@ -189,6 +189,14 @@ def _(t: Expectation, names):
 
 @_str.register
 def _(t: AlongEdge, names):
+    # an axis it consumes is bound inside (logsumexp[c], max[c]): named like an edge around it,
+    # it is shown under a fresh letter, as a nested product's inner edges are
+    clash = [a for a in t.axes if not t.spec.keeps_edge and a in names.outer]
+    if clash:
+        fresh = {a: fresh_edge() for a in clash}
+        t = AlongEdge(t.spec, rename(t.input, fresh), tuple(fresh.get(a, a) for a in t.axes), edges=t.edges)
+        for a in fresh.values():
+            names[a] = next(names.letters)
     return t.spec.text(t, [names.get(a, a) for a in t.axes], _sub(t.input, names))
 
 
