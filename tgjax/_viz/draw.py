@@ -438,7 +438,7 @@ def _(t: Function, sides, labelled, ctx):
     for k, u in enumerate(t.inputs):
         if k:
             items.append(_text(","))
-        items.append(_network(u, ctx))
+        items.append(_network(u, ctx, sides))
     title = f"** {t.spec.k}" if isinstance(t.spec, Power) else t.spec.name
     return _frame(title, items, "function", sides, labelled, ctx)
 
@@ -446,7 +446,7 @@ def _(t: Function, sides, labelled, ctx):
 @_block.register
 def _(t: AlongEdge, sides, labelled, ctx):
     title = f"{t.spec.name}[{','.join(ctx.label(a) for a in t.axes)}]"
-    return _frame(title, [_network(t.input, ctx)], "function", sides, labelled, ctx)
+    return _frame(title, [_network(t.input, ctx, sides)], "function", sides, labelled, ctx)
 
 
 @_block.register
@@ -460,7 +460,7 @@ def _(t: Sum, sides, labelled, ctx):
             items.append(_text(f"{sign} {size}".strip()))
             continue
         shown = "" if size == 1 else (f"{size}·" if size.is_Atom else f"({size})·")
-        term = _network(u, ctx)
+        term = _network(u, ctx, sides)
         # a sign stays on the line of its term
         items.append(_flow([_text(f"{sign} {shown}".strip()), term], wrap=math.inf) if sign or shown else term)
     return _frame(None, items, "sum", sides, labelled, ctx)
@@ -477,12 +477,12 @@ def _flat_terms(t: Sum, scale=1) -> list:
 
 @_block.register
 def _(t: Derivative, sides, labelled, ctx):
-    return _frame(f"∂/∂{t.x.name}", [_network(t.expr, ctx)], "derivative", sides, labelled, ctx)
+    return _frame(f"∂/∂{t.x.name}", [_network(t.expr, ctx, sides)], "derivative", sides, labelled, ctx)
 
 
 @_block.register
 def _(t: Expectation, sides, labelled, ctx):
-    items = [_network(t.expr, ctx)]
+    items = [_network(t.expr, ctx, sides)]
     if not t.has_default_law():
         items += [_text("μ ="), _network(t.mu, ctx), _text("Σ ="), _network(t.covar, ctx)]
     return _frame(f"E over {t.wrt.name}", items, "expectation", sides, labelled, ctx)
@@ -553,6 +553,11 @@ def _walk_order(n: int, pairs: list) -> list:
     return order
 
 
+def _agreement(plan, prefer: dict) -> int:
+    """How many free edges leave by the side ``prefer`` gives them."""
+    return sum(plan.sides[plan.holders[e][0]].get(e) == side for e, side in prefer.items() if e in plan.free)
+
+
 @dataclass
 class _Arrangement:
     """Where each factor of a network sits and how each edge is drawn (before any sizes are known)."""
@@ -573,7 +578,7 @@ class _Arrangement:
         return r, (c if r % 2 == 0 else self.per_row - 1 - c)
 
 
-def _arranged(factors: list) -> _Arrangement:
+def _arranged(factors: list, backwards: bool = False) -> _Arrangement:
     n = len(factors)
     holders = defaultdict(list)
     for k, f in enumerate(factors):
@@ -582,6 +587,8 @@ def _arranged(factors: list) -> _Arrangement:
     inner = [e for e, hs in holders.items() if len(hs) == 2]
     free = [e for e, hs in holders.items() if len(hs) == 1]
     order = _walk_order(n, [tuple(holders[e]) for e in inner])
+    if backwards:
+        order = order[::-1]
     per_row = min(n, _MAX_ROW)
     plan = _Arrangement(
         holders, free, {k: p for p, k in enumerate(order)}, per_row, math.ceil(n / per_row), [], [], [],
@@ -624,11 +631,17 @@ def _arranged(factors: list) -> _Arrangement:
     return plan
 
 
-def _network(t: Expr, ctx: _Context) -> _Block:
-    """The closed diagram of ``t``: its factors, the lines between them, its free edges dangling and labelled."""
+def _network(t: Expr, ctx: _Context, prefer: dict | None = None) -> _Block:
+    """The closed diagram of ``t``: its factors, the lines between them, its free edges dangling
+    and labelled. ``prefer`` (edge -> side) is how the frame around it places those edges: the
+    chain runs the way that puts more of them on the same side inside as outside."""
     factors = _flat_factors(t) or [t]  # the empty product, the scalar 1, is its own box
     n = len(factors)
     plan = _arranged(factors)
+    if prefer:
+        backwards = _arranged(factors, backwards=True)
+        if _agreement(backwards, prefer) > _agreement(plan, prefer):
+            plan = backwards
     holders, free, position, per_row, rows = plan.holders, plan.free, plan.position, plan.per_row, plan.rows
     straight, bends, routed, sides = plan.straight, plan.bends, plan.routed, plan.sides
     one_row = rows == 1
