@@ -14,7 +14,7 @@ from .._ir.nodes import Expr
 from .._lower.api import lower
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -39,7 +39,7 @@ def read_modes(in_modes, out_modes, layer: str) -> tuple:
     """``(in_modes, out_modes)`` as tuples of positive ints of one length; an int is split into
     as many balanced factors as the other has modes (both ints: three each)."""
     def checked(value, name):
-        if _is_int(value):
+        if is_int(value):
             if value <= 0:
                 raise ValueError(f"{layer}: {name} must be positive; got {value}.")
             return value
@@ -47,7 +47,7 @@ def read_modes(in_modes, out_modes, layer: str) -> tuple:
             modes = tuple(value)
         except TypeError:
             modes = None
-        if not modes or not all(_is_int(m) and m > 0 for m in modes):
+        if not modes or not all(is_int(m) and m > 0 for m in modes):
             raise ValueError(
                 f"{layer}: {name} must be a positive int or a non-empty sequence of positive ints, "
                 f"e.g. (4, 8, 8) for 256; got {value!r}."
@@ -55,11 +55,11 @@ def read_modes(in_modes, out_modes, layer: str) -> tuple:
         return modes
 
     ins, outs = checked(in_modes, "in_modes"), checked(out_modes, "out_modes")
-    if _is_int(ins) and _is_int(outs):
+    if is_int(ins) and is_int(outs):
         ins, outs = balanced_factors(ins, 3), balanced_factors(outs, 3)
-    elif _is_int(ins):
+    elif is_int(ins):
         ins = balanced_factors(ins, len(outs))
-    elif _is_int(outs):
+    elif is_int(outs):
         outs = balanced_factors(outs, len(ins))
     if len(ins) != len(outs):
         raise ValueError(
@@ -80,13 +80,13 @@ def read_dtype(dtype, layer: str):
 
 def read_positive_ints(value, count: int, what: str, layer: str) -> tuple:
     """``count`` positive ints from one int or a sequence of exactly ``count``."""
-    values = (value,) * count if _is_int(value) else None
+    values = (value,) * count if is_int(value) else None
     if values is None:
         try:
             values = tuple(value)
         except TypeError:
             values = None
-    if values is None or len(values) != count or not all(_is_int(r) and r > 0 for r in values):
+    if values is None or len(values) != count or not all(is_int(r) and r > 0 for r in values):
         raise ValueError(f"{layer}: {what} must be one positive int or {count} positive ints; got {value!r}.")
     return values
 

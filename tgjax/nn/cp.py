@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 
 from .._ir.nodes import Delta, Variable
-from ._common import _is_int, dense_weight, factor_std, initial_bias, lowered, one_example, read_dtype, read_modes
+from ._common import dense_weight, factor_std, initial_bias, is_int, lowered, one_example, read_dtype, read_modes
 
 _NAME = "CPLinear"
 
@@ -59,7 +59,7 @@ class CPLinear(eqx.Module):
     def __init__(self, in_modes: Sequence[int] | int, out_modes: Sequence[int] | int, rank: int, *,
                  use_bias: bool = True, dtype=None, key):
         in_modes, out_modes = read_modes(in_modes, out_modes, _NAME)
-        if not (_is_int(rank) and rank > 0):
+        if not (is_int(rank) and rank > 0):
             raise ValueError(f"{_NAME}: rank must be one positive int (the number of outer products); got {rank!r}.")
         dtype = read_dtype(dtype, _NAME)
         self.in_modes, self.out_modes, self.rank, self.use_bias = in_modes, out_modes, rank, use_bias

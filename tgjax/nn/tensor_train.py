@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ir.nodes import Variable
 from ._common import (
-    _is_int, clipped, dense_weight, factor_std, initial_bias, lowered, one_example, read_dtype, read_modes,
+    clipped, dense_weight, factor_std, initial_bias, is_int, lowered, one_example, read_dtype, read_modes,
 )
 
 _NAME = "TensorTrainLinear"
@@ -20,7 +20,7 @@ _NAME = "TensorTrainLinear"
 
 def _ranks(value, d: int) -> tuple:
     """The d - 1 inner ranks: from one int, d - 1 ints, or d + 1 ints with 1 at both ends."""
-    if _is_int(value):
+    if is_int(value):
         ranks = (value,) * (d - 1)
     else:
         try:
@@ -29,7 +29,7 @@ def _ranks(value, d: int) -> tuple:
             ranks = None
         if ranks is not None and len(ranks) == d + 1 and ranks[0] == ranks[-1] == 1:
             ranks = ranks[1:-1]
-    ok = ranks is not None and len(ranks) == d - 1 and all(_is_int(r) and r > 0 for r in ranks)
+    ok = ranks is not None and len(ranks) == d - 1 and all(is_int(r) and r > 0 for r in ranks)
     if not ok:
         raise ValueError(
             f"{_NAME}: ranks must be one positive int, {d - 1} positive ints (between the {d} cores), "
