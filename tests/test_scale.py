@@ -177,5 +177,6 @@ def test_eight_layer_mlp_check_grads_to_second_order():
     rng = np.random.default_rng(3)
     values = {"x": rng.normal(size=(3, 3))}
     values |= {f"W{k}": rng.normal(size=(3, 3)) for k in range(8)} | {f"c{k}": rng.normal(size=3) for k in range(8)}
-    errors = tg.check_grads(loss, [ws[0], ws[4], ws[7], cs[2]], values, order=2)
+    # the first and last layers and a bias in between (every layer took 90 s of CI's 15 minutes)
+    errors = tg.check_grads(loss, [ws[0], ws[7], cs[2]], values, order=2)
     assert max(errors.values()) < 1e-8

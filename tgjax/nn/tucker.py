@@ -7,10 +7,11 @@ from typing import Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from .._ir.nodes import Variable
 from ._common import (
-    clipped, dense_weight, factor_std, initial_bias, lowered, one_example, read_dtype, read_modes, read_positive_ints,
+    clipped, dense_weight, initial_bias, lowered, one_example, read_dtype, read_modes, read_positive_ints,
 )
 
 _NAME = "TuckerLinear"
@@ -29,6 +30,12 @@ def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
     return network
 
 
+def _orthonormal(key, rows: int, columns: int, dtype):
+    """A random ``rows x columns`` matrix with orthonormal columns (``columns <= rows``)."""
+    q, r = jnp.linalg.qr(jax.random.normal(key, (rows, columns), dtype))
+    return q * jnp.sign(jnp.diagonal(r))  # a uniformly random orientation of each column
+
+
 class TuckerLinear(eqx.Module):
     """``y = W x + b`` with ``W`` a Tucker decomposition of the ``(out_modes, in_modes)`` tensor:
     a core ``G`` of shape ``ranks`` (input ranks, then output ranks) and one factor matrix per
@@ -36,7 +43,9 @@ class TuckerLinear(eqx.Module):
 
     The forward pass projects the input onto the factors, contracts the core
     and expands onto the output factors, in the order opt_einsum plans (one
-    tgjax network per shape); the dense matrix is never built.
+    tgjax network per shape); the dense matrix is never built. It starts
+    from factor matrices with orthonormal columns and a Gaussian core scaled
+    so that the weight has ``eqx.nn.Linear``'s variance.
 
     Follows ``eqx.nn.Linear``: keyword-only ``key``, ``__call__`` on one
     example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.
@@ -72,14 +81,17 @@ class TuckerLinear(eqx.Module):
         ranks = clipped(read_positive_ints(ranks, 2 * d, "ranks", _NAME), in_modes + out_modes, _NAME)
         dtype = read_dtype(dtype, _NAME)
         self.in_modes, self.out_modes, self.ranks, self.use_bias = in_modes, out_modes, ranks, use_bias
-        # Each entry of W is a sum over prod(ranks) products of 2 d + 1 entries (core and factors).
-        std = factor_std(self.in_features, math.prod(ranks), 2 * d + 1)
+        # Factor matrices with orthonormal columns (the form a higher-order SVD gives) and a
+        # Gaussian core: each entry of W is then a Gaussian sum over the core (no heavy tails of a
+        # product of many random factors), with mean variance sigma^2 prod(rank / mode) over the
+        # entries; sigma makes that eqx.nn.Linear's 1 / (3 in).
         keys = jax.random.split(key, 2 * d + 2)
+        modes = in_modes + out_modes
+        kept = math.prod(r / m for r, m in zip(ranks, modes))
+        std = math.sqrt(1.0 / (3.0 * self.in_features * kept))
         self.core = std * jax.random.normal(keys[0], ranks, dtype)
-        self.in_factors = [std * jax.random.normal(keys[1 + k], (n, ranks[k]), dtype) for k, n in enumerate(in_modes)]
-        self.out_factors = [
-            std * jax.random.normal(keys[1 + d + k], (m, ranks[d + k]), dtype) for k, m in enumerate(out_modes)
-        ]
+        factors = [_orthonormal(keys[1 + k], m, r, dtype) for k, (m, r) in enumerate(zip(modes, ranks))]
+        self.in_factors, self.out_factors = factors[:d], factors[d:]
         self.bias = initial_bias(keys[-1], self.out_features, self.in_features, dtype) if use_bias else None
 
     @property
