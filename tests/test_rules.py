@@ -117,7 +117,6 @@ PRODUCT_CASES = [
     (pr.cancel_inverse, F.inverse(S).rename(j="k") @ S.rename(i="k"), I, Sk @ C.rename(l="j")),
     (pr.recognise_softmax, F.exp(x) / F.sum(F.exp(x)), F.softmax(x, "i"), F.exp(x) / F.sum(F.exp(y))),
     (pr.recognise_softmax, F.exp(A) / F.sum(F.exp(A), "j"), F.softmax(A, "j"), F.exp(A) / F.sum(F.exp(A.rename(i="j", j="i")), "j")),
-    (pr.broadcast_sum, Product([x + y, Delta._make(i, ("j",))]), Product([x, Delta._make(i, ("j",))]) + Product([y, Delta._make(i, ("j",))]), Product([x + y, Delta._make(i, ("i",))])),
     (pr.ones_out_of_sum_factor, Product([x, _broadcast(y) + _broadcast(x)]), F.sum(x) * (y + x).rename(i="j"), Product([x, x + y])),
     (pr.sum_into_sum_factor, F.sum(x + y), F.sum(x) + F.sum(y), F.sum(x * (x + y))),
     (pr.sum_into_sum_factor, Product([tg.Delta(i, "j"), Delta._make(i, ("i",)), x + y]), tg.Delta(i, "j") * (F.sum(x) + F.sum(y)), (x + y) * tg.Delta(i, "j")),

@@ -405,43 +405,11 @@ def recognise_softmax(p: Flat):
     return None
 
 
-def broadcast_sum(p: Flat):
-    """A sum broadcast along new edges (a sum factor times ones on free edges, and
-    nothing else) is the sum of its broadcast terms: ``(a + b) ⊗ 1 = a ⊗ 1 + b ⊗ 1``,
-    so that shifts cancel (``z + c - (c + lse) ⊗ 1 = z - lse ⊗ 1``).
-
-    Beside other factors the ones stay out of the sum (``ones_out_of_sum_factor``):
-    the two rules have complementary conditions, so neither undoes the other.
-    """
-    if not _is_broadcast_sum(p):
-        return None
-    (total,) = [a for a in p.atoms if isinstance(a, Sum)]
-    ones = [a for a in p.atoms if not isinstance(a, Sum)]
-    pairs = [
-        (p.weight * w * v, c)
-        for w, term in zip(total.weights, total.terms)
-        for v, c in terms_of(simplified(Product([term, *ones], edges=p.edges)))
-    ]
-    return make_sum(pairs, p.shape)
-
-
-def _is_broadcast_sum(p: Flat) -> bool:
-    """One sum factor, and otherwise only ones on free edges (at least one)."""
-    sums = [a for a in p.atoms if isinstance(a, Sum)]
-    ones = [a for a in p.atoms if isinstance(a, Delta) and len(a.edges) == 1 and a.edges[0] in p.edges]
-    return len(sums) == 1 and bool(ones) and len(sums) + len(ones) == len(p.atoms)
-
-
 def ones_out_of_sum_factor(p: Flat):
     """Ones that every term of a sum factor carries on one of its edges (a broadcast)
-    move out of it, beside other factors: ``y[a] (s ⊗ 1_a - t ⊗ 1_a) = y[a] 1_a (s - t)``.
-
-    A broadcast sum on its own is split (``broadcast_sum``), so that shifts
-    cancel; beside other factors the common ones come out, so the product's
-    normal form does not depend on whether its sum factor was once split.
+    move out of it: ``(s ⊗ 1_a - t ⊗ 1_a) y[a] = (s - t) 1_a y[a]``, so that the
+    product's normal form does not depend on where the broadcast was written.
     """
-    if _is_broadcast_sum(p):
-        return None
     for k, a in enumerate(p.atoms):
         if not isinstance(a, Sum):
             continue
@@ -459,7 +427,7 @@ FINISHING_RULES = (recognise_softmax,)
 
 PRODUCT_RULES = (
     zero_factor, inline_nested, merge_deltas, combine_powers, combine_scalar_factors, cancel_inverse, sum_into_sum_factor,
-    broadcast_sum, ones_out_of_sum_factor,
+    ones_out_of_sum_factor,
 )
 
 
