@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import tgjax as tg
 import tgjax.functions as F
-from strategies import VARIABLES, assert_close, ev, expressions, seeds, values
+from strategies import SIZES, VARIABLES, assert_close, ev, expressions, seeds, values
 
 n = tg.symbols("n")
 v = tg.Variable("v", i=n)
@@ -101,13 +101,8 @@ def test_unevaluated_derivatives_combine_with_every_operator_like_evaluated_ones
     vals = values(seed)
     expected = ev(evaluated, vals)
     assert_close(ev(unevaluated.simplify(), vals), expected, what="simplified")
-    assert_close(tg.lower(unevaluated, sizes=_sizes())(**vals), expected, rtol=1e-7, atol=1e-7, what="lowered")
+    assert_close(tg.lower(unevaluated, sizes=SIZES)(**vals), expected, rtol=1e-7, atol=1e-7, what="lowered")
 
-
-def _sizes():
-    from strategies import SIZES
-
-    return SIZES
 
 
 # -- sizes, printing, logging, export ------------------------------------------------------------

@@ -226,7 +226,7 @@ def test_every_layer_works_with_vmap_filter_jit_filter_grad_and_optax(make):
     for _ in range(30):
         m, state, value = step(m, state)
         first = value if first is None else first
-    assert float(value) < 0.8 * float(first)  # it learns
+    assert float(value) < 0.5 * float(first)  # it learns
 
 
 @pytest.mark.parametrize("make, terms", [

@@ -76,6 +76,11 @@ def _size_symbols(outputs) -> set:
     return symbols
 
 
+def _by_name(values) -> dict:
+    """A dict of values keyed by Variables or names, keyed by names."""
+    return {(k.name if isinstance(k, Variable) else k): v for k, v in (values or {}).items()}
+
+
 def _checked_array(name: str, array, where: str = "tgjax function"):
     """The value given for variable ``name`` as an array of numbers, or a clear error."""
     if not hasattr(array, "shape") or not hasattr(array, "dtype"):
@@ -241,32 +246,29 @@ class Lowered:
         # measured longest.
         return evaluated[:3] if evaluated[3] < normal[3] else normal[:3]
 
-    def _shapes_key(self, arrays, given) -> tuple:
+    def _shapes_key(self, arrays, given: dict) -> tuple:
         """What picks a program: the shapes of the inputs, and of the arrays that only give sizes."""
-        sources = tuple((name, tuple(given[name].shape)) for name in self.size_sources if name in given)
-        return tuple(a.shape for a in arrays) + sources
+        sources = tuple((name, np.shape(given[name])) for name in self.size_sources if name in given)
+        return tuple(np.shape(a) for a in arrays) + sources
 
     def __call__(self, values=None, /, **kwargs):
-        # Fast path: inputs with shapes seen before were already checked.
-        shapes = None
-        if values is None or (isinstance(values, Mapping) and not kwargs):
-            given = kwargs if values is None else {(k.name if isinstance(k, Variable) else k): v for k, v in values.items()}
-            try:
+        # A dict and keywords together go to _bind, which refuses a name given twice.
+        given = _by_name(values) if values is None or (isinstance(values, Mapping) and not kwargs) else None
+        if given is not None:
+            given.update(kwargs)
+            try:  # fast path: inputs with shapes seen before were already checked
                 arrays = [given[name] for name in self.variables]
-                shapes = self._shapes_key(arrays, given)
+                entry = self._by_shapes.get(self._shapes_key(arrays, given))
             except (KeyError, AttributeError, TypeError):
-                shapes = None
-        entry = self._by_shapes.get(shapes) if shapes is not None else None
-        first = entry is None
-        if first:
-            arrays, env = self._bind(values, kwargs)
-            entry = self._program(env)
-            given = {**{(k.name if isinstance(k, Variable) else k): v for k, v in (values or {}).items()}, **kwargs}
-            self._by_shapes[self._shapes_key(arrays, given)] = entry
-        _, inputs, fn = entry
+                entry = None
+            if entry is not None:
+                _, inputs, fn = entry
+                by_name = dict(zip(self.variables, arrays))
+                return fn(*(by_name[n] for n in inputs))
+        arrays, env = self._bind(values, kwargs)
+        _, inputs, fn = entry = self._program(env)
+        self._by_shapes[self._shapes_key(arrays, {**_by_name(values), **kwargs})] = entry
         by_name = dict(zip(self.variables, arrays))
-        if not first:
-            return fn(*(by_name[n] for n in inputs))
         with stage("compile and first call", f"shapes {tuple(a.shape for a in arrays)}"):
             return fn(*(by_name[n] for n in inputs))
 

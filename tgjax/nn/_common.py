@@ -133,8 +133,27 @@ def lowered(build, *shape):
     return lower(network)
 
 
-def dense_weight(layer) -> jax.Array:
-    """The ``(out_features, in_features)`` weight of a layer, from its response to each unit vector."""
-    eye = jnp.eye(layer.in_features, dtype=jax.tree_util.tree_leaves(layer)[0].dtype)
-    columns = jax.vmap(layer)(eye)
-    return (columns - layer.bias if layer.bias is not None else columns).T
+class FactoredLinear:
+    """What the factored linear layers share, mixed into each ``eqx.Module``: their sizes, the
+    forward pass through a lowered network, and the dense weight for inspection. A layer has
+    ``in_modes``, ``out_modes`` and ``bias`` (None without one)."""
+
+    @property
+    def in_features(self) -> int:
+        return math.prod(self.in_modes)
+
+    @property
+    def out_features(self) -> int:
+        return math.prod(self.out_modes)
+
+    def _forward(self, x, layer: str, build, shape: tuple, arrays: dict) -> jax.Array:
+        """``W x + b`` for one example ``x``, through ``lowered(build, *shape)`` given the factors ``arrays``."""
+        x = one_example(x, self.in_features, self.in_modes, layer)
+        y = lowered(build, *shape)(x=x, **arrays).reshape(self.out_features)
+        return y + self.bias if self.bias is not None else y
+
+    def dense(self) -> jax.Array:
+        """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
+        eye = jnp.eye(self.in_features, dtype=jax.tree_util.tree_leaves(self)[0].dtype)
+        columns = jax.vmap(self)(eye)
+        return (columns - self.bias if self.bias is not None else columns).T

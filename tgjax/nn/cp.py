@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import equinox as eqx
 import jax
 
 from .._ir.nodes import Delta, Variable
-from ._common import dense_weight, factor_std, initial_bias, is_int, lowered, one_example, read_dtype, read_modes
+from ._common import FactoredLinear, factor_std, initial_bias, is_int, read_dtype, read_modes
 
 _NAME = "CPLinear"
 
@@ -24,7 +23,7 @@ def _network(in_modes: tuple, out_modes: tuple, rank: int):
     return network @ Delta(rank, *(f"r{k}" for k in range(d)))
 
 
-class CPLinear(eqx.Module):
+class CPLinear(FactoredLinear, eqx.Module):
     """``y = W x + b`` with ``W[o, i] = sum_r prod_k A_k[i_k, o_k, r]``: ``rank`` outer products.
 
     ``d`` factors of shape ``(in_modes[k], out_modes[k], rank)`` replace the
@@ -72,21 +71,7 @@ class CPLinear(eqx.Module):
         ]
         self.bias = initial_bias(keys[d], self.out_features, self.in_features, dtype) if use_bias else None
 
-    @property
-    def in_features(self) -> int:
-        return math.prod(self.in_modes)
-
-    @property
-    def out_features(self) -> int:
-        return math.prod(self.out_modes)
-
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
-        x = one_example(x, self.in_features, self.in_modes, _NAME)
         factors = {f"A{k}": a for k, a in enumerate(self.factors)}
-        y = lowered(_network, self.in_modes, self.out_modes, self.rank)(x=x, **factors).reshape(self.out_features)
-        return y + self.bias if self.use_bias else y
-
-    def dense(self) -> jax.Array:
-        """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
-        return dense_weight(self)
+        return self._forward(x, _NAME, _network, (self.in_modes, self.out_modes, self.rank), factors)

@@ -11,9 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._ir.nodes import Variable
-from ._common import (
-    clipped, dense_weight, factor_std, initial_bias, is_int, lowered, one_example, read_dtype, read_modes,
-)
+from ._common import FactoredLinear, clipped, factor_std, initial_bias, is_int, read_dtype, read_modes
 
 _NAME = "TensorTrainLinear"
 
@@ -60,7 +58,7 @@ def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
     return network
 
 
-class TensorTrainLinear(eqx.Module):
+class TensorTrainLinear(FactoredLinear, eqx.Module):
     """``y = W x + b`` with ``W`` (prod(out_modes) x prod(in_modes)) a tensor train.
 
     Core ``k`` has shape ``(r_{k-1}, in_modes[k], out_modes[k], r_k)`` with
@@ -160,17 +158,8 @@ class TensorTrainLinear(eqx.Module):
             layer = eqx.tree_at(lambda m: m.bias, layer, bias)
         return layer
 
-    @property
-    def in_features(self) -> int:
-        return math.prod(self.in_modes)
-
-    @property
-    def out_features(self) -> int:
-        return math.prod(self.out_modes)
-
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
-        x = one_example(x, self.in_features, self.in_modes, _NAME)
         d = len(self.in_modes)
         cores = {}
         for k, core in enumerate(self.cores):
@@ -179,13 +168,7 @@ class TensorTrainLinear(eqx.Module):
             if k == d - 1:
                 core = core[..., 0]
             cores[f"G{k}"] = core
-        y = lowered(_network, self.in_modes, self.out_modes, self.ranks)(x=x, **cores)
-        y = y.reshape(self.out_features)
-        return y + self.bias if self.use_bias else y
-
-    def dense(self) -> jax.Array:
-        """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
-        return dense_weight(self)
+        return self._forward(x, _NAME, _network, (self.in_modes, self.out_modes, self.ranks), cores)
 
 
 def _tt_svd(w: np.ndarray, in_modes: tuple, out_modes: tuple, ranks: tuple | None, tol: float | None) -> list:

@@ -10,9 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from .._ir.nodes import Variable
-from ._common import (
-    clipped, dense_weight, initial_bias, lowered, one_example, read_dtype, read_modes, read_positive_ints,
-)
+from ._common import FactoredLinear, clipped, initial_bias, read_dtype, read_modes, read_positive_ints
 
 _NAME = "TuckerLinear"
 
@@ -36,7 +34,7 @@ def _orthonormal(key, rows: int, columns: int, dtype):
     return q * jnp.sign(jnp.diagonal(r))  # a uniformly random orientation of each column
 
 
-class TuckerLinear(eqx.Module):
+class TuckerLinear(FactoredLinear, eqx.Module):
     """``y = W x + b`` with ``W`` a Tucker decomposition of the ``(out_modes, in_modes)`` tensor:
     a core ``G`` of shape ``ranks`` (input ranks, then output ranks) and one factor matrix per
     mode, ``U_k`` of shape ``(in_modes[k], s_k)`` and ``V_k`` of shape ``(out_modes[k], t_k)``.
@@ -94,23 +92,9 @@ class TuckerLinear(eqx.Module):
         self.in_factors, self.out_factors = factors[:d], factors[d:]
         self.bias = initial_bias(keys[-1], self.out_features, self.in_features, dtype) if use_bias else None
 
-    @property
-    def in_features(self) -> int:
-        return math.prod(self.in_modes)
-
-    @property
-    def out_features(self) -> int:
-        return math.prod(self.out_modes)
-
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
-        x = one_example(x, self.in_features, self.in_modes, _NAME)
         arrays = {"G": self.core}
         arrays.update({f"U{k}": u for k, u in enumerate(self.in_factors)})
         arrays.update({f"V{k}": v for k, v in enumerate(self.out_factors)})
-        y = lowered(_network, self.in_modes, self.out_modes, self.ranks)(x=x, **arrays).reshape(self.out_features)
-        return y + self.bias if self.use_bias else y
-
-    def dense(self) -> jax.Array:
-        """The weight as a dense (out_features, in_features) matrix, for tests and inspection only."""
-        return dense_weight(self)
+        return self._forward(x, _NAME, _network, (self.in_modes, self.out_modes, self.ranks), arrays)
