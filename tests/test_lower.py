@@ -467,6 +467,24 @@ def test_delta_inside_a_network_values():
     assert_close(out, VALUES["S"] @ VALUES["S"])
 
 
+def test_sum_of_transposed_terms_is_added_in_their_order():
+    # The Hessian of a tanh MLP with respect to its input sums two matrices that
+    # both come out of their einsums in the order opposite the sum's edges: they
+    # are added as they are (reading both transposed is slow on XLA:CPU), and the
+    # einsum that consumes the sum reads it in that order for free.
+    d, h, m = tg.symbols("d h m")
+    x, W1, W2 = tg.Variable("x", i=d), tg.Variable("W1", i=d, j=h), tg.Variable("W2", j=h, k=m)
+    f = F.sum(F.tanh(F.tanh(x @ W1) @ W2))
+    hessian = f.grad(x).grad(x)
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal(6), "W1": rng.standard_normal((6, 5)) / 3, "W2": rng.standard_normal((5, 4)) / 3}
+    source = tg.to_source(hessian, values=values)
+    sums = [line for line in source.splitlines() if " + " in line and "=" in line and not line.strip().startswith("#")]
+    assert sums and not any(line.count(".transpose(") >= 2 for line in sums), source
+    expected = jax.hessian(lambda x: jnp.sum(jnp.tanh(jnp.tanh(x @ values["W1"]) @ values["W2"])))(values["x"])
+    assert_close(tg.lower(hessian)(values), expected)
+
+
 def test_lowered_source_method_matches_sizes():
     fn = tg.lower(tg.Delta(n, "i", "j") + S)
     assert "delta(6, 2" in fn.source(VALUES)

@@ -233,13 +233,31 @@ def _term_text(u: Expr, order, program: Program, full_rank: bool) -> str:
     return f"{text}[{index}]"
 
 
+def _sum_order(t: Sum, program: Program) -> tuple:
+    """The axis order in which to add the terms of ``t``: the one its full-size terms all
+    have, where there are two or more of them, else ``t.edges``.
+
+    Adding arrays that are all transposed relative to ``t.edges`` would read every one
+    of them strided; XLA:CPU runs such a loop up to an order of magnitude slower than
+    one that reads in place (the Hessian of a tanh MLP ran 1.8x faster for this). The
+    consumers align the result as they need it, for free where they are einsums. A
+    single full-size term is left alone: XLA already folds its transpose into the
+    elementwise ops around it, and moving it only moves the transpose elsewhere.
+    """
+    arrays = [core for core, spread in map(_broadcast_core, t.terms)
+              if core is not None and not spread and not isinstance(core, Delta)]
+    orders = {program.value(core).edges for core in arrays}
+    return orders.pop() if len(arrays) >= 2 and len(orders) == 1 else t.edges
+
+
 @_lower.register
 def _(t: Sum, program):
     parts = []
     # NumPy broadcasting fills in ones-vector edges, as long as one term has them all.
     full_rank = any(not _broadcast_core(u)[1] for u in t.terms)
+    order = _sum_order(t, program)
     for w, u in zip(t.weights, t.terms):
-        text = _term_text(u, t.edges, program, full_rank)
+        text = _term_text(u, order, program, full_rank)
         number = program.number(w)
         if number.startswith("-"):
             sign, number = "-", number[1:]
@@ -250,7 +268,7 @@ def _(t: Sum, program):
     code = ("-" if parts[0][0] == "-" else "") + parts[0][1]
     code += "".join(f" {s} {b}" for s, b in parts[1:])
     n = program.elements(t)
-    return Value(program.emit(code, _describe(t), flops=n * len(parts), elements=n), t.edges)
+    return Value(program.emit(code, _describe(t), flops=n * len(parts), elements=n), order)
 
 
 @_lower.register
