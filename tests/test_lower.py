@@ -9,6 +9,7 @@ non-square so that a transposed axis cannot go unnoticed.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import jax
@@ -20,7 +21,10 @@ from hypothesis import given, settings
 
 import tgjax as tg
 import tgjax.functions as F
+from tgjax._lower import contract
+from tgjax._lower.api import Lowered
 from tgjax._lower.reference import evaluate
+from tgjax.nn import cp, tensor_train, tucker
 
 b, i, j, k, n = tg.symbols("b i j k n")
 SIZES = {"b": 2, "i": 3, "j": 4, "k": 5, "n": 6}
@@ -577,3 +581,86 @@ def test_random_loss_lowered_with_its_gradients_matches_reference(f, seed):
     strategies.assert_close(out[0], strategies.ev(f, vals), rtol=1e-10, what=str(f))
     for v, g in zip(f.variables(), out[1:]):
         strategies.assert_close(g, strategies.jax_grad(f, v, vals), rtol=1e-10, what=f"d/d{v.name} of {f}")
+
+
+# -- orders for a batch (Lowered(..., mapped=...), used by tgjax.nn) ------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(strategies.expressions(), strategies.seeds)
+def test_random_expression_ordered_for_a_batch_matches_reference(expr, seed):
+    vals = strategies.values(seed)
+    mapped = sorted(v.name for v in expr.variables())[:1]
+    out = Lowered(expr, sizes=strategies.SIZES, mapped=mapped)(vals)
+    strategies.assert_close(out, strategies.ev(expr, vals), rtol=1e-10, what=f"{expr} mapped over {mapped}")
+
+
+def _layer_networks():
+    """(name, network, values) of the tensor-train, CP and Tucker layers' networks, float64."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, build, shape in [
+        ("tensor_train", tensor_train._network, ((4, 8, 8, 4), (4, 8, 8, 4), (8, 8, 8))),
+        ("tensor_train_wide", tensor_train._network, ((8, 8, 8, 8), (2, 2, 2, 2), (8, 8, 8))),
+        ("cp", cp._network, ((8, 8, 8, 8), (2, 2, 2, 2), 36)),
+        ("tucker", tucker._network, ((4, 8, 8, 4), (4, 8, 8, 4), (3,) * 8)),
+    ]:
+        network = build(*shape)
+        values = {v.name: rng.standard_normal(tuple(int(s) for s in v.shape.values())) for v in network.variables()}
+        out.append((name, network, values))
+    return out
+
+
+@pytest.mark.parametrize("name, network, values", _layer_networks(), ids=lambda p: p if isinstance(p, str) else "")
+def test_layer_network_ordered_for_a_batch_matches_plain_order_under_vmap(name, network, values):
+    ordered, plain = Lowered(network, mapped=["x"]), tg.lower(network)
+    xs = np.stack([values["x"] * k for k in (1.0, -0.5, 2.0)])
+    others = {k: v for k, v in values.items() if k != "x"}
+    batched = jax.vmap(lambda x: ordered(x=x, **others))(xs)
+    for k in range(3):
+        assert_close(batched[k], plain(x=xs[k], **others), rtol=1e-9, atol=1e-9)
+
+
+def _order_cost(inputs, output, size_of, path, batched, batch_letter, batch=contract.MAPPED_BATCH):
+    """The combo cost (FLOPs + 64 x entries written) of ``path`` for a batch, and the largest
+    intermediate it builds without the batch."""
+    terms = [t + batch_letter if k in batched else t for k, t in enumerate(inputs)]
+    final, sizes = output + batch_letter, {**size_of, batch_letter: batch}
+    cost = largest = 0
+    for positions, _ in path:
+        picked = [terms.pop(k) for k in positions]
+        kept = "".join(ch for ch in dict.fromkeys("".join(picked)) if ch in final or any(ch in t for t in terms))
+        entries = math.prod(sizes[ch] for ch in kept)
+        cost += math.prod(sizes[ch] for ch in set("".join(picked))) + 64 * entries
+        if batch_letter not in kept:
+            largest = max(largest, entries)
+        terms.append(kept)
+    return cost, largest
+
+
+@pytest.mark.parametrize("name, network, values", _layer_networks(), ids=lambda p: p if isinstance(p, str) else "")
+def test_order_for_a_batch_is_no_costlier_than_the_order_for_one_example(name, network, values):
+    # The search is exact: for a batch it beats (or ties) the order planned for one
+    # example wherever that one keeps within the cap, and never exceeds the cap.
+    x = next(v for v in network.variables() if v.name == "x")
+    factors = [v for v in network.variables() if v.name != "x"]
+    letters = {}
+    for delta in (f for f in network.factors if isinstance(f, tg.Delta)):  # a CP rank: one index
+        for e in delta.edges:
+            letters[e] = "r"
+    for v in [x, *factors]:
+        for e in v.edges:
+            letters.setdefault(e, "abcdefghijklmnopqstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"[len(letters)])
+    inputs = tuple("".join(letters[e] for e in v.edges) for v in [x, *factors])
+    output = "".join(letters[e] for e in network.edges)
+    size_of = {letters[e]: int(s) for v in [x, *factors] for e, s in v.shape.items()}
+    batched = frozenset([0])
+    cap = math.prod(values["x"].shape) * math.prod(int(s) for s in network.shape.values()) // 4
+    ordered = contract.mapped_order(inputs, output, size_of, batched, "Z")
+    shapes = tuple(tuple(size_of[ch] for ch in t) for t in inputs)
+    per_example = contract._contraction_order(",".join(inputs) + "->" + output, shapes, contract._optimizer(len(inputs)))
+    cost, largest = _order_cost(inputs, output, size_of, ordered, batched, "Z")
+    assert largest < cap
+    their_cost, their_largest = _order_cost(inputs, output, size_of, per_example, batched, "Z")
+    if their_largest < cap:
+        assert cost <= their_cost

@@ -140,10 +140,14 @@ class Lowered:
     ``fn(x=x_array, A=A_array)`` or ``fn({x: x_array, "A": A_array})``. Result
     axes follow ``expr.edges``. Programs are planned and jitted once per set
     of sizes.
+
+    ``mapped`` (for the layers in ``tgjax.nn``): names of variables given one
+    example at a time under ``jax.vmap``. Contractions are then ordered for a
+    batch of them, so work that does not involve them runs once per batch.
     """
 
     @deep
-    def __init__(self, exprs, sizes: Mapping | None = None):
+    def __init__(self, exprs, sizes: Mapping | None = None, mapped=()):
         self._single, outputs = _as_outputs(exprs, "tg.lower")
         self.exprs = tuple(outputs)
         self._depth = max(t._depth for t in outputs)  # read by @deep on the methods
@@ -161,6 +165,9 @@ class Lowered:
             v.name: v for v in _variables(tuple(derived), "tg.lower").values() if v.name not in self.variables
         } if derived else {}
         self._fixed = _normalise_sizes(sizes, "tg.lower")
+        unknown = sorted(set(mapped) - set(self.variables))
+        assert not unknown, f"internal error: mapped variables {unknown} are not inputs"
+        self._mapped = tuple(mapped)
         self._symbols = _size_symbols(forms)
         # the sizes of a convolution that simplified away are still tied
         self._triples = convolution_triples(forms + self.exprs)
@@ -238,10 +245,10 @@ class Lowered:
     @deep
     def _build(self, env: dict):
         """Source, inputs and globals of the cheaper candidate program at sizes ``env``."""
-        evaluated = build(self.evaluated, env, as_tuple=not self._single)
+        evaluated = build(self.evaluated, env, as_tuple=not self._single, mapped=self._mapped)
         if self.normal is None:
             return evaluated[:3]
-        normal = build(self.normal, env, as_tuple=not self._single)
+        normal = build(self.normal, env, as_tuple=not self._single, mapped=self._mapped)
         # A tie goes to the normal form, whose programs the benchmarks have
         # measured longest.
         return evaluated[:3] if evaluated[3] < normal[3] else normal[:3]

@@ -9,12 +9,13 @@ added after the contraction (a broadcast, or a diagonal for an identity pair).
 from __future__ import annotations
 
 import functools
+import math
 import random
 from dataclasses import dataclass
 
 import opt_einsum
 
-from .._ir.util import EinsumLetters, UnionFind
+from .._ir.util import EinsumLetters, UnionFind, einsum_letter
 
 
 @dataclass
@@ -85,11 +86,12 @@ def _contraction_order(equation: str, shapes: tuple, optimizer: str) -> tuple:
     return tuple((tuple(inds), einsum_str) for inds, _, einsum_str, _, _ in info.contraction_list)
 
 
-def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
+def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()) -> Plan:
     """``operands``: [(name, edges)]; ``deltas``: [edges]; ``free``: output edges in order;
     ``sizes``: edge -> int; ``new_name()``: a fresh variable name for intermediate results;
     ``known(inputs, output_letters, names)``: the name and output letter order of a
-    pairwise contraction computed before, or None."""
+    pairwise contraction computed before, or None; ``mapped``: names of operands that are
+    one example of a batch mapped by ``jax.vmap`` (``mapped_order``)."""
     classes = UnionFind()
     find = classes.find
     for edges in deltas:
@@ -134,9 +136,13 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             else:
                 result = names[0]
         else:
-            shapes = tuple(tuple(size_of[ch] for ch in term) for term in inputs)
-            equation = ",".join(inputs) + "->" + output
-            for contract_inds, einsum_str in _contraction_order(equation, shapes, _optimizer(len(inputs))):
+            batched = frozenset(k for k, name in enumerate(names) if name in mapped)
+            if batched and len(batched) < len(inputs) and len(inputs) <= MAPPED_MAX:
+                order = mapped_order(tuple(inputs), output, size_of, batched, einsum_letter(len(letters)))
+            else:
+                shapes = tuple(tuple(size_of[ch] for ch in term) for term in inputs)
+                order = _contraction_order(",".join(inputs) + "->" + output, shapes, _optimizer(len(inputs)))
+            for contract_inds, einsum_str in order:
                 args = [names.pop(k) for k in contract_inds]
                 out = new_name()
                 steps.append(Step(einsum_str, args, out))
@@ -164,6 +170,91 @@ def plan(operands, deltas, free, sizes, new_name, known=None) -> Plan:
             labels.append(e)
     letter_sizes = {letters[c]: sizes[c] for c in letters}
     return Plan(steps, result, post, labels, scale, letter_sizes)
+
+
+# Mapped orders are searched exhaustively over subsets (3^n pairs): 59,049 at 10 operands.
+MAPPED_MAX = 10
+MAPPED_BATCH = 256  # the batch size a mapped product is ordered for
+_COMBO_FACTOR = 64   # opt_einsum's "combo" weight of an entry written against one FLOP
+
+
+def mapped_order(inputs: tuple, output: str, size_of: dict, batched: frozenset, batch: str) -> tuple:
+    """Pairwise steps (as ``_contraction_order`` gives them) for the network ``inputs -> output``
+    when the operands at positions ``batched`` are one example each of a batch that
+    ``jax.vmap`` maps over.
+
+    Under ``vmap`` a step that involves no batched operand runs once for the whole
+    batch, so the best order for one example (which combines the other operands
+    with each other only where that pays for one example) is not the best for the
+    batch, which combines them wherever that makes the batched steps fewer or
+    smaller. The order is searched exactly, by dynamic programming over subsets,
+    with the batch as an index ``batch`` of size ``MAPPED_BATCH`` on the batched
+    operands and the output, at opt_einsum's "combo" cost (FLOPs plus 64 per entry
+    written). It builds no intermediate without the batch that has a quarter or
+    more of the entries of the map from the batched operands to the output (a
+    layer's dense weight): building that map is what the batch alone would make
+    cheapest, and what a factored layer exists to avoid. An allowed order always
+    exists: contracting every other operand into the batched ones builds nothing
+    without the batch. (benchmarks/README.md, "Layers", has the measurements.)
+    """
+    n = len(inputs)
+    terms = [t + batch if k in batched else t for k, t in enumerate(inputs)]
+    final = output + batch
+    sizes = {**size_of, batch: MAPPED_BATCH}
+    holders: dict = {}  # letter -> bitmask of the operands that carry it
+    for k, term in enumerate(terms):
+        for ch in term:
+            holders[ch] = holders.get(ch, 0) | 1 << k
+    everything = (1 << n) - 1
+
+    @functools.cache
+    def kept(mask: int) -> frozenset:
+        """The indices of the contraction of the operands in ``mask`` that something else needs."""
+        return frozenset(ch for ch, m in holders.items() if m & mask and (m & ~mask or ch in final))
+
+    def entries(letters) -> int:
+        return math.prod(sizes[ch] for ch in letters)
+
+    cap = entries({ch for k in batched for ch in inputs[k]}) * entries(set(output)) // 4
+    best = {1 << k: (0, None) for k in range(n)}  # mask -> (cost, (left mask, right mask))
+    for mask in sorted(range(1, everything + 1), key=int.bit_count):
+        if mask in best:
+            continue
+        result = kept(mask)
+        written = entries(result)
+        if batch not in result and written >= cap:
+            continue
+        low = mask & -mask
+        sub = (mask - 1) & mask
+        while sub:
+            # each split once: the part holding the lowest operand is the left one
+            if sub & low and sub in best and (mask ^ sub) in best:
+                left, right = sub, mask ^ sub
+                cost = best[left][0] + best[right][0] + entries(kept(left) | kept(right)) + _COMBO_FACTOR * written
+                if mask not in best or cost < best[mask][0]:
+                    best[mask] = (cost, (left, right))
+            sub = (sub - 1) & mask
+
+    pending = [(1 << k, term) for k, term in enumerate(inputs)]  # (mask, letters) of the operand list
+    steps = []
+
+    def contract(mask: int):
+        left, right = best[mask][1]
+        for part in (left, right):
+            if best[part][1] is not None:
+                contract(part)
+        i, j = sorted((next(k for k, (m, _) in enumerate(pending) if m == part) for part in (left, right)), reverse=True)
+        (_, a), (_, b) = pending.pop(i), pending.pop(j)
+        if mask == everything:
+            letters = output
+        else:
+            need = kept(mask)
+            letters = "".join(ch for ch in dict.fromkeys(a + b) if ch in need)
+        steps.append(((i, j), f"{a},{b}->{letters}"))
+        pending.append((mask, letters))
+
+    contract(everything)
+    return tuple(steps)
 
 
 def _reuse(inputs, names, output, known):

@@ -39,8 +39,11 @@ class Value:
 class Program:
     """Statements of one generated function, at fixed sizes."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, mapped=()):
         self.env = env          # size symbol -> int
+        # the values that depend on a mapped input (one example of a batch that
+        # jax.vmap maps over): products are ordered for a batch of them (contract.py)
+        self.mapped = {parameter(n) for n in mapped}
         self.lines = []          # generated statements, with comment lines
         self.numbering = Numbering()
         self.memo = {}           # value number -> Value, its edges given as port positions
@@ -109,6 +112,8 @@ class Program:
         name = self.new_name()
         self.lines.append(f"{name} = {code}")
         self.statements[key] = name
+        if self.mapped and not self.mapped.isdisjoint(re.findall(r"\b\w+\b", code)):
+            self.mapped.add(name)
         return name
 
     # -- sharing pairwise contractions between products ---------------------
@@ -327,7 +332,8 @@ def _(t: Product, program):
         operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
         deltas.extend(joins)
     placeholders = (f"%{k}" for k in itertools.count())
-    p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair)
+    p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair,
+             mapped=program.mapped)
     comment = _describe(t)
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
@@ -444,10 +450,11 @@ def parameter(name: str) -> str:
     return name
 
 
-def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program"):
+def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program", mapped=()):
     """Source text, inputs and globals of one function computing every output at sizes ``env``,
-    and its estimated cost (``Program.cost``)."""
-    program = Program(env)
+    and its estimated cost (``Program.cost``). ``mapped``: names of the inputs that are one
+    example of a batch (``Program.mapped``)."""
+    program = Program(env, mapped)
     outputs = [factor(t, program.size) for t in outputs]
     # Functions first, innermost first: the products inside them (a forward
     # pass) are then known when the products outside are planned, which may

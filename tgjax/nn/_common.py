@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from .._ir.nodes import Expr
-from .._lower.api import lower
+from .._lower.api import Lowered
 
 
 def is_int(value) -> bool:
@@ -126,11 +126,12 @@ def one_example(x, in_features: int, in_modes: tuple, layer: str) -> jax.Array:
 
 @functools.lru_cache(maxsize=None)
 def lowered(build, *shape):
-    """``tg.lower`` of the network ``build(*shape)``, once per shape: opt_einsum plans its
-    contraction order, so the dense weight is never formed."""
+    """``tg.lower`` of the network ``build(*shape)``, once per shape, with its input ``x`` mapped:
+    the contraction order is planned for a batch under ``jax.vmap`` (factors combined once
+    per batch where that pays), and never builds the dense weight."""
     network = build(*shape)
     assert isinstance(network, Expr)
-    return lower(network)
+    return Lowered(network, mapped=("x",))
 
 
 class FactoredLinear:
