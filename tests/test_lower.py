@@ -664,3 +664,13 @@ def test_order_for_a_batch_is_no_costlier_than_the_order_for_one_example(name, n
     their_cost, their_largest = _order_cost(inputs, output, size_of, per_example, batched, "Z")
     if their_largest < cap:
         assert cost <= their_cost
+
+
+def test_intermediate_is_laid_out_for_the_contraction_that_reads_it():
+    # (AB) is summed over c next: c goes last; the elementwise step between
+    # keeps its input's layout and passes the wish on.
+    order = (((1, 0), "bc,ab->ca"), ((1, 0), "ca,cd->ad"))
+    assert contract._laid_out(order, ("ab", "bc", "cd")) == (((1, 0), "bc,ab->ac"), ((1, 0), "ac,cd->ad"))
+    order = (((1, 0), "bc,ab->ca"), ((2, 1), "ca,ca->ca"), ((1, 0), "ca,cd->ad"))
+    laid = contract._laid_out(order, ("ab", "bc", "cd", "ca"))
+    assert [eq for _, eq in laid] == ["bc,ab->ac", "ac,ca->ac", "ac,cd->ad"]

@@ -142,6 +142,7 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
             else:
                 shapes = tuple(tuple(size_of[ch] for ch in term) for term in inputs)
                 order = _contraction_order(",".join(inputs) + "->" + output, shapes, _optimizer(len(inputs)))
+                order = _laid_out(order, inputs)
             for contract_inds, einsum_str in order:
                 args = [names.pop(k) for k in contract_inds]
                 out = new_name()
@@ -170,6 +171,62 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
             labels.append(e)
     letter_sizes = {letters[c]: sizes[c] for c in letters}
     return Plan(steps, result, post, labels, scale, letter_sizes)
+
+
+def _laid_out(order, inputs) -> tuple:
+    """``order`` with each intermediate's axes laid out for the contraction that uses it.
+
+    An einsum step's result may come out in any axis order at no cost (XLA's dot
+    writes it so), but the next contraction wants its batch indices (those both
+    its operands keep) first and the indices it sums last; otherwise XLA copies
+    the intermediate into that layout first. Steps that sum nothing (elementwise
+    products) keep the layout of their intermediate input, and pass on the wish
+    of the contraction after them.
+    """
+    items = [None] * len(inputs)
+    consumer = {}
+    for k, (inds, _) in enumerate(order):
+        for i in inds:
+            it = items.pop(i)
+            if it is not None:
+                consumer[it] = k
+        items.append(k)
+    sides = [eq.split("->")[0].split(",") for _, eq in order]
+    kept = [eq.split("->")[1] for _, eq in order]
+    sums = [bool(set("".join(ins)) - set(out)) for ins, out in zip(sides, kept)]
+
+    def wish(k: int):
+        """(the other operand, the result) of the first contraction after step ``k``, or None."""
+        c = consumer.get(k)
+        while c is not None and not sums[c]:
+            k, c = c, consumer.get(c)
+        if c is None:
+            return None
+        other = next((t for t in sides[c] if set(t) != set(kept[k])), sides[c][0])
+        return other, set(kept[c])
+
+    terms = list(inputs)
+    steps = []
+    laid = {}  # step -> its result's letters as laid out
+    for k, (inds, _) in enumerate(order):
+        picked = [terms.pop(i) for i in inds]
+        letters = kept[k]
+        if k in consumer:
+            if sums[k]:
+                target = wish(k)
+                if target is not None:
+                    other, out = target
+                    rank = {ch: (ch not in other or ch not in out) + (ch not in out) for ch in letters}
+                    letters = "".join(sorted(letters, key=rank.__getitem__))
+            else:
+                # an elementwise step keeps its largest intermediate input's layout
+                base = max((t for t in picked if t in laid.values() and set(letters) <= set(t)), key=len, default=None)
+                if base is not None:
+                    letters = "".join(ch for ch in base if ch in letters)
+        steps.append((inds, ",".join(picked) + "->" + letters))
+        laid[k] = letters
+        terms.append(letters)
+    return tuple(steps)
 
 
 # Mapped orders are searched exhaustively over subsets (3^n pairs): 59,049 at 10 operands.
