@@ -8,6 +8,9 @@ import tgjax as tg
 import tgjax.functions as F
 from strategies import (
     PARTNER,
+    I,
+    J,
+    K,
     assert_close,
     ev,
     expressions,
@@ -16,6 +19,7 @@ from strategies import (
     scalar_expressions,
     seeds,
     values,
+    x,
 )
 
 
@@ -97,6 +101,17 @@ def test_simplify_keeps_edges_and_value(e, seed):
     assert s.edges == e.edges
     assert s.shape == e.shape
     assert_close(ev(s, vals), ev(e, vals), what=str(e))
+
+
+def test_sum_made_from_a_summed_sum_factor_is_in_normal_form():
+    # Found by test_simplify_is_idempotent: summing j over (δ[k] δ[i] + x[i] δ[k]) δ[j] δ[m]
+    # gives j (δ[i] + x[i]) δ[k] δ[m], whose δ[i] term merges with the other term's at once.
+    d = tg.Delta
+    inner = d(K, "k") @ d(I, "i") + x @ d(K, "k")
+    e = (d(J, "j", "m") @ d(K, "k") @ d(I, "i") + inner @ d(J, "j") @ d(J, "m")) @ d(J, "j")
+    s = e.simplify()
+    assert s.simplify() == s
+    assert str(s) == "j x[i] δ[k] δ[m] + (j + 1) δ[k] δ[i] δ[m]"
 
 
 @settings(deadline=None)

@@ -131,12 +131,23 @@ def terms_of(t: Expr) -> list:
     return [(sympy.Integer(1), t)]
 
 
+@functools.lru_cache(maxsize=4096)
+def _tidy_weight(w):
+    """A weight in one form per value: a whole float as an integer, and a ratio of sizes
+    cancelled (``2 i (-2 i - 2) / (2 i + 2)`` is ``-2 i``), so equal sums compare equal."""
+    if isinstance(w, sympy.Float) and w == int(w):
+        return sympy.nsimplify(w)
+    if isinstance(w, sympy.Expr) and w.free_symbols and not w.is_polynomial(*w.free_symbols):
+        return sympy.cancel(w)
+    return w
+
+
 def make_sum(pairs, shape: dict) -> Expr:
     """Merge isomorphic cores (adding weights), drop zeros, order canonically."""
     merged: dict = {}
     for w, core in pairs:
         merged[core] = merged.get(core, 0) + w
-    kept = [(sympy.nsimplify(w) if isinstance(w, sympy.Float) and w == int(w) else w, c) for c, w in merged.items() if w != 0]
+    kept = [(w, c) for c, w in ((c, _tidy_weight(w)) for c, w in merged.items()) if w != 0]
     if not kept:
         return Zero._make(shape)
     if len(kept) == 1 and kept[0][0] == 1:

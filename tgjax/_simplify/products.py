@@ -27,6 +27,7 @@ from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import UnionFind, fresh_edge, is_fresh
 from .core import make_sum, recording_now, report, simplified, simplify_node, terms_of
+from .sums import split_where_terms_merge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,7 +370,8 @@ def sum_into_sum_factor(p: Flat):
         ]
         result = make_sum(pairs, inner.shape)
         if len(group) == len(p.atoms):
-            return make_sum([(p.weight * w, c) for w, c in terms_of(result)], p.shape)
+            # the product became a sum: in the normal form of one, as collect_terms leaves it
+            return make_sum(split_where_terms_merge([(p.weight * w, c) for w, c in terms_of(result)]), p.shape)
         return p.but([a for k, a in enumerate(p.atoms) if k not in group] + [result])
     return None
 

@@ -24,14 +24,14 @@ def collect_terms(t: Sum):
     pairs = []
     for w, u in zip(t.weights, t.terms):
         pairs.extend((w * v, core) for v, core in terms_of(simplified(u)))
-    pairs = _split_where_terms_merge(pairs)
+    pairs = split_where_terms_merge(pairs)
     result = make_sum(pairs, t.shape)
     if len(terms_of(result)) < len(pairs):
         report(collect_terms, t, result)
     return result
 
 
-def _split_where_terms_merge(pairs: list) -> list:
+def split_where_terms_merge(pairs: list) -> list:
     """``pairs`` with each broadcast sum among them split into its broadcast terms, where one
     of those is isomorphic to another term (elsewhere the sum stays factored: smaller, and
     what lowering computes best)."""
