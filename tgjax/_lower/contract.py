@@ -69,7 +69,8 @@ _OPTIMIZERS = {
 
 @functools.lru_cache(maxsize=4096)
 def _contraction_order(equation: str, shapes: tuple, optimizer: str) -> tuple:
-    """``((operand positions, einsum string), ...)``: opt_einsum's pairwise steps, planned once per network.
+    """``((operand positions, einsum string), ...)``: opt_einsum's pairwise steps, planned once
+    per network and laid out (``_laid_out``).
 
     One program often holds many copies of the same product (a forward pass and
     every term of its gradient), so the search runs once for each.
@@ -83,7 +84,8 @@ def _contraction_order(equation: str, shapes: tuple, optimizer: str) -> tuple:
         _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=_OPTIMIZERS[optimizer]())
     finally:
         random.setstate(state)
-    return tuple((tuple(inds), einsum_str) for inds, _, einsum_str, _, _ in info.contraction_list)
+    order = tuple((tuple(inds), einsum_str) for inds, _, einsum_str, _, _ in info.contraction_list)
+    return _laid_out(order, equation.split("->")[0].split(","))
 
 
 def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()) -> Plan:
@@ -142,7 +144,6 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
             else:
                 shapes = tuple(tuple(size_of[ch] for ch in term) for term in inputs)
                 order = _contraction_order(",".join(inputs) + "->" + output, shapes, _optimizer(len(inputs)))
-            order = _laid_out(order, inputs)
             for contract_inds, einsum_str in order:
                 args = [names.pop(k) for k in contract_inds]
                 out = new_name()
@@ -206,9 +207,8 @@ def _laid_out(order, inputs) -> tuple:
         other = next((t for t in sides[c] if set(t) != set(kept[k])), sides[c][0])
         return other, set(kept[c])
 
-    terms = list(inputs)
+    terms = [(t, False) for t in inputs]  # (letters, whether an intermediate) of the operand list
     steps = []
-    laid = {}  # step -> its result's letters as laid out
     for k, (inds, _) in enumerate(order):
         picked = [terms.pop(i) for i in inds]
         letters = kept[k]
@@ -221,12 +221,11 @@ def _laid_out(order, inputs) -> tuple:
                     letters = "".join(sorted(letters, key=rank.__getitem__))
             else:
                 # an elementwise step keeps its largest intermediate input's layout
-                base = max((t for t in picked if t in laid.values() and set(letters) <= set(t)), key=len, default=None)
-                if base is not None:
-                    letters = "".join(ch for ch in base if ch in letters)
-        steps.append((inds, ",".join(picked) + "->" + letters))
-        laid[k] = letters
-        terms.append(letters)
+                bases = [t for t, made in picked if made and set(letters) <= set(t)]
+                if bases:
+                    letters = "".join(ch for ch in max(bases, key=len) if ch in letters)
+        steps.append((inds, ",".join(t for t, _ in picked) + "->" + letters))
+        terms.append((letters, True))
     return tuple(steps)
 
 
@@ -309,7 +308,7 @@ def mapped_order(inputs: tuple, output: str, size_of: dict, batched: frozenset, 
         pending.append((mask, letters))
 
     contract(everything)
-    return tuple(steps)
+    return _laid_out(tuple(steps), inputs)
 
 
 def _reuse(inputs, names, output, known):

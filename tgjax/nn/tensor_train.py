@@ -64,7 +64,8 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
     Core ``k`` has shape ``(r_{k-1}, in_modes[k], out_modes[k], r_k)`` with
     ``r_0 = r_d = 1``: ``d`` small tensors instead of one big matrix. The
     forward pass contracts the input, reshaped to ``in_modes``, with the cores
-    in the order opt_einsum plans, so the dense matrix is never built.
+    in an order planned for a batch under ``jax.vmap`` (cores are combined once
+    per batch where that pays); the dense matrix is never built.
 
     Follows ``eqx.nn.Linear``: keyword-only ``key``, ``__call__`` on one
     example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.

@@ -40,8 +40,8 @@ class TuckerLinear(FactoredLinear, eqx.Module):
     mode, ``U_k`` of shape ``(in_modes[k], s_k)`` and ``V_k`` of shape ``(out_modes[k], t_k)``.
 
     The forward pass projects the input onto the factors, contracts the core
-    and expands onto the output factors, in the order opt_einsum plans (one
-    tgjax network per shape); the dense matrix is never built. It starts
+    and expands onto the output factors, in an order planned for a batch under
+    ``jax.vmap`` (one tgjax network per shape); the dense matrix is never built. It starts
     from factor matrices with orthonormal columns and a Gaussian core scaled
     so that the weight has ``eqx.nn.Linear``'s variance.
 
