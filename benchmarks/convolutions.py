@@ -18,7 +18,7 @@ from jax import lax
 
 import tgjax as tg
 import tgjax.functions as F
-from harness import Table, max_rel_error, median_time
+from harness import Table, max_rel_error, paired_times
 
 rng = np.random.default_rng(0)
 
@@ -51,7 +51,7 @@ def main(quick: bool = False):
 
         fn, compile_s = timed_lower(y, values)
         ref = jax.jit(lambda v: conv(v["data"], v["kernel"]).transpose(0, 2, 3, 1))
-        table.add(f"2-D conv forward {label}", median_time(ref, values), median_time(fn, values), compile_s,
+        table.add(f"2-D conv forward {label}", *paired_times(lambda: ref(values), lambda: fn(values)), compile_s,
                   max_rel_error(fn(values), ref(values)))
 
         loss = F.sum(F.tanh(y))
@@ -62,7 +62,8 @@ def main(quick: bool = False):
             value, (gk, gx) = vg(v["kernel"], v["data"])
             return value, gk, gx
 
-        table.add(f"2-D conv loss + grads {label}", median_time(jax_all, values), median_time(fn, values), compile_s,
+        table.add(f"2-D conv loss + grads {label}", *paired_times(lambda: jax_all(values), lambda: fn(values)),
+                  compile_s,
                   max_rel_error(fn(values), jax_all(values)))
 
     # Hessian with respect to the kernel: the windows of the data, twice, against tanh''.
@@ -76,8 +77,9 @@ def main(quick: bool = False):
     def jax_hess(v):
         return hess(v["kernel"], v["data"])
 
-    table.add(f"2-D conv Hessian wrt kernel (b={B}, c={C}, d={D}, {W}x{W}, k={K})", median_time(jax_hess, values),
-              median_time(fn, values), compile_s, max_rel_error(fn(values), jax_hess(values)))
+    table.add(f"2-D conv Hessian wrt kernel (b={B}, c={C}, d={D}, {W}x{W}, k={K})",
+              *paired_times(lambda: jax_hess(values), lambda: fn(values)), compile_s,
+              max_rel_error(fn(values), jax_hess(values)))
 
     # 1-D convolution of long signals with a wide kernel.
     B, C, D, W, K = 16, 8, 8, 4096 // s, 64
@@ -92,8 +94,9 @@ def main(quick: bool = False):
         value, (gk, gx) = vg(v["kernel"], v["x"])
         return value, gk, gx
 
-    table.add(f"1-D conv loss + grads (b={B}, c={C}, w={W}, k={K})", median_time(jax_1d, values),
-              median_time(fn, values), compile_s, max_rel_error(fn(values), jax_1d(values)))
+    table.add(f"1-D conv loss + grads (b={B}, c={C}, w={W}, k={K})",
+              *paired_times(lambda: jax_1d(values), lambda: fn(values)), compile_s,
+              max_rel_error(fn(values), jax_1d(values)))
     return table.summary()
 
 

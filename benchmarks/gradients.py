@@ -25,7 +25,7 @@ from jax import lax
 
 import tgjax as tg
 import tgjax.functions as F
-from harness import CaseTimeout, Table, flops, max_rel_error, median_time, time_limit
+from harness import CaseTimeout, Table, flops, max_rel_error, paired_times, time_limit
 
 rng = np.random.default_rng(0)
 
@@ -80,7 +80,7 @@ def case(table, name, loss, params, values, jax_loss, limit_s=CASE_LIMIT_S):
             value, grads = vg(p_vals, data)
             theirs = (value, *(grads[k] for k in names))
             err = max_rel_error(ours, theirs)
-            jax_s, tg_s = median_time(vg, p_vals, data), median_time(fn, values)
+            jax_s, tg_s = paired_times(lambda: vg(p_vals, data), lambda: fn(values))
         table.add(name, jax_s, tg_s, compile_s, err, ratio)
     except (Exception, CaseTimeout) as error:  # noqa: BLE001  (one failing case must not stop the table)
         table.error(name, f"{type(error).__name__}: {error}", compile_s, ratio)

@@ -28,6 +28,33 @@ def median_time(fn, *args, repeats: int = 30, warmup: int = 3, **kwargs) -> floa
     return statistics.median(times)
 
 
+def paired_times(baseline, ours, blocks: int = 20, block: int = 10, warmup: int = 5,
+                 budget_s: float = 10.0) -> tuple[float, float]:
+    """Median wall times (seconds) of ``baseline()`` and ``ours()``, run in alternating blocks.
+
+    The machines these run on are shared: a burst of other work that lands on
+    one side's calls skews the ratio by tens of percent when each side is timed
+    in one stretch. Alternating blocks of ``block`` calls puts both sides under
+    the same load, while the calls within a block still follow each other as
+    in a training loop (caches warm with that side's arrays).
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(baseline())
+        jax.block_until_ready(ours())
+    first, second = [], []
+    sides = ((baseline, first), (ours, second))
+    deadline = time.perf_counter() + budget_s  # keep slow cases bounded
+    for k in range(blocks):
+        for fn, times in sides if k % 2 else sides[::-1]:
+            for _ in range(block):
+                start = time.perf_counter()
+                jax.block_until_ready(fn())
+                times.append(time.perf_counter() - start)
+        if time.perf_counter() > deadline and k >= 1:
+            break
+    return statistics.median(first), statistics.median(second)
+
+
 def max_rel_error(ours, theirs) -> float:
     ours, theirs = jax.tree.leaves(ours), jax.tree.leaves(theirs)
     worst = 0.0

@@ -14,7 +14,7 @@ import numpy as np
 
 import tgjax as tg
 import tgjax.functions as F
-from harness import Table, max_rel_error, median_time
+from harness import Table, max_rel_error, paired_times
 
 rng = np.random.default_rng(0)
 
@@ -34,7 +34,7 @@ def case(table, name, expr, x, values, jax_f):
     others = {k: v for k, v in values.items() if k != x.name}
     hess = jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
     ours, theirs = fn(values), hess(values[x.name])
-    table.add(name, median_time(hess, values[x.name]), median_time(fn, values), compile_s, max_rel_error(ours, theirs))
+    table.add(name, *paired_times(lambda: hess(values[x.name]), lambda: fn(values)), compile_s, max_rel_error(ours, theirs))
 
 
 def main(quick: bool = False):

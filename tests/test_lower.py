@@ -673,6 +673,51 @@ def test_intermediate_is_laid_out_for_the_contraction_that_reads_it():
     # keeps its input's layout and passes the wish on.
     order = (((1, 0), "bc,ab->ca"), ((1, 0), "ca,cd->ad"))
     assert contract._laid_out(order, ("ab", "bc", "cd")) == (((1, 0), "bc,ab->ac"), ((1, 0), "ac,cd->ad"))
+    order = (((1, 0), "bc,ab->ca"), ((2, 1), "ca,ac->ca"), ((1, 0), "ca,cd->ad"))
+    laid = contract._laid_out(order, ("ab", "bc", "cd", "ac"))
+    assert [eq for _, eq in laid] == ["bc,ab->ac", "ac,ac->ac", "ac,cd->ad"]
+
+
+def test_elementwise_step_takes_the_layout_of_its_operand_from_outside():
+    # The input "ca" fixes the layout of the elementwise product with it, and of
+    # the intermediate it multiplies, even where the contraction after would want
+    # another: an elementwise loop that reads an operand transposed is not vectorised.
     order = (((1, 0), "bc,ab->ca"), ((2, 1), "ca,ca->ca"), ((1, 0), "ca,cd->ad"))
     laid = contract._laid_out(order, ("ab", "bc", "cd", "ca"))
-    assert [eq for _, eq in laid] == ["bc,ab->ac", "ac,ca->ac", "ac,cd->ad"]
+    assert [eq for _, eq in laid] == ["bc,ab->ca", "ca,ca->ca", "ca,cd->ad"]
+    # As the last step it sets the layout of the product's result, which plan() reports.
+    order = (((1, 0), "bc,ab->ac"), ((1, 0), "ac,ca->ac"))
+    laid = contract._laid_out(order, ("ab", "bc", "ca"))
+    assert [eq for _, eq in laid] == ["bc,ab->ca", "ca,ca->ca"]
+    p = contract.plan([("A", ("i", "j")), ("B", ("j", "k")), ("G", ("k", "i"))], [], ("i", "k"),
+                      {"i": 2, "j": 3, "k": 4}, iter(["t0", "t1"]).__next__)
+    assert p.labels == ["k", "i"] and p.steps[-1].equation.endswith("->ca")
+
+
+def test_a_gradient_program_reads_no_array_transposed():
+    # A tanh layer with a bias, a gelu layer and a cross-entropy, written as a user
+    # would: every elementwise step runs in the layout of the arrays it reads,
+    # cotangents come in their nodes' axis order, and no ``.transpose`` is left
+    # (on XLA:CPU a loop reading an array transposed is not vectorised).
+    b, d, h, c = tg.symbols("b d h c")
+    X, T = tg.Variable("X", b, d), tg.Variable("T", b, c)
+    W1, b1, W2 = tg.Variable("W1", d, h), tg.Variable("b1", h), tg.Variable("W2", h, c)
+    hidden = F.gelu(F.tanh(X @ W1 + b1))
+    loss = F.sum(F.cross_entropy(hidden @ W2, T, "c"))
+    fn = tg.lower([loss, *(loss.grad(w) for w in (W1, b1, W2))])
+    rng = np.random.default_rng(0)
+    values = {"X": rng.normal(size=(6, 5)), "T": np.eye(3)[[0, 1, 2, 0, 1, 2]],
+              "W1": rng.normal(size=(5, 4)), "b1": rng.normal(size=4), "W2": rng.normal(size=(4, 3))}
+    assert ".transpose(" not in "\n".join(
+        line for line in fn.source(values).splitlines() if not line.lstrip().startswith("#"))
+
+    def reference(p):
+        z = jax.nn.gelu(jnp.tanh(values["X"] @ p["W1"] + p["b1"]), approximate=False) @ p["W2"]
+        return -jnp.sum(values["T"] * jax.nn.log_softmax(z, axis=-1))
+
+    params = {k: jnp.asarray(values[k]) for k in ("W1", "b1", "W2")}
+    value, grads = jax.value_and_grad(reference)(params)
+    ours = fn(values)
+    np.testing.assert_allclose(ours[0], value, rtol=1e-6)
+    for got, k in zip(ours[1:], ("W1", "b1", "W2")):
+        np.testing.assert_allclose(got, grads[k], rtol=1e-6, atol=1e-9)

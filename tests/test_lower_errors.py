@@ -173,6 +173,18 @@ def test_non_mapping_positional_argument_after_a_cached_call_without_variables()
         fn(np.ones(3))
 
 
+def test_cached_shapes_do_not_skip_the_checks_of_other_dtypes():
+    # The fast path keys programs on shapes and dtypes: a boolean array of a
+    # shape seen before is still refused, with the same message.
+    fn = tg.lower(x @ A)
+    fn(x=np.ones(3), A=np.ones((3, 4)))
+    with pytest.raises(TypeError, match=r"boolean array"):
+        fn(x=np.ones(3, bool), A=np.ones((3, 4)))
+    # Variables as keys, and arrays of another dtype, take the checked path and agree.
+    assert np.allclose(fn({x: np.ones(3), A: np.ones((3, 4))}), 3)
+    assert np.allclose(fn(x=np.ones(3, np.float32), A=np.ones((3, 4), np.float32)), 3)
+
+
 @pytest.mark.parametrize("bad", [3, "x @ A", None, [], [x @ A, 2], np.ones(3)], ids=repr)
 def test_lower_of_non_expression(bad):
     with pytest.raises(TypeError, match=r"tg.lower: expected a tensor expression"):

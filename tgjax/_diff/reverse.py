@@ -140,7 +140,11 @@ def _(t: Product, g, x):
         if not _depends(f, x):
             continue
         others = t.factors[:k] + t.factors[k + 1:]
-        contribution = Product(others + ((g,) if not is_one(g) else ()))
+        # In the factor's own axis order (then the output edges g carries), as
+        # backpropagation lays out a cotangent: lowering then computes it in the
+        # layout its consumers read (an elementwise partial, the factor itself).
+        carried = tuple(e for e in g.edges if e not in t._shape and e not in f._shape)
+        contribution = Product(others + ((g,) if not is_one(g) else ()), edges=f.edges + carried)
         assert set(contribution.edges) == set(f.edges) | (set(g.edges) - set(t.edges)), (
             f"internal error: pullback through a product gave edges {contribution.edges} for a factor with {f.edges}"
         )

@@ -254,30 +254,41 @@ class Lowered:
         return evaluated[:3] if evaluated[3] < normal[3] else normal[:3]
 
     def _shapes_key(self, arrays, given: dict) -> tuple:
-        """What picks a program: the shapes of the inputs, and of the arrays that only give sizes."""
-        sources = tuple((name, np.shape(given[name])) for name in self.size_sources if name in given)
-        return tuple(np.shape(a) for a in arrays) + sources
+        """What picks a program: the shapes and dtypes of the inputs (a dtype the checks in
+        ``_bind`` refuse is never a key), and the shapes of the arrays that only give sizes."""
+        key = [(a.shape, a.dtype) for a in arrays]
+        key.extend((name, given[name].shape) for name in self.size_sources if name in given)
+        return tuple(key)
 
     def __call__(self, values=None, /, **kwargs):
-        # A dict and keywords together go to _bind, which refuses a name given twice.
-        given = _by_name(values) if values is None or (isinstance(values, Mapping) and not kwargs) else None
-        if given is not None:
-            given.update(kwargs)
-            try:  # fast path: inputs with shapes seen before were already checked
-                arrays = [given[name] for name in self.variables]
-                entry = self._by_shapes.get(self._shapes_key(arrays, given))
-            except (KeyError, AttributeError, TypeError):
-                entry = None
-            if entry is not None:
-                _, inputs, fn = entry
-                by_name = dict(zip(self.variables, arrays))
-                return fn(*(by_name[n] for n in inputs))
+        # Fast path, for a dict of arrays (or keywords) keyed by name, in shapes seen
+        # before (checked then): the time between two calls is spent here, and on
+        # XLA:CPU it costs more than its length (the thread pool goes idle), so it
+        # does no more than pick the program and order the arrays.
+        given = values if not kwargs else kwargs if values is None else None
+        if isinstance(given, dict):
+            try:
+                try:
+                    arrays = [given[name] for name in self.variables]
+                except KeyError:  # Variables as keys
+                    given = _by_name(given)
+                    arrays = [given[name] for name in self.variables]
+                found = self._by_shapes.get(self._shapes_key(arrays, given))
+            except (KeyError, AttributeError, TypeError):  # a variable missing, a list for an array
+                found = None
+            if found is not None:
+                fn, positions = found
+                return fn(*[arrays[k] for k in positions])
         arrays, env = self._bind(values, kwargs)
-        _, inputs, fn = entry = self._program(env)
-        self._by_shapes[self._shapes_key(arrays, {**_by_name(values), **kwargs})] = entry
-        by_name = dict(zip(self.variables, arrays))
+        _, inputs, fn = self._program(env)
+        names = list(self.variables)
+        positions = [names.index(n) for n in inputs]
+        given = {**_by_name(values), **kwargs}
+        if all(hasattr(given[n], "shape") and hasattr(given[n], "dtype")
+               for n in [*names, *(n for n in self.size_sources if n in given)]):
+            self._by_shapes[self._shapes_key([given[n] for n in names], given)] = (fn, positions)
         with stage("compile and first call", f"shapes {tuple(a.shape for a in arrays)}"):
-            return fn(*(by_name[n] for n in inputs))
+            return fn(*[arrays[k] for k in positions])
 
     def source(self, values=None, /, **kwargs) -> str:
         """The generated source for the sizes of these inputs (see ``tg.to_source``).

@@ -132,11 +132,15 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
         if known is not None:
             inputs, names = _reuse(inputs, names, output, known)
         if len(inputs) == 1:
-            if inputs[0] != output:
+            if sorted(inputs[0]) == sorted(output) and len(set(output)) == len(output):
+                # a permutation: the operand is the result, in its own layout
+                # (a consumer reads it in the order it wants, fused)
+                result = names[0]
+                by_letter = {letters[c]: c for c in out_classes}
+                out_classes = [by_letter[ch] for ch in inputs[0]]
+            else:
                 result = new_name()
                 steps.append(Step(f"{inputs[0]}->{output}", names, result))
-            else:
-                result = names[0]
         else:
             batched = frozenset(k for k, name in enumerate(names) if name in mapped)
             if batched and len(batched) < len(inputs) and len(inputs) <= MAPPED_MAX:
@@ -150,6 +154,9 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
                 steps.append(Step(einsum_str, args, out))
                 names.append(out)
             result = names[-1]
+            # the result comes in the layout its last step chose (``_laid_out``)
+            by_letter = {letters[c]: c for c in out_classes}
+            out_classes = [by_letter[ch] for ch in order[-1][1].split("->")[1]]
 
     # Post-process: add the output axes that no operand carries.
     labels = []
@@ -175,27 +182,41 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
 
 
 def _laid_out(order, inputs) -> tuple:
-    """``order`` with each intermediate's axes laid out for the contraction that uses it.
+    """``order`` with each intermediate's axes laid out for the step that uses it.
 
     An einsum step's result may come out in any axis order at no cost (XLA's dot
     writes it so), but the next contraction wants its batch indices (those both
     its operands keep) first and the indices it sums last; otherwise XLA copies
-    the intermediate into that layout first. Steps that sum nothing (elementwise
-    products) keep the layout of their intermediate input, and pass on the wish
-    of the contraction after them. Measured on XLA:CPU: the tanh MLP Hessian 1.5x
-    faster, the tensor-train gradient 1.2x, the 4096 -> 16 tensor-train layer 1.4x.
+    the intermediate into that layout first. A step that sums nothing (an
+    elementwise product) with a full-size operand from outside the network (a
+    function's value, an input) is computed in that operand's layout, and so is
+    the intermediate it multiplies: XLA:CPU runs an elementwise loop that reads
+    an operand transposed without vectorising it, the operand's own fused work
+    (a gelu derivative's erf) included, 4x slower in the transformer block's
+    gradient. Other elementwise steps keep the layout of their intermediate
+    input, and pass on the wish of the contraction after them. The last step
+    keeps the output order asked for unless it is such an elementwise product
+    (``plan`` reads the result's layout from the last step). Measured on XLA:CPU:
+    the tanh MLP Hessian 1.5x faster, the tensor-train gradient 1.2x, the
+    4096 -> 16 tensor-train layer 1.4x.
     """
-    items = [None] * len(inputs)
-    consumer = {}
-    for k, (inds, _) in enumerate(order):
-        for i in inds:
-            it = items.pop(i)
-            if it is not None:
-                consumer[it] = k
-        items.append(k)
     sides = [eq.split("->")[0].split(",") for _, eq in order]
     kept = [eq.split("->")[1] for _, eq in order]
     sums = [bool(set("".join(ins)) - set(out)) for ins, out in zip(sides, kept)]
+    operands = [None] * len(inputs)  # the operand list: None for an input, else the step that made it
+    consumer = {}
+    fixed = {}  # elementwise step -> the layout of its full-size input operand
+    for k, (inds, _) in enumerate(order):
+        made = [operands.pop(i) for i in inds]
+        for m in made:
+            if m is not None:
+                consumer[m] = k
+        if not sums[k]:
+            full = [t for t, m in zip(sides[k], made) if m is None and len(t) == len(kept[k]) == len(set(t))
+                    and set(t) == set(kept[k])]
+            if full:
+                fixed[k] = full[0]
+        operands.append(k)
 
     def wish(k: int):
         """(the other operand, the result) of the first contraction after step ``k``, or None."""
@@ -212,18 +233,22 @@ def _laid_out(order, inputs) -> tuple:
     for k, (inds, _) in enumerate(order):
         picked = [terms.pop(i) for i in inds]
         letters = kept[k]
-        if k in consumer:
-            if sums[k]:
-                target = wish(k)
-                if target is not None:
-                    other, out = target
-                    rank = {ch: (ch not in other or ch not in out) + (ch not in out) for ch in letters}
-                    letters = "".join(sorted(letters, key=rank.__getitem__))
-            else:
-                # an elementwise step keeps its largest intermediate input's layout
-                bases = [t for t, made in picked if made and set(letters) <= set(t)]
-                if bases:
-                    letters = "".join(ch for ch in max(bases, key=len) if ch in letters)
+        c = consumer.get(k)
+        if k in fixed:
+            letters = fixed[k]
+        elif c is not None and c in fixed and set(letters) <= set(fixed[c]):
+            letters = "".join(ch for ch in fixed[c] if ch in letters)
+        elif c is not None and sums[k]:
+            target = wish(k)
+            if target is not None:
+                other, out = target
+                rank = {ch: (ch not in other or ch not in out) + (ch not in out) for ch in letters}
+                letters = "".join(sorted(letters, key=rank.__getitem__))
+        elif c is not None:
+            # an elementwise step keeps its largest intermediate input's layout
+            bases = [t for t, made in picked if made and set(letters) <= set(t)]
+            if bases:
+                letters = "".join(ch for ch in max(bases, key=len) if ch in letters)
         steps.append((inds, ",".join(t for t, _ in picked) + "->" + letters))
         terms.append((letters, True))
     return tuple(steps)
