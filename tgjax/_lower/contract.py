@@ -131,13 +131,12 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
         names = [name for name, _ in operands]
         if known is not None:
             inputs, names = _reuse(inputs, names, output, known)
+        laid = output  # the layout the result comes in
         if len(inputs) == 1:
             if sorted(inputs[0]) == sorted(output) and len(set(output)) == len(output):
                 # a permutation: the operand is the result, in its own layout
                 # (a consumer reads it in the order it wants, fused)
-                result = names[0]
-                by_letter = {letters[c]: c for c in out_classes}
-                out_classes = [by_letter[ch] for ch in inputs[0]]
+                result, laid = names[0], inputs[0]
             else:
                 result = new_name()
                 steps.append(Step(f"{inputs[0]}->{output}", names, result))
@@ -154,9 +153,9 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
                 steps.append(Step(einsum_str, args, out))
                 names.append(out)
             result = names[-1]
-            # the result comes in the layout its last step chose (``_laid_out``)
-            by_letter = {letters[c]: c for c in out_classes}
-            out_classes = [by_letter[ch] for ch in order[-1][1].split("->")[1]]
+            laid = order[-1][1].split("->")[1]  # as its last step chose (``_laid_out``)
+        by_letter = {letters[c]: c for c in out_classes}
+        out_classes = [by_letter[ch] for ch in laid]
 
     # Post-process: add the output axes that no operand carries.
     labels = []
