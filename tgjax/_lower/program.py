@@ -109,6 +109,7 @@ class Program:
         self.written += elements
         if comment:
             self.lines.append(f"# {_short(comment)}")
+        code = _separate_self_reads(code)
         name = self.new_name()
         self.lines.append(f"{name} = {code}")
         self.statements[key] = name
@@ -171,6 +172,31 @@ class Program:
             return v.name
         perm = tuple(v.edges.index(e) for e in order)
         return f"{v.name}.transpose({perm})"
+
+
+_TRANSPOSED_READ = re.compile(r"\b(\w+)\.transpose\((\([\d, ]*\))\)")
+
+
+def _separate_self_reads(code: str) -> str:
+    """``code`` with every transposed read of an array that it also reads in another
+    layout spelled ``relaid(x, perm)`` instead of ``x.transpose(perm)``.
+
+    One statement is (at least) one fused XLA loop, and XLA:CPU runs a loop that
+    reads the same array in place and transposed 10 to 40 times slower than a
+    plain addition (``runtime.relaid``); the symmetric part ``A + A^T`` of a
+    Hessian is the common case.
+    """
+    transposed = {m.group(1) for m in _TRANSPOSED_READ.finditer(code)}
+    if not transposed:
+        return code
+    layouts = {}
+    for m in re.finditer(r"\b(\w+)(\.transpose\(\([\d, ]*\)\))?", code):
+        if m.group(1) in transposed:
+            layouts.setdefault(m.group(1), set()).add(m.group(2))
+    twice = {name for name, seen in layouts.items() if len(seen) > 1}
+    if not twice:
+        return code
+    return _TRANSPOSED_READ.sub(lambda m: f"relaid({m.group(1)}, {m.group(2)})" if m.group(1) in twice else m.group(0), code)
 
 
 def _describe(t: Expr) -> str:
