@@ -324,3 +324,28 @@ def test_sum_factor_scale_does_not_depend_on_inner_edge_names():
     back = e.rename(mapping).rename({v: k for k, v in mapping.items()})
     assert back.simplify() == e.simplify()
     assert e.rename(n="q").simplify() == e.simplify().rename(n="q")
+
+
+def test_an_antisymmetric_sum_factor_has_one_normal_form():
+    # y[j] δ[m] - y[m] δ[j] and its negative differ only in which free edge plays
+    # which role; found by hypothesis (test_normal_form_does_not_depend_on_grouping).
+    y = tg.Variable("y", j)
+    a, b = tg.Delta(i, "i"), tg.Delta(j, "j") * (tg.Delta(i, "i") * tg.Delta(i, "i"))
+    c = (-y.rename(j="m")) * tg.Delta(j, "j") + y * tg.Delta(j, "m")
+    left, right = ((a * b) * c).simplify(), (a * (b * c)).simplify()
+    assert left == right
+    antisymmetric = y * tg.Delta(j, "m") - y.rename(j="m") * tg.Delta(j, "j")
+    assert (antisymmetric * x).simplify() == (-1 * ((-1 * antisymmetric) * x)).simplify()
+    assert (antisymmetric * x).simplify() != (-1 * (antisymmetric * x)).simplify()
+
+
+def test_weights_that_are_equal_polynomials_or_ratios_of_sizes_compare_equal():
+    # Found by hypothesis (test_normal_form_does_not_depend_on_grouping): i (j + 1) and
+    # i j + i, and a sum factor's (i + 1) / (i j + j) and 1 / j, are one weight each.
+    y = tg.Variable("y", j)
+    d = tg.Delta
+    for a, b_, c in [
+        (d(i, "i"), d(j, "j"), d(i, "i") * d(j, "j") * d(j, "m") + d(j, "j", "m") * d(i, "i")),
+        (d(i, "i"), d(j, "j") + y, d(j, "j") + (d(i, "i") * d(i, "i")) * d(j, "j")),
+    ]:
+        assert ((a @ b_) @ c).simplify() == (a @ (b_ @ c)).simplify()

@@ -132,13 +132,14 @@ def terms_of(t: Expr) -> list:
 
 
 @functools.lru_cache(maxsize=4096)
-def _tidy_weight(w):
-    """A weight in one form per value: a whole float as an integer, and a ratio of sizes
-    cancelled (``2 i (-2 i - 2) / (2 i + 2)`` is ``-2 i``), so equal sums compare equal."""
+def tidy_weight(w):
+    """A weight in one form per value: a whole float as an integer, a polynomial in sizes
+    expanded (``i (j + 1)`` is ``i j + i``), and a ratio of them cancelled
+    (``2 i (-2 i - 2) / (2 i + 2)`` is ``-2 i``), so equal sums compare equal."""
     if isinstance(w, sympy.Float) and w == int(w):
         return sympy.nsimplify(w)
-    if isinstance(w, sympy.Expr) and w.free_symbols and not w.is_polynomial(*w.free_symbols):
-        return sympy.cancel(w)
+    if isinstance(w, sympy.Expr) and w.free_symbols:
+        return sympy.expand(w) if w.is_polynomial(*w.free_symbols) else sympy.cancel(w)
     return w
 
 
@@ -147,7 +148,7 @@ def make_sum(pairs, shape: dict) -> Expr:
     merged: dict = {}
     for w, core in pairs:
         merged[core] = merged.get(core, 0) + w
-    kept = [(w, c) for c, w in ((c, _tidy_weight(w)) for c, w in merged.items()) if w != 0]
+    kept = [(w, c) for c, w in ((c, tidy_weight(w)) for c, w in merged.items()) if w != 0]
     if not kept:
         return Zero._make(shape)
     if len(kept) == 1 and kept[0][0] == 1:
