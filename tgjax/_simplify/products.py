@@ -15,8 +15,6 @@ canonical term weight and the atoms are assembled into one node.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 
@@ -451,78 +449,32 @@ def _fresh_inner_names(p: Flat) -> Flat:
 # -- the canonical scale of sum factors ------------------------------------------------------
 
 
-# Up to this many joint choices, the sums that equal a multiple of themselves
-# (``_settle_by_context``) are scaled together; beyond, one at a time.
-_MAX_JOINT_CHOICES = 64
-
-
 def _scale_sum_factors(p: Flat) -> Flat:
     """Each sum factor keeps one term at weight 1, its scale moved into the weight.
 
-    Which term: the one for which the scaled sum's structure hashes least,
-    edge names ignored, so that the choice depends on the sum alone and not
-    on how the other factors are scaled, nor on the sum's own term order
-    (which follows the names of edges it shares with the rest of the
-    product, arbitrary inner names: "the first term" would make
-    ``(a - b) c`` and ``-(b - a) c`` two normal forms). Where several choices
-    are alike, the product around them decides (``_settle_by_context``).
+    Which term: the choice for which the whole product's structure hashes
+    least, edge names ignored. The sum's own term order depends on the names
+    of edges it shares with the rest of the product, which are arbitrary
+    inner names, so "the first term" would make ``(a - b) c`` and
+    ``-(b - a) c`` two normal forms; the free names must not decide either,
+    or renaming would change the normal form.
     """
     atoms, weight = list(p.atoms), p.weight
-    undecided = []  # (position, [(scale relative to the one taken, scaled sum), ...])
     for k, a in enumerate(atoms):
         if not isinstance(a, Sum):
             continue
-        options: dict = {}
+        options = []
         for lead in dict.fromkeys(a.weights):
-            scaled = Sum(a.terms, [tidy_weight(w / lead) for w in a.weights], edges=a.edges)
-            options.setdefault(_shape_key(scaled), []).append((lead, scaled))
-        alike = options[min(options)]
-        lead, atoms[k] = alike[0]
+            trial = atoms[:k] + [Sum(a.terms, [tidy_weight(w / lead) for w in a.weights], edges=a.edges)] + atoms[k + 1:]
+            options.append((_structure_key(_assemble(trial, p.edges)), lead, trial))
+        _, lead, atoms = min(options, key=lambda option: option[0])
         weight *= lead
-        if len(alike) > 1:
-            undecided.append((k, [(tidy_weight(other / lead), scaled) for other, scaled in alike]))
-    if undecided:
-        atoms, weight = _settle_by_context(atoms, weight, undecided, p.edges)
-    return p.but(atoms, tidy_weight(weight))
+    return p.but(atoms, weight)
 
 
-def _settle_by_context(atoms, weight, undecided, edges):
-    """Choose among scalings of a sum that are alike with edge names ignored.
-
-    An antisymmetric sum and its negative (``y[j] δ[m] - y[m] δ[j]`` and
-    ``y[m] δ[j] - y[j] δ[m]``) differ only in which of its edges plays which
-    role, so only the product around it tells them apart: its structure,
-    then the roles of its free edges in name order (the free names are the
-    same in any two products compared).
-    """
-    def key(choice):
-        trial, w = list(atoms), weight
-        for (k, _), (scale, scaled) in zip(undecided, choice):
-            trial[k] = scaled
-            w *= scale
-        return _lead_key(_assemble(trial, edges)), str(tidy_weight(w)), trial, w
-
-    if math.prod(len(options) for _, options in undecided) <= _MAX_JOINT_CHOICES:
-        _, _, atoms, weight = min(map(key, itertools.product(*(options for _, options in undecided))),
-                                  key=lambda found: found[:2])
-        return atoms, weight
-    taken = [options[0] for _, options in undecided]
-    for position, (_, options) in enumerate(undecided):
-        taken[position] = min(options, key=lambda option: key(taken[:position] + [option] + taken[position + 1:])[:2])
-    _, _, atoms, weight = key(taken)
-    return atoms, weight
-
-
-def _shape_key(t):
-    """The structure of ``t`` with edge names ignored."""
+def _structure_key(t):
     sig = signature(t)
     return sig.shape, tuple(sorted(sig.ports.values()))
-
-
-def _lead_key(t):
-    """The structure of ``t`` with edge names ignored, then its free edges' roles in name order."""
-    sig = signature(t)
-    return _shape_key(t), tuple(sig.ports[e] for e in sorted(t.edges))
 
 
 def _assemble(atoms, edges) -> Expr:
