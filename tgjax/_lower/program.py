@@ -174,7 +174,8 @@ class Program:
         return f"{v.name}.transpose({perm})"
 
 
-_TRANSPOSED_READ = re.compile(r"\b(\w+)\.transpose\((\([\d, ]*\))\)")
+# A name, and the transpose it is read through if any.
+_READ = re.compile(r"\b(\w+)(?:\.transpose\((\([\d, ]*\))\))?")
 
 
 def _separate_self_reads(code: str) -> str:
@@ -186,17 +187,18 @@ def _separate_self_reads(code: str) -> str:
     plain addition (``runtime.relaid``); the symmetric part ``A + A^T`` of a
     Hessian is the common case.
     """
-    transposed = {m.group(1) for m in _TRANSPOSED_READ.finditer(code)}
-    if not transposed:
+    if ".transpose(" not in code:
         return code
-    layouts = {}
-    for m in re.finditer(r"\b(\w+)(\.transpose\(\([\d, ]*\)\))?", code):
-        if m.group(1) in transposed:
-            layouts.setdefault(m.group(1), set()).add(m.group(2))
+    layouts: dict = {}
+    for m in _READ.finditer(code):
+        layouts.setdefault(m.group(1), set()).add(m.group(2))
     twice = {name for name, seen in layouts.items() if len(seen) > 1}
-    if not twice:
-        return code
-    return _TRANSPOSED_READ.sub(lambda m: f"relaid({m.group(1)}, {m.group(2)})" if m.group(1) in twice else m.group(0), code)
+
+    def read(m):
+        name, perm = m.groups()
+        return f"relaid({name}, {perm})" if perm and name in twice else m.group(0)
+
+    return _READ.sub(read, code) if twice else code
 
 
 def _describe(t: Expr) -> str:

@@ -66,7 +66,7 @@ def relaid(x, perm):
     and small arrays gain nothing: they get the plain transpose.
     """
     perm = tuple(perm)
-    if x.size < _RELAID_MIN_ENTRIES or perm == tuple(range(x.ndim)):
+    if x.size < _RELAID_MIN_ENTRIES:
         return x.transpose(perm)
     shape = tuple(x.shape[k] for k in perm)
 
