@@ -345,6 +345,22 @@ def test_an_antisymmetric_sum_factor_has_one_normal_form():
     assert (antisymmetric * x).simplify() != (-1 * (antisymmetric * x)).simplify()
 
 
+def test_a_product_of_many_sum_factors_has_one_normal_form():
+    # Past a few sum factors each sum chooses its own scale (the whole product's
+    # structure for every factor was cubic over a deep derivative); negating
+    # factors in pairs, or grouping them otherwise, must not change the form.
+    ys = [tg.Variable(f"y{k}", j) for k in range(6)]
+    one, other = F.exp(ys[0]) - ys[0] * ys[0], -(ys[-1] * ys[-1] - F.exp(ys[-1]))
+    for y in ys[1:]:
+        one = one * (F.exp(y) - y * y)  # left to right
+    for y in reversed(ys[:-1]):
+        other = -(y * y - F.exp(y)) * other  # right to left, each factor negated twice
+    assert one.simplify() == other.simplify()
+    assert repr(one.simplify()) == repr(other.simplify())
+    values = {f"y{k}": np.linspace(-1, 1, 3) + k for k in range(6)}
+    np.testing.assert_allclose(tg.lower(one.simplify())(values), tg.lower(one)(values), rtol=1e-12)
+
+
 def test_weights_that_are_equal_polynomials_or_ratios_of_sizes_compare_equal():
     # Found by hypothesis (test_normal_form_does_not_depend_on_grouping): i (j + 1) and
     # i j + i, and a sum factor's (i + 1) / (i j + j) and 1 / j, are one weight each.

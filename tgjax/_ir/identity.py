@@ -35,6 +35,11 @@ def signature(t: Expr) -> Signature:
     return t._sig
 
 
+def relabelled(sig: Signature, mapping: dict) -> Signature:
+    """The signature of a node renamed by ``mapping``: the same structure, its ports under the new names."""
+    return Signature(sig.shape, {mapping.get(e, e): c for e, c in sig.ports.items()})
+
+
 def named_hash(t: Expr) -> int:
     sig = signature(t)
     return combine(sig.shape, tuple(sorted((stable_hash(e), c) for e, c in sig.ports.items())))
@@ -166,6 +171,9 @@ def _(t: Sum):
 
 @_signature.register
 def _(t: Function):
+    if t.renamed_from is not None:
+        origin, mapping = t.renamed_from
+        return relabelled(signature(origin), mapping)
     subs = [signature(u) for u in t.inputs]
     shape = combine(stable_hash("fn"), stable_hash(t.spec.key), tuple(s.shape for s in subs))
     ports = {e: combine(stable_hash("fn-port"), tuple(s.ports[e] for s in subs)) for e in t.edges}

@@ -82,7 +82,7 @@ class Expr:
     # NumPy must hand ``array * expr`` to Expr.__rmul__, not build an object array.
     __array_ufunc__ = None
 
-    def _init(self, edges, shape):
+    def _init(self, edges, shape, depth=None):
         _set(self, "edges", tuple(edges))
         _set(self, "_shape", MappingProxyType(dict(shape)))
         for cache in _CACHES:
@@ -90,7 +90,9 @@ class Expr:
             # _origins: Variables it was derived from but no longer mentions (lowering reads sizes from them)
             _set(self, cache, None)
         # levels of nodes below and including this one: passes recurse this deep
-        _set(self, "_depth", 1 + max((a._depth for a in self.args), default=0))
+        if depth is None:
+            depth = 1 + max((a._depth for a in self.args), default=0)
+        _set(self, "_depth", depth)
 
     def __setattr__(self, name, value):
         if name in _CACHES:
@@ -766,7 +768,7 @@ class Function(Expr):
     identities and printing.
     """
 
-    __slots__ = ("spec", "inputs")
+    __slots__ = ("spec", "_inputs", "renamed_from", "_rename_memo")
 
     def __init__(self, spec, inputs, edges=None):
         inputs = tuple(inputs)
@@ -776,12 +778,56 @@ class Function(Expr):
             assert set(u.edges) == edge_set, "internal error: elementwise inputs must be broadcast first"
         shape = _merge_shapes([u._shape for u in inputs], f"{spec.name}(...)")
         _set(self, "spec", spec)
-        _set(self, "inputs", inputs)
+        _set(self, "_inputs", inputs)
+        _set(self, "renamed_from", None)
+        _set(self, "_rename_memo", None)
         self._init(tuple(edges) if edges is not None else inputs[0].edges, shape)
+
+    @classmethod
+    def _renamed(cls, base: Function, mapping: dict, memo: dict) -> Function:
+        """``base`` with free edges renamed by ``mapping``, in constant time.
+
+        An elementwise function's inputs carry its edges, so a renamed copy
+        would rebuild the whole chain below it; a derivative's normal form
+        renames the chain below every partial (quadratic in depth). The copy's
+        inputs are renamed only when something reads them, and ``renamed_from``
+        (the unrenamed function, and the mapping from its edges) lets a rename
+        of a rename start from the original, and a rename back return it.
+        ``memo``: the memo of the ``rename`` call that asks (see ``rename_in``).
+        """
+        if base.renamed_from is not None:
+            origin, first = base.renamed_from
+            through = {e: mapping.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
+            base, mapping = origin, {e: n for e, n in through.items() if e != n}
+        if not mapping:
+            return base
+        obj = cls.__new__(cls)
+        _set(obj, "spec", base.spec)
+        _set(obj, "_inputs", None)
+        _set(obj, "renamed_from", (base, mapping))
+        _set(obj, "_rename_memo", memo)
+        obj._init(tuple(mapping.get(e, e) for e in base.edges), {mapping.get(e, e): s for e, s in base._shape.items()},
+                  depth=base._depth)
+        return obj
+
+    @property
+    def inputs(self) -> tuple:
+        if self._inputs is None:
+            from .rename import rename_in
+
+            origin, mapping = self.renamed_from
+            _set(self, "_inputs", tuple(rename_in(u, mapping, self._rename_memo) for u in origin.inputs))
+            _set(self, "_rename_memo", None)
+        return self._inputs
 
     @property
     def args(self):
         return self.inputs
+
+    def variables(self) -> tuple:
+        if self.renamed_from is not None:
+            return self.renamed_from[0].variables()
+        return super().variables()
 
     def _rebuild(self, *inputs):
         same = set(inputs[0].edges) == set(self.edges)

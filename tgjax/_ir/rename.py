@@ -20,29 +20,41 @@ _calls = threading.local()
 
 
 def rename(t: Expr, mapping: dict) -> Expr:
-    """``t`` with free edges renamed by ``mapping``: a new node, rebuilt down to the leaves that carry them.
+    """``t`` with free edges renamed by ``mapping``: a new node, rebuilt down to the leaves and
+    functions that carry them (a function's copy renames its inputs only when they are read).
 
     A node shared by several parents is rebuilt once per mapping within one
     call: a DAG (a residual network's ``h`` used twice per layer) would
     otherwise be rebuilt once per path, exponentially in depth.
     """
     memo = getattr(_calls, "memo", None)
-    outermost = memo is None
-    if outermost:
-        memo = _calls.memo = {}
+    if memo is None:
+        return rename_in(t, mapping, {})
+    key = (id(t), tuple(sorted(mapping.items())))
+    entry = memo.get(key)
+    if entry is None:
+        result = _rename(t, mapping)
+        if result is not t:
+            _carry_caches(t, result, mapping)
+        # the node is kept with its result, so that its id is not reused while the memo lives
+        entry = memo[key] = (t, result)
+    return entry[1]
+
+
+def rename_in(t: Expr, mapping: dict, memo: dict) -> Expr:
+    """``rename(t, mapping)`` within ``memo``, the memo of the call that began it.
+
+    A renamed function renames its inputs only when they are read (see
+    ``Function._renamed``), after that call has returned; it keeps the call's
+    memo, so that what the call shared (a DAG's node reached by two paths)
+    stays shared when it is finished later.
+    """
+    outer = getattr(_calls, "memo", None)
+    _calls.memo = memo
     try:
-        key = (id(t), tuple(sorted(mapping.items())))
-        entry = memo.get(key)
-        if entry is None:
-            result = _rename(t, mapping)
-            if result is not t:
-                _carry_caches(t, result, mapping)
-            # the node is kept with its result, so that its id is not reused within the call
-            entry = memo[key] = (t, result)
-        return entry[1]
+        return rename(t, mapping)
     finally:
-        if outermost:
-            _calls.memo = None
+        _calls.memo = outer
 
 
 def _carry_caches(t: Expr, result: Expr, mapping: dict):
@@ -52,10 +64,10 @@ def _carry_caches(t: Expr, result: Expr, mapping: dict):
     Without this every renamed copy, and every copy inside it, is hashed again
     from scratch: quadratic in depth for the chains a derivative renames.
     """
-    from .identity import Signature
+    from .identity import relabelled
 
     if t._sig is not None and result._sig is None:
-        result._sig = Signature(t._sig.shape, {mapping.get(e, e): c for e, c in t._sig.ports.items()})
+        result._sig = relabelled(t._sig, mapping)
     if t._vars is not None and result._vars is None:
         result._vars = t._vars
     if t._stands_for is not None and result._stands_for is None:
@@ -134,7 +146,7 @@ def _(t: Sum, mapping):
 def _(t: Function, mapping):
     if not mapping:
         return t
-    return Function(t.spec, [rename(u, mapping) for u in t.inputs], edges=_new_order(t, mapping))
+    return Function._renamed(t, mapping, _calls.memo)
 
 
 @_rename.register
@@ -175,8 +187,8 @@ def _(t: AlongEdge, mapping):
 def view(t: Expr, mapping: dict) -> Expr:
     """``t`` with free edges renamed by ``mapping``, sharing ``t`` itself.
 
-    ``rename`` rebuilds a node and everything below it (a function's input
-    carries the function's edges). A view does not: leaves are renamed
+    ``rename`` rebuilds a node and the products and sums below it, down to
+    the leaves and functions. A view does not: leaves are renamed
     outright, any other node is wrapped in a product with one identity Delta
     per renamed edge, which lowering turns into a relabelling of one array.
     Passes over large DAGs use views, so that renaming costs constant time.

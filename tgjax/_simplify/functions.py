@@ -9,6 +9,7 @@ the rule every function shares: f(0) folded where the function knows f(0).
 from __future__ import annotations
 
 from .._ir.nodes import AlongEdge, Function, Zero, ones, scale
+from .._ir.rename import rename
 from .._ir.util import as_weight
 from .core import rewritten, simplified, simplify_node
 
@@ -24,6 +25,11 @@ def fold_at_zero(t: Function):
 
 @simplify_node.register
 def _(t: Function):
+    if t.renamed_from is not None:
+        # the normal form of a renamed copy is the renamed normal form: each function is simplified once
+        origin, mapping = t.renamed_from
+        normal = simplified(origin)
+        return t if normal is origin else rename(normal, mapping)
     node = Function(t.spec, [simplified(u) for u in t.inputs], edges=t.edges)
     return rewritten(node, (fold_at_zero, *t.spec.identities))
 

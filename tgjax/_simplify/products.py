@@ -97,12 +97,18 @@ def inline_nested(p: Flat):
     if not any(_nested(a) for a in p.atoms):
         return None
     weight, atoms = p.weight, []
+    # names a nested product's inner edges must not take: any other edge of this network,
+    # free or inner to a product inlined before it (only those are renamed apart, so a
+    # nested normal form keeps its atoms as they are)
+    taken = {e for a in p.atoms for e in a.edges} | set(p.edges)
     for a in p.atoms:
         if isinstance(a, Sum) and len(a.terms) == 1:
             weight *= a.weights[0]
             a = a.terms[0]
         if isinstance(a, Product):
-            atoms.extend(freshen_inner(a, a.inner_edges).factors)
+            a = freshen_inner(a, taken)
+            taken |= a.inner_edges
+            atoms.extend(a.factors)
         elif isinstance(a, Sum):
             lead = a.weights[0]
             weight *= lead
@@ -160,20 +166,27 @@ def merge_deltas(p: Flat):
             (k, e), = ports
             renames[k][e] = free[0]
         elif len(here) == 2 and len(ports) == 2 and ports[0][0] != ports[1][0]:
-            name = fresh_edge()
-            for k, e in ports:
-                renames[k][e] = name
+            (_, e0), (k1, e1) = ports
+            renames[k1][e1] = e0
         else:
-            names = []
-            for k, e in ports:
-                renames[k][e] = fresh_edge()
-                names.append(renames[k][e])
+            names = _port_names(ports, free)
+            for (k, e), name in zip(ports, names):
+                renames[k][e] = name
             deltas.append(Delta._make(size, tuple(names) + tuple(free)))
     before = (weight == p.weight, sorted(len(a.edges) for a in p.atoms if isinstance(a, Delta)))
     if before == (True, sorted(len(d.edges) for d in deltas)):
         return None  # already merged: each class with more than two ends has its one Delta
     renamed = [rename(a, {e: n for e, n in m.items() if e != n}) for a, m in zip(others, renames)]
     return p.but(renamed + deltas, weight)
+
+
+def _port_names(ports, free) -> list:
+    """A name for each port of a class that keeps a Delta: its own, unless another end
+    of the class has it too (then a fresh one). Keeping names keeps atoms as they are,
+    rather than renaming every factor of a deep derivative's product at every step."""
+    counts = Counter(e for _, e in ports)
+    counts.update(free)
+    return [e if counts[e] == 1 else fresh_edge() for _, e in ports]
 
 
 def _classes(atoms):
@@ -204,7 +217,7 @@ def combine_powers(p: Flat):
     """
     classes, _ = _classes(p.atoms)
     sizes = {e: a._shape[e] for a in p.atoms for e in a.edges}
-    groups = defaultdict(list)
+    candidates = defaultdict(list)
     for members, ports in _contractions(p.atoms):
         if len(members) == 1:
             a = p.atoms[members[0]]
@@ -212,7 +225,12 @@ def combine_powers(p: Flat):
             base, k_exp = (a.inputs[0], k_exp) if k_exp is not None else (a, sympy.Integer(1))
         else:
             base, k_exp = Product([p.atoms[k] for k in members], edges=ports), sympy.Integer(1)
-        groups[_power_key(base, ports, classes)].append((members, ports, k_exp, base))
+        candidates[_power_hint(base, ports, classes)].append((members, ports, k_exp, base))
+    groups = defaultdict(list)
+    for alike in candidates.values():
+        if len(alike) > 1:
+            for members, ports, k_exp, base in alike:
+                groups[_power_key(base, ports, classes)].append((members, ports, k_exp, base))
     merged = [g for g in groups.values() if len(g) > 1]
     if not merged:
         return None
@@ -253,6 +271,20 @@ def _contractions(atoms) -> list:
         ports = tuple(e for k in ks for e in atoms[k].edges if e not in inside)
         out.append((ks, ports))
     return out
+
+
+def _power_hint(base: Expr, ports, classes) -> tuple:
+    """What ``_power_key`` tells apart, without renaming anything: the base's structure and,
+    for each port, its class, its place among that class's ports and its role. Equal keys
+    have equal hints, so only bases whose hints meet need their keys built."""
+    sig = signature(base)
+    seen = Counter()
+    marks = []
+    for e in ports:
+        c = classes.find(e)
+        marks.append((c, seen[c], sig.ports[e]))
+        seen[c] += 1
+    return sig.shape, tuple(sorted(marks))
 
 
 def _power_key(base: Expr, ports, classes) -> Expr:
@@ -458,18 +490,39 @@ def _scale_sum_factors(p: Flat) -> Flat:
     inner names, so "the first term" would make ``(a - b) c`` and
     ``-(b - a) c`` two normal forms; the free names must not decide either,
     or renaming would change the normal form.
+
+    A product with more than ``_SUM_FACTORS_SCALED_IN_CONTEXT`` sum factors
+    (a deep chain's derivative has one per layer) lets each sum alone decide,
+    where its choices hash differently, and the whole product only break a
+    tie (an antisymmetric sum and its negative): the whole product's structure
+    for every choice of every factor is quadratic in the product's size.
     """
     atoms, weight = list(p.atoms), p.weight
+    in_context = sum(isinstance(a, Sum) for a in atoms) <= _SUM_FACTORS_SCALED_IN_CONTEXT
     for k, a in enumerate(atoms):
         if not isinstance(a, Sum):
             continue
         options = []
         for lead in dict.fromkeys(a.weights):
-            trial = atoms[:k] + [Sum(a.terms, [tidy_weight(w / lead) for w in a.weights], edges=a.edges)] + atoms[k + 1:]
-            options.append((_structure_key(_assemble(trial, p.edges)), lead, trial))
-        _, lead, atoms = min(options, key=lambda option: option[0])
+            weights = [tidy_weight(w / lead) for w in a.weights]
+            rescaled = a if weights == list(a.weights) else Sum(a.terms, weights, edges=a.edges)
+            options.append((None if in_context else _structure_key(rescaled), lead, rescaled))
+        best = min(key for key, _, _ in options) if not in_context else None
+        tied = [(lead, rescaled) for key, lead, rescaled in options if key == best]
+        if len(tied) > 1:
+            in_product = [(_structure_key(_assemble(atoms[:k] + [r] + atoms[k + 1:], p.edges)), lead, r) for lead, r in tied]
+            _, lead, rescaled = min(in_product, key=lambda option: option[0])
+        else:
+            lead, rescaled = tied[0]
+        atoms[k] = rescaled
         weight *= lead
     return p.but(atoms, weight)
+
+
+# The whole product's structure chooses the scale of each of this many sum factors or fewer.
+# It also decides how a gradient's contractions are grouped in lowering, and XLA:CPU runs
+# one grouping of the tensor-train regression's gradient 1.5x slower than the other.
+_SUM_FACTORS_SCALED_IN_CONTEXT = 4
 
 
 def _structure_key(t):
