@@ -485,11 +485,12 @@ def _scale_sum_factors(p: Flat) -> Flat:
     """Each sum factor keeps one term at weight 1, its scale moved into the weight.
 
     Which term: the choice for which the whole product's structure hashes
-    least, edge names ignored. The sum's own term order depends on the names
-    of edges it shares with the rest of the product, which are arbitrary
-    inner names, so "the first term" would make ``(a - b) c`` and
-    ``-(b - a) c`` two normal forms; the free names must not decide either,
-    or renaming would change the normal form.
+    least, edge names ignored, and where choices tie (an antisymmetric sum
+    and its negative), the one that puts the free edges in the roles that
+    hash least. The sum's own term order depends on the names of edges it
+    shares with the rest of the product, which are arbitrary inner names, so
+    "the first term" would make ``(a - b) c`` and ``-(b - a) c`` two normal
+    forms. The free names decide only that tie; inner names never do.
 
     A product with more than ``_SUM_FACTORS_SCALED_IN_CONTEXT`` sum factors
     (a deep chain's derivative has one per layer) lets each sum alone decide,
@@ -510,7 +511,7 @@ def _scale_sum_factors(p: Flat) -> Flat:
         best = min(key for key, _, _ in options) if not in_context else None
         tied = [(lead, rescaled) for key, lead, rescaled in options if key == best]
         if len(tied) > 1:
-            in_product = [(_structure_key(_assemble(atoms[:k] + [r] + atoms[k + 1:], p.edges)), lead, r) for lead, r in tied]
+            in_product = [(_placed_key(_assemble(atoms[:k] + [r] + atoms[k + 1:], p.edges)), lead, r) for lead, r in tied]
             _, lead, rescaled = min(in_product, key=lambda option: option[0])
         else:
             lead, rescaled = tied[0]
@@ -528,6 +529,13 @@ _SUM_FACTORS_SCALED_IN_CONTEXT = 4
 def _structure_key(t):
     sig = signature(t)
     return sig.shape, tuple(sorted(sig.ports.values()))
+
+
+def _placed_key(t):
+    """``_structure_key``, then which free edge plays which role: the structure alone cannot
+    tell an antisymmetric sum ``y[j] δ[m] - y[m] δ[j]`` from its negative, the free
+    edge names can, and inner names (which a process draws as it goes) play no part."""
+    return _structure_key(t), hash(t)
 
 
 def _assemble(atoms, edges) -> Expr:
