@@ -77,6 +77,7 @@ def test_renaming_a_function_chain_copies_nothing_until_read():
     e = tanh_chain(2_000)
     renamed = e.rename(n="m")
     assert renamed.edges == ("m",) and renamed.renamed_from == (e, {"n": "m"})
+    assert renamed._inputs is None  # nothing below it is built until read
     assert renamed.rename(m="n") is e  # a rename back is the original, not a copy
     assert renamed.rename(m="p").renamed_from == (e, {"n": "p"})  # a rename of a rename starts from it
     loss = F.sum(renamed * F.exp(x.rename(n="m")))

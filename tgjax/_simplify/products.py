@@ -485,39 +485,52 @@ def _scale_sum_factors(p: Flat) -> Flat:
     """Each sum factor keeps one term at weight 1, its scale moved into the weight.
 
     Which term: the choice for which the whole product's structure hashes
-    least, edge names ignored, and where choices tie (an antisymmetric sum
-    and its negative), the one that puts the free edges in the roles that
-    hash least. The sum's own term order depends on the names of edges it
-    shares with the rest of the product, which are arbitrary inner names, so
-    "the first term" would make ``(a - b) c`` and ``-(b - a) c`` two normal
-    forms. The free names decide only that tie; inner names never do.
+    least, edge names ignored. The sum's own term order depends on the names
+    of edges it shares with the rest of the product, which are arbitrary
+    inner names, so "the first term" would make ``(a - b) c`` and
+    ``-(b - a) c`` two normal forms. What structure cannot tell apart, an
+    antisymmetric sum ``y[j] δ[m] - y[m] δ[j]`` and its negative (the same
+    network with two free edges swapped), the free edge names settle; inner
+    names never do. No rule can settle that tie so that the normal form is
+    both the same for ``-(-s) x`` as for ``s x`` and renamed along with its
+    expression (swapping ``j`` and ``m`` turns each choice into the other):
+    this one keeps the first, so renaming such a product's free edges can
+    give a normal form that is not the renamed one.
 
-    A product with more than ``_SUM_FACTORS_SCALED_IN_CONTEXT`` sum factors
-    (a deep chain's derivative has one per layer) lets each sum alone decide,
-    where its choices hash differently, and the whole product only break a
-    tie (an antisymmetric sum and its negative): the whole product's structure
-    for every choice of every factor is quadratic in the product's size.
+    In a product of more than ``_SUM_FACTORS_SCALED_IN_CONTEXT`` sum factors
+    (a deep chain's derivative has one per layer), each sum's own structure
+    decides first and the whole product only between choices that tie
+    there: the whole product's structure for every choice of every factor
+    is quadratic in the product's size.
     """
     atoms, weight = list(p.atoms), p.weight
     in_context = sum(isinstance(a, Sum) for a in atoms) <= _SUM_FACTORS_SCALED_IN_CONTEXT
     for k, a in enumerate(atoms):
         if not isinstance(a, Sum):
             continue
-        options = []
-        for lead in dict.fromkeys(a.weights):
-            weights = [tidy_weight(w / lead) for w in a.weights]
-            rescaled = a if weights == list(a.weights) else Sum(a.terms, weights, edges=a.edges)
-            options.append((None if in_context else _structure_key(rescaled), lead, rescaled))
-        best = min(key for key, _, _ in options) if not in_context else None
-        tied = [(lead, rescaled) for key, lead, rescaled in options if key == best]
-        if len(tied) > 1:
-            in_product = [(_placed_key(_assemble(atoms[:k] + [r] + atoms[k + 1:], p.edges)), lead, r) for lead, r in tied]
-            _, lead, rescaled = min(in_product, key=lambda option: option[0])
-        else:
-            lead, rescaled = tied[0]
+        options = [(lead, _rescaled(a, lead)) for lead in dict.fromkeys(a.weights)]
+        if not in_context:
+            options = _least(options, lambda o: _structure_key(o[1]))
+        options = _least(options, lambda o: _structure_key(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))
+        lead, rescaled = min(options, key=lambda o: hash(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))
         atoms[k] = rescaled
         weight *= lead
     return p.but(atoms, weight)
+
+
+def _least(options: list, key) -> list:
+    """The options whose key is least (all of them where they tie)."""
+    if len(options) < 2:
+        return options
+    keys = [key(o) for o in options]
+    best = min(keys)
+    return [o for o, k in zip(options, keys) if k == best]
+
+
+def _rescaled(s: Sum, lead) -> Sum:
+    """``s`` divided by ``lead`` (one of its weights), its weights tidied."""
+    weights = [tidy_weight(w / lead) for w in s.weights]
+    return s if weights == list(s.weights) else Sum(s.terms, weights, edges=s.edges)
 
 
 # The whole product's structure chooses the scale of each of this many sum factors or fewer.
@@ -529,13 +542,6 @@ _SUM_FACTORS_SCALED_IN_CONTEXT = 4
 def _structure_key(t):
     sig = signature(t)
     return sig.shape, tuple(sorted(sig.ports.values()))
-
-
-def _placed_key(t):
-    """``_structure_key``, then which free edge plays which role: the structure alone cannot
-    tell an antisymmetric sum ``y[j] δ[m] - y[m] δ[j]`` from its negative, the free
-    edge names can, and inner names (which a process draws as it goes) play no part."""
-    return _structure_key(t), hash(t)
 
 
 def _assemble(atoms, edges) -> Expr:
