@@ -51,25 +51,34 @@ def test_gradient_of_nested_tanh_simplifies(depth):
     np.testing.assert_allclose(tg.lower(g)(x=X0), jax.grad(jloss)(X0), rtol=1e-10, atol=1e-14)
 
 
-def test_simplifying_a_deep_gradient_builds_quadratically_many_nodes(monkeypatch):
-    # Each partial's chain is a renamed copy of the chain below it; a copy built
-    # eagerly made the work cubic in depth (7x the nodes for twice the depth).
-    from tgjax._ir import nodes
+def test_simplifying_a_deep_gradient_is_quadratic_not_cubic(monkeypatch):
+    # Work counted without a clock: nodes built, and factors read by the structural
+    # hash of products. Each partial's chain is a renamed copy of the chain below
+    # it, and each step of the chain rule a product of every partial before it: a
+    # copy built in full, or a whole-product hash for each of its factors, made
+    # the work cubic in depth (7x or more for twice the depth; quadratic is 4x).
+    from tgjax._ir import identity, nodes
 
-    built = [0]
-    init = nodes.Expr._init
+    work = [0]
+    init, flat_factors = nodes.Expr._init, identity.flat_factors
 
-    def counted(self, *args, **kwargs):
-        built[0] += 1
+    def counted_init(self, *args, **kwargs):
+        work[0] += 1
         return init(self, *args, **kwargs)
 
-    monkeypatch.setattr(nodes.Expr, "_init", counted)
+    def counted_flat_factors(p):
+        factors = flat_factors(p)
+        work[0] += len(factors)
+        return factors
+
+    monkeypatch.setattr(nodes.Expr, "_init", counted_init)
+    monkeypatch.setattr(identity, "flat_factors", counted_flat_factors)
     counts = []
     for depth in (40, 80):
         g = F.sum(tanh_chain(depth)).grad(x)
-        built[0] = 0
+        work[0] = 0
         g.simplify()
-        counts.append(built[0])
+        counts.append(work[0])
     assert counts[1] < 4.5 * counts[0]
 
 

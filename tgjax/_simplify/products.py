@@ -512,7 +512,7 @@ def _scale_sum_factors(p: Flat) -> Flat:
         if not in_context:
             options = _least(options, lambda o: _structure_key(o[1]))
         options = _least(options, lambda o: _structure_key(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))
-        lead, rescaled = min(options, key=lambda o: hash(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))
+        lead, rescaled = _least(options, lambda o: hash(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))[0]
         atoms[k] = rescaled
         weight *= lead
     return p.but(atoms, weight)
