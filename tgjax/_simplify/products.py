@@ -511,8 +511,8 @@ def _scale_sum_factors(p: Flat) -> Flat:
         options = [(lead, _rescaled(a, lead)) for lead in dict.fromkeys(a.weights)]
         if not in_context:
             options = _least(options, lambda o: _structure_key(o[1]))
-        options = _least(options, lambda o: _structure_key(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))
-        lead, rescaled = _least(options, lambda o: hash(_assemble(atoms[:k] + [o[1]] + atoms[k + 1:], p.edges)))[0]
+        options = _least(options, _placed(_structure_key, atoms, k, p.edges))
+        lead, rescaled = _least(options, _placed(hash, atoms, k, p.edges))[0]
         atoms[k] = rescaled
         weight *= lead
     return p.but(atoms, weight)
@@ -525,6 +525,11 @@ def _least(options: list, key) -> list:
     keys = [key(o) for o in options]
     best = min(keys)
     return [o for o, k in zip(options, keys) if k == best]
+
+
+def _placed(key, atoms, k: int, edges):
+    """``key`` of the product with its ``k``-th atom replaced by an option's rescaled sum."""
+    return lambda option: key(_assemble(atoms[:k] + [option[1]] + atoms[k + 1:], edges))
 
 
 def _rescaled(s: Sum, lead) -> Sum:
