@@ -13,7 +13,7 @@ from tgjax._ir import elementwise as ew
 from tgjax._ir.nodes import Delta, Expr, Function, Product, ones, scale
 from tgjax._simplify import products as pr
 from tgjax._simplify.core import recording
-from tgjax._simplify.functions import fold_at_zero
+from tgjax._simplify.functions import SHARED_RULES, fold_at_zero, ones_out_of_function
 from tgjax._simplify.sums import collect_terms
 
 i, j = tg.symbols("i j")
@@ -56,6 +56,8 @@ CASES = [
     (al.logsumexp_of_shift, F.logsumexp(Z + cj, "i"), None, F.logsumexp(Z + x, "i")),
     (fold_at_zero, F.exp(zero), ones({"i": i}), F.log(zero)),
     (fold_at_zero, F.tanh(zero), zero, F.tanh(x)),
+    (ones_out_of_function, F.exp(Product([x, Delta._make(j, ("k",))])), Product([F.exp(x), Delta._make(j, ("k",))]),
+     F.exp(Product([x, x.rename(i="k")]))),
 ]
 
 
@@ -147,7 +149,7 @@ def test_collect_terms_merges_and_drops_terms_and_is_recorded_only_then():
 
 def test_every_rule_has_a_docstring_and_a_case():
     rules = {r for fn in (*ew.BUILTINS, *al.BUILTINS, ew.power(2)) for r in fn.identities}
-    rules |= {fold_at_zero, collect_terms, *pr.PRODUCT_RULES, *pr.FINISHING_RULES}
+    rules |= {*SHARED_RULES, collect_terms, *pr.PRODUCT_RULES, *pr.FINISHING_RULES}
     tested = {c[0] for c in CASES + PRODUCT_CASES} | {collect_terms}
     assert rules <= tested, f"rules without a test: {sorted(r.__name__ for r in rules - tested)}"
     assert all(r.__doc__ for r in rules)

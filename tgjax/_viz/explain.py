@@ -96,7 +96,7 @@ def _spoken(rule_name: str) -> str:
 def rule_names() -> set:
     """Every name a step of ``explain`` can carry."""
     rules = {r for fn in (*elementwise.BUILTINS, *along.BUILTINS, elementwise.power(2)) for r in fn.identities}
-    rules |= {functions.fold_at_zero, sums.collect_terms, *products.PRODUCT_RULES, *products.FINISHING_RULES}
+    rules |= {*functions.SHARED_RULES, sums.collect_terms, *products.PRODUCT_RULES, *products.FINISHING_RULES}
     rules |= {closed_form.independent_of_the_variable, closed_form.gaussian_polynomial, closed_form.gaussian_exponential}
     derivative = {"product rule", "sum rule", "chain rule", "price theorem", "derivative of a variable"}
     return {_spoken(r.__name__) for r in rules} | derivative | {"input", "normal form"}
