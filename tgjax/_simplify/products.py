@@ -273,18 +273,23 @@ def _contractions(atoms) -> list:
     return out
 
 
-def _power_hint(base: Expr, ports, classes) -> tuple:
-    """What ``_power_key`` tells apart, without renaming anything: the base's structure and,
-    for each port, its class, its place among that class's ports and its role. Equal keys
-    have equal hints, so only bases whose hints meet need their keys built."""
-    sig = signature(base)
+def _port_places(ports, classes) -> dict:
+    """Port -> (its edge class, its place among the ports of that class, in port order)."""
     seen = Counter()
-    marks = []
+    places = {}
     for e in ports:
         c = classes.find(e)
-        marks.append((c, seen[c], sig.ports[e]))
+        places[e] = (c, seen[c])
         seen[c] += 1
-    return sig.shape, tuple(sorted(marks))
+    return places
+
+
+def _power_hint(base: Expr, ports, classes) -> tuple:
+    """What ``_power_key`` tells apart, without renaming anything: the base's structure and,
+    for each port, its place (``_port_places``) and its role. Equal keys have equal hints,
+    so only bases whose hints meet need their keys built."""
+    sig = signature(base)
+    return sig.shape, tuple(sorted((*place, sig.ports[e]) for e, place in _port_places(ports, classes).items()))
 
 
 def _power_key(base: Expr, ports, classes) -> Expr:
@@ -293,13 +298,7 @@ def _power_key(base: Expr, ports, classes) -> Expr:
     Two ports in one class (a diagonal) are told apart by their order, which
     cannot change the value: the indices are equal.
     """
-    seen = Counter()
-    names = {}
-    for e in ports:
-        c = classes.find(e)
-        names[e] = f"@{c}#{seen[c]}"
-        seen[c] += 1
-    return rename(base, names)
+    return rename(base, {e: f"@{c}#{k}" for e, (c, k) in _port_places(ports, classes).items()})
 
 
 def combine_scalar_factors(p: Flat):
@@ -511,8 +510,7 @@ def _scale_sum_factors(p: Flat) -> Flat:
         options = [(lead, _rescaled(a, lead)) for lead in dict.fromkeys(a.weights)]
         if not in_context:
             options = _least(options, lambda o: _structure_key(o[1]))
-        options = _least(options, _placed(_structure_key, atoms, k, p.edges))
-        lead, rescaled = _least(options, _placed(hash, atoms, k, p.edges))[0]
+        lead, rescaled = _least(options, _placed(_placed_key, atoms, k, p.edges))[0]
         atoms[k] = rescaled
         weight *= lead
     return p.but(atoms, weight)
@@ -547,6 +545,11 @@ _SUM_FACTORS_SCALED_IN_CONTEXT = 4
 def _structure_key(t):
     sig = signature(t)
     return sig.shape, tuple(sorted(sig.ports.values()))
+
+
+def _placed_key(t):
+    """``_structure_key``, then the named hash: which free edge plays which role."""
+    return _structure_key(t), hash(t)
 
 
 def _assemble(atoms, edges) -> Expr:
