@@ -12,7 +12,7 @@ from tgjax._ir import along as al
 from tgjax._ir import elementwise as ew
 from tgjax._ir.nodes import Delta, Expr, Function, Product, ones, scale
 from tgjax._simplify import products as pr
-from tgjax._simplify.core import recording
+from tgjax._simplify.core import recording, simplified
 from tgjax._simplify.functions import SHARED_RULES, fold_at_zero, ones_out_of_function
 from tgjax._simplify.sums import collect_terms
 
@@ -126,7 +126,10 @@ PRODUCT_CASES = [
 
 
 def _applied(rule, node):
-    result = rule(pr.Flat.of(node))
+    # each factor in normal form, as a nested product simplified before meets the rules
+    # (Flat.of would open a nested product that is not simplified yet in place)
+    flat = pr.Flat(tuple(simplified(f) for f in node.factors), sympy.Integer(1), node.edges, node.shape)
+    result = rule(flat)
     return result if result is None or isinstance(result, Expr) else result.expr()
 
 

@@ -9,6 +9,7 @@ added after the contraction (a broadcast, or a diagonal for an identity pair).
 from __future__ import annotations
 
 import functools
+from collections import Counter
 import math
 import random
 from dataclasses import dataclass
@@ -341,11 +342,14 @@ def _reuse(inputs, names, output, known):
     changed = True
     while changed and len(inputs) > 1:
         changed = False
+        # a letter of a pair stays if the output or another operand has it too
+        everywhere = Counter(output)
+        for letters in inputs:
+            everywhere.update(letters)
         for i in range(len(inputs)):
             for j in range(i + 1, len(inputs)):
-                others = "".join(inputs[k] for k in range(len(inputs)) if k not in (i, j)) + output
                 pair = inputs[i] + inputs[j]
-                keep = "".join(dict.fromkeys(ch for ch in pair if ch in others))
+                keep = "".join(dict.fromkeys(ch for ch in pair if everywhere[ch] > pair.count(ch)))
                 found = known((inputs[i], inputs[j]), keep, (names[i], names[j]))
                 if found is None:
                     continue

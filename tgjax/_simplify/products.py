@@ -41,8 +41,16 @@ class Flat:
 
     @classmethod
     def of(cls, t: Product) -> Flat:
-        """The flat form of ``t`` with its factors simplified (not yet inlined)."""
-        return cls(tuple(simplified(f) for f in t.factors), sympy.Integer(1), t.edges, t.shape)
+        """The flat form of ``t``: products nested in it that are not yet simplified are opened
+        in place, and every other factor is simplified (not yet inlined).
+
+        Simplifying each nested product first would, for a chain of them (the
+        derivative of an n-deep chain nests n products), build n normal forms of
+        growing size: quadratic work for what is one product of n atoms.
+        """
+        opening = _Opening(set(t.edges))
+        opening.visit(t, {})
+        return cls(tuple(opening.atoms), opening.weight, t.edges, t.shape)
 
     def but(self, atoms, weight=None) -> Flat:
         return Flat(tuple(atoms), self.weight if weight is None else weight, self.edges, self.shape)
@@ -51,6 +59,41 @@ class Flat:
         """The product as an expression, sum factors as they are."""
         core = _assemble(self.atoms, self.edges)
         return make_sum([(self.weight * w, c) for w, c in terms_of(core)], self.shape)
+
+
+class _Opening:
+    """Collects the atoms of products nested inside one another, renaming the inner edges of
+    each opened product apart from every name already in use (as ``inline_nested`` does)."""
+
+    def __init__(self, taken: set):
+        self.taken = taken
+        self.atoms: list = []
+        self.weight = sympy.Integer(1)
+        self.opened: set = set()
+
+    def visit(self, f: Expr, names: dict):
+        """Add ``f``, whose edge ``e`` is called ``names.get(e, e)`` in the flat product."""
+        if isinstance(f, Sum) and len(f.terms) == 1 and _not_simplified(f):
+            self.weight *= f.weights[0]
+            self.visit(f.terms[0], names)
+        elif isinstance(f, Product) and _not_simplified(f) and id(f) not in self.opened:
+            # a node met twice (a DAG) is opened once; again, it is simplified as a whole
+            self.opened.add(id(f))
+            scope = {e: names.get(e, e) for e in f.edges}
+            inner = f.inner_edges
+            # in factor order, so the fresh names never depend on hashing
+            for e in dict.fromkeys(e for g in f.factors for e in g.edges if e in inner):
+                scope[e] = fresh_edge() if e in self.taken else e
+                self.taken.add(scope[e])
+            for g in f.factors:
+                self.visit(g, scope)
+        else:
+            mapping = {e: names[e] for e in f.edges if names.get(e, e) != e}
+            self.atoms.append(simplified(rename(f, mapping) if mapping else f))
+
+
+def _not_simplified(t: Expr) -> bool:
+    return t._simplified is None and t._stands_for is None
 
 
 @simplify_node.register
@@ -342,7 +385,7 @@ def _scalar_components(p: Flat) -> list:
 
 
 def cancel_inverse(p: Flat):
-    """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``.
+    """``X @ inverse(X) = I`` and ``inverse(X) @ X = I``, and their trace is the size.
 
     Only for a plain matrix (an inverse over both edges of its input); a batch
     of matrices would leave a diagonal Delta over the batch edges.
@@ -358,9 +401,9 @@ def cancel_inverse(p: Flat):
                 # f is X with u in the row role and v in the column role
                 if rename(f, {u: row, v: col}) != a.input:
                     continue
-                if v == row and u != col:
-                    ends = (u, col)        # X[u, j] X^-1[j, col]
-                elif u == col and v != row:
+                if v == row:
+                    ends = (u, col)        # X[u, j] X^-1[j, col]; a trace when u is col
+                elif u == col:
                     ends = (row, v)        # X^-1[row, i] X[i, v]
                 else:
                     continue
@@ -487,7 +530,10 @@ def _scale_sum_factors(p: Flat) -> Flat:
     least, edge names ignored. The sum's own term order depends on the names
     of edges it shares with the rest of the product, which are arbitrary
     inner names, so "the first term" would make ``(a - b) c`` and
-    ``-(b - a) c`` two normal forms. What structure cannot tell apart, an
+    ``-(b - a) c`` two normal forms. Each sum chooses with every other sum
+    at its own scale (the least of its own structure), never at the scale
+    it arrived with or chose already: the choices then do not depend on the
+    order of the factors. What structure cannot tell apart, an
     antisymmetric sum ``y[j] δ[m] - y[m] δ[j]`` and its negative (the same
     network with two free edges swapped), the free edge names settle; inner
     names never do. No rule can settle that tie so that the normal form is
@@ -502,16 +548,14 @@ def _scale_sum_factors(p: Flat) -> Flat:
     there: the whole product's structure for every choice of every factor
     is quadratic in the product's size.
     """
+    sums = [k for k, a in enumerate(p.atoms) if isinstance(a, Sum)]
+    options = {k: [(lead, _rescaled(p.atoms[k], lead)) for lead in dict.fromkeys(p.atoms[k].weights)] for k in sums}
+    own = {k: _least(options[k], lambda o: _structure_key(o[1])) for k in sums}
+    context = [own[k][0][1] if k in own else a for k, a in enumerate(p.atoms)]
+    in_context = len(sums) <= _SUM_FACTORS_SCALED_IN_CONTEXT
     atoms, weight = list(p.atoms), p.weight
-    in_context = sum(isinstance(a, Sum) for a in atoms) <= _SUM_FACTORS_SCALED_IN_CONTEXT
-    for k, a in enumerate(atoms):
-        if not isinstance(a, Sum):
-            continue
-        options = [(lead, _rescaled(a, lead)) for lead in dict.fromkeys(a.weights)]
-        if not in_context:
-            options = _least(options, lambda o: _structure_key(o[1]))
-        lead, rescaled = _least(options, _placed(_placed_key, atoms, k, p.edges))[0]
-        atoms[k] = rescaled
+    for k in sums:
+        lead, atoms[k] = _least(options[k] if in_context else own[k], _placed(_placed_key, context, k, p.edges))[0]
         weight *= lead
     return p.but(atoms, weight)
 
