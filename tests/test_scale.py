@@ -2,7 +2,8 @@
 
 The planner switches search method with the number of operands (``contract._optimizer``):
 chains of 13 and 40 matrices, a 12-core tensor train and deep MLP gradients reach
-the methods used past 8 and past 20 operands.
+the methods used past 8 and past 20 operands; a deep derivative's normal form
+(``test_deep.py``) the one past 200.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def test_every_search_method_gives_a_valid_order(method):
 
 
 def test_each_size_gets_a_method_that_opt_einsum_accepts():
-    assert {contract._optimizer(n) for n in range(2, 200)} == set(contract._OPTIMIZERS)
+    assert {contract._optimizer(n) for n in range(2, 400)} == set(contract._OPTIMIZERS)
 
 
 def test_identical_networks_are_planned_once():

@@ -12,8 +12,9 @@ import threading
 
 import sympy
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, rebuilt
 from .util import fresh_edge
+from .walk import parents_first
 
 
 _calls = threading.local()
@@ -234,3 +235,26 @@ def mean_over_renamings(t: Expr, mappings) -> Expr:
     if len(views) == 1:
         return views[0]
     return Sum(views, [sympy.Rational(1, len(views))] * len(views), edges=t.edges)
+
+
+def sharing_args(node: Expr) -> tuple:
+    """A node's children for a pass that shares renamed copies: a renamed function's is the
+    function it was renamed from. Reading the copy's inputs would build them: every copy
+    of the chain below each partial of a deep derivative's normal form (quadratic in depth)."""
+    if isinstance(node, Function) and node.renamed_from is not None:
+        return (node.renamed_from[0],)
+    return node.args
+
+
+def with_views(exprs) -> tuple:
+    """``exprs`` with every renamed copy of a function replaced by a view of the function it
+    was renamed from: the same values, as a DAG that shares each function once, which the
+    passes of lowering walk in time linear in the expression."""
+    memo: dict = {}
+    for node in reversed(parents_first(exprs, children=sharing_args)):
+        if isinstance(node, Function) and node.renamed_from is not None:
+            origin, mapping = node.renamed_from
+            memo[id(node)] = view(memo[id(origin)], mapping)
+        else:
+            memo[id(node)] = rebuilt(node, [memo[id(a)] for a in node.args])
+    return tuple(memo[id(t)] for t in exprs)

@@ -9,6 +9,7 @@ mistake, reported with the numbers.
 from __future__ import annotations
 
 from .nodes import Convolution, Expr
+from .rename import sharing_args
 
 
 def convolution_triples(exprs) -> list:
@@ -22,7 +23,7 @@ def convolution_triples(exprs) -> list:
         seen.add(id(t))
         if isinstance(t, Convolution):
             triples.setdefault(tuple(t._shape[e] for e in t.edges), None)
-        for a in t.args:
+        for a in sharing_args(t):  # a renamed copy has its origin's sizes
             visit(a)
 
     for t in exprs:

@@ -45,8 +45,12 @@ class Plan:
 # Over connected subgraphs only, it stays under ~1 s up to 20 operands (tens
 # of ms on chains and trains) yet reaches 5-20 s at 40-80. Random greedy then
 # takes 0.1-0.4 s at 24-80 operands for orders 1-2.7x the dynamic-programming cost.
+# Past a few hundred operands (a deep derivative's normal form joins one factor per
+# layer) 128 random trials take seconds (12 s at 2,000 vectors on one edge), and
+# one greedy pass 0.04 s.
 _DP_OUTER_MAX = 8
 _DP_MAX = 20
+_RANDOM_MAX = 200
 _RANDOM_REPEATS = 128
 
 
@@ -56,7 +60,9 @@ def _optimizer(n: int) -> str:
         return "dp-outer"
     if n <= _DP_MAX:
         return "dp"
-    return "random-greedy"
+    if n <= _RANDOM_MAX:
+        return "random-greedy"
+    return "greedy"
 
 
 # "combo" counts flops plus the memory written by each step; random greedy
@@ -65,6 +71,7 @@ _OPTIMIZERS = {
     "dp-outer": lambda: opt_einsum.DynamicProgramming(minimize="combo", search_outer=True),
     "dp": lambda: opt_einsum.DynamicProgramming(minimize="combo"),
     "random-greedy": lambda: opt_einsum.RandomGreedy(minimize="flops", max_repeats=_RANDOM_REPEATS),
+    "greedy": lambda: "greedy",
 }
 
 
@@ -92,8 +99,10 @@ def _contraction_order(equation: str, shapes: tuple, optimizer: str) -> tuple:
 def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()) -> Plan:
     """``operands``: [(name, edges)]; ``deltas``: [edges]; ``free``: output edges in order;
     ``sizes``: edge -> int; ``new_name()``: a fresh variable name for intermediate results;
-    ``known(inputs, output_letters, names)``: the name and output letter order of a
-    pairwise contraction computed before, or None; ``mapped``: names of operands that are
+    ``known``: the pairwise contractions computed before (a ``Program``):
+    ``known.known_pair(inputs, output_letters, names)`` gives the name and output letter
+    order of one, or None, and ``known.partners`` the names each operand name was
+    contracted with; ``mapped``: names of operands that are
     one example of a batch mapped by ``jax.vmap`` (``mapped_order``)."""
     classes = UnionFind()
     find = classes.find
@@ -347,10 +356,14 @@ def _reuse(inputs, names, output, known):
         for letters in inputs:
             everywhere.update(letters)
         for i in range(len(inputs)):
-            for j in range(i + 1, len(inputs)):
+            # only pairs of names contracted together before can have been computed
+            partners = known.partners.get(names[i], ())
+            for j in range(i + 1, len(inputs)) if partners else ():
+                if names[j] not in partners:
+                    continue
                 pair = inputs[i] + inputs[j]
                 keep = "".join(dict.fromkeys(ch for ch in pair if everywhere[ch] > pair.count(ch)))
-                found = known((inputs[i], inputs[j]), keep, (names[i], names[j]))
+                found = known.known_pair((inputs[i], inputs[j]), keep, (names[i], names[j]))
                 if found is None:
                     continue
                 name, letters = found

@@ -17,6 +17,7 @@ from __future__ import annotations
 from .._diff import gradient
 from .._ir.elementwise import log, stable_log
 from .._ir.nodes import Derivative, Expectation, Expr, Function, rebuilt
+from .._ir.rename import sharing_args, with_views
 from .._ir.walk import parents_first
 from .._simplify import simplify
 
@@ -36,10 +37,15 @@ def evaluation_form(t: Expr) -> Expr:
     """
     if t._stands_for is not None:
         return t
-    order = parents_first([t])
-    plain = not any(isinstance(node, Derivative) or node._stands_for is not None for node in order)
-    if plain and len(order) <= NORMAL_FORM_NODE_LIMIT:
+    shared = parents_first([t], children=sharing_args)
+    plain = not any(isinstance(node, Derivative) or node._stands_for is not None for node in shared)
+    if plain and len(shared) <= NORMAL_FORM_NODE_LIMIT:
         return _closed(simplify(t))
+    # renamed copies become views of the function they copy: every pass below is then
+    # linear in the expression (a deep derivative's normal form copies the chain below
+    # each partial)
+    t, = with_views([t])
+    order = parents_first([t])
     memo: dict = {}
     for node in reversed(order):
         memo[id(node)] = _rebuilt(node, memo)
@@ -65,7 +71,7 @@ def node_count(exprs) -> int:
 
 def normal_forms(exprs):
     """``simplify`` of each expression, or None when they are too large to be worth it."""
-    if node_count(exprs) > NORMAL_FORM_NODE_LIMIT:
+    if len(parents_first(exprs, children=sharing_args)) > NORMAL_FORM_NODE_LIMIT:
         return None
     return tuple(simplify(t) for t in exprs)
 

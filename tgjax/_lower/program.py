@@ -51,6 +51,7 @@ class Program:
         self.extra_globals = {}  # callables that have no jnp spelling
         self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
+        self.partners = {}       # operand name -> names it was contracted with in a remembered pair
         self.flops = 0           # estimated FLOPs of the statements emitted (as XLA counts them)
         self.written = 0         # elements written by them
         self._sizes = {}          # size expression -> int
@@ -123,6 +124,8 @@ class Program:
             return
         ins, out = equation.split("->")
         a, b = ins.split(",")
+        for one, other in (operands, operands[::-1]):
+            self.partners.setdefault(one, set()).add(other)
         for (x, y), names in (((a, b), tuple(operands)), ((b, a), tuple(operands[::-1]))):
             key, canon = _pair_key(x, y, out, names)
             self.pairs.setdefault(key, (name, "".join(canon[c] for c in out)))
@@ -372,7 +375,7 @@ def _(t: Product, program):
         operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
         deltas.extend(joins)
     placeholders = (f"%{k}" for k in itertools.count())
-    p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program.known_pair,
+    p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program,
              mapped=program.mapped)
     comment = _describe(t)
     # Steps are named as they are emitted; identical steps of other products

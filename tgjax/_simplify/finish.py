@@ -11,7 +11,7 @@ no finishing rule applies.
 from __future__ import annotations
 
 from .._ir.nodes import Expr, Function, Product, rebuilt
-from .._ir.rename import rename
+from .._ir.rename import rename, sharing_args
 from .._logging import stage
 from .._ir.walk import parents_first
 from .core import recording_now, report, simplified, with_order
@@ -47,7 +47,7 @@ def remember_origins(result: Expr, t: Expr) -> Expr:
 def _finished(t: Expr) -> Expr:
     """``t`` with the finishing rules applied to every product, bottom-up; ``t`` itself if none applied."""
     memo: dict = {}
-    for node in reversed(parents_first([t], children=_finishing_children)):
+    for node in reversed(parents_first([t], children=sharing_args)):
         if isinstance(node, Function) and node.renamed_from is not None:
             origin, mapping = node.renamed_from
             done = memo[id(origin)]
@@ -59,14 +59,6 @@ def _finished(t: Expr) -> Expr:
             new = _finished_product(new)
         memo[id(node)] = new
     return memo[id(t)]
-
-
-def _finishing_children(node: Expr) -> tuple:
-    """A renamed copy of a function is finished as its origin is, then renamed: reading its
-    inputs would build every copy a deep derivative's normal form holds (quadratic in depth)."""
-    if isinstance(node, Function) and node.renamed_from is not None:
-        return (node.renamed_from[0],)
-    return node.args
 
 
 def _finished_product(t: Product) -> Expr:
