@@ -89,6 +89,34 @@ def test_simplifying_a_deep_gradient_is_linear():
     assert counts[1] < 2.2 * counts[0] and counts[2] < 2.2 * counts[1], counts
 
 
+def test_a_product_shared_at_every_level_is_simplified_once():
+    # Each level uses the one below twice; opened once, the second use is its normal
+    # form, renamed. Renamed before it was simplified, it was simplified anew at every
+    # level (twice the work per level: 14 levels took seconds, 30 did not finish).
+    from tgjax._ir import nodes
+
+    A, B = tg.Variable("A", i=n, j=n), tg.Variable("B", j=n, k=n)
+    v = x.rename(n="i")
+    work = [0]
+    init = nodes.Expr._init
+
+    def counted_init(self, *args, **kwargs):
+        work[0] += 1
+        return init(self, *args, **kwargs)
+
+    counts = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nodes.Expr, "_init", counted_init)
+        for levels in (8, 16):
+            p = A @ B
+            for _ in range(levels):
+                p = (p * (v @ A @ B)) * p
+            work[0] = 0
+            p.simplify()
+            counts.append(work[0])
+    assert counts[1] < 2.5 * counts[0], counts
+
+
 @pytest.mark.slow
 def test_simplifying_ten_thousand_levels():
     g = F.sum(tanh_chain(10_000)).grad(x).simplify()

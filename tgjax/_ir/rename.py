@@ -256,5 +256,11 @@ def with_views(exprs) -> tuple:
             origin, mapping = node.renamed_from
             memo[id(node)] = view(memo[id(origin)], mapping)
         else:
-            memo[id(node)] = rebuilt(node, [memo[id(a)] for a in node.args])
+            new = memo[id(node)] = rebuilt(node, [memo[id(a)] for a in node.args])
+            if new is not node:
+                # the same value with the same edges: what it stands for and its normal form hold
+                # (a nested .grad result keeps its derivative, and is not simplified again)
+                for cache in ("_stands_for", "_simplified", "_origins"):
+                    if getattr(new, cache) is None:
+                        setattr(new, cache, getattr(node, cache))
     return tuple(memo[id(t)] for t in exprs)

@@ -88,8 +88,11 @@ class _Opening:
             for g in f.factors:
                 self.visit(g, scope)
         else:
+            # simplified before it is renamed: a node met again keeps its cached normal form
+            # (renamed first, a product shared at every level would be simplified anew each time)
             mapping = {e: names[e] for e in f.edges if names.get(e, e) != e}
-            self.atoms.append(simplified(rename(f, mapping) if mapping else f))
+            atom = simplified(f)
+            self.atoms.append(rename(atom, mapping) if mapping else atom)
 
 
 def _not_simplified(t: Expr) -> bool:
