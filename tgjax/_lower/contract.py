@@ -9,9 +9,9 @@ added after the contraction (a broadcast, or a diagonal for an identity pair).
 from __future__ import annotations
 
 import functools
-from collections import Counter
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import opt_einsum
