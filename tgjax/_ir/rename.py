@@ -246,21 +246,32 @@ def sharing_args(node: Expr) -> tuple:
     return node.args
 
 
+def rebuilt_sharing(roots, rebuild, copy) -> list:
+    """Each of ``roots`` rebuilt bottom-up, each node once: ``rebuild(node, new_args)`` for a
+    node, ``copy(node, new_origin)`` for a renamed function, which is never read below its
+    origin (``sharing_args``)."""
+    memo: dict = {}
+    for node in reversed(parents_first(roots, children=sharing_args)):
+        if isinstance(node, Function) and node.renamed_from is not None:
+            memo[id(node)] = copy(node, memo[id(node.renamed_from[0])])
+        else:
+            memo[id(node)] = rebuild(node, [memo[id(a)] for a in node.args])
+    return [memo[id(t)] for t in roots]
+
+
 def with_views(exprs) -> tuple:
     """``exprs`` with every renamed copy of a function replaced by a view of the function it
     was renamed from: the same values, as a DAG that shares each function once, which the
     passes of lowering walk in time linear in the expression."""
-    memo: dict = {}
-    for node in reversed(parents_first(exprs, children=sharing_args)):
-        if isinstance(node, Function) and node.renamed_from is not None:
-            origin, mapping = node.renamed_from
-            memo[id(node)] = view(memo[id(origin)], mapping)
-        else:
-            new = memo[id(node)] = rebuilt(node, [memo[id(a)] for a in node.args])
-            if new is not node:
-                # the same value with the same edges: what it stands for and its normal form hold
-                # (a nested .grad result keeps its derivative, and is not simplified again)
-                for cache in ("_stands_for", "_simplified", "_origins"):
-                    if getattr(new, cache) is None:
-                        setattr(new, cache, getattr(node, cache))
-    return tuple(memo[id(t)] for t in exprs)
+
+    def keeping_caches(node, args):
+        new = rebuilt(node, args)
+        if new is not node:
+            # the same value with the same edges: what it stands for and its normal form hold
+            # (a nested .grad result keeps its derivative, and is not simplified again)
+            for cache in ("_stands_for", "_simplified", "_origins"):
+                if getattr(new, cache) is None:
+                    setattr(new, cache, getattr(node, cache))
+        return new
+
+    return tuple(rebuilt_sharing(exprs, keeping_caches, lambda node, origin: view(origin, node.renamed_from[1])))

@@ -10,8 +10,8 @@ no finishing rule applies.
 
 from __future__ import annotations
 
-from .._ir.nodes import Expr, Function, Product, rebuilt
-from .._ir.rename import rename, sharing_args
+from .._ir.nodes import Expr, Product, rebuilt
+from .._ir.rename import rebuilt_sharing, rename
 from .._logging import stage
 from .._ir.walk import parents_first
 from .core import recording_now, report, simplified, with_order
@@ -46,19 +46,16 @@ def remember_origins(result: Expr, t: Expr) -> Expr:
 
 def _finished(t: Expr) -> Expr:
     """``t`` with the finishing rules applied to every product, bottom-up; ``t`` itself if none applied."""
-    memo: dict = {}
-    for node in reversed(parents_first([t], children=sharing_args)):
-        if isinstance(node, Function) and node.renamed_from is not None:
-            origin, mapping = node.renamed_from
-            done = memo[id(origin)]
-            memo[id(node)] = node if done is origin else rename(done, mapping)
-            continue
-        args = [memo[id(a)] for a in node.args]
-        new = rebuilt(node, args) if any(a is not b for a, b in zip(args, node.args)) else node
-        if isinstance(new, Product):
-            new = _finished_product(new)
-        memo[id(node)] = new
-    return memo[id(t)]
+
+    def finish(node, args):
+        new = rebuilt(node, args)
+        return _finished_product(new) if isinstance(new, Product) else new
+
+    def copy(node, finished_origin):
+        origin, mapping = node.renamed_from
+        return node if finished_origin is origin else rename(finished_origin, mapping)
+
+    return rebuilt_sharing([t], finish, copy)[0]
 
 
 def _finished_product(t: Product) -> Expr:
