@@ -6,6 +6,10 @@ is how the time grows when the depth doubles: 2x is linear, 4x quadratic,
 first result, and the simplified gradient lowered to a first result. Both
 include XLA's compile, which grows with the program.
 
+Then ``loss.simplify()`` of a post-layer-norm transformer (``scale.py``'s model)
+by blocks: a layer norm reads its input three times, so the loss read as a
+tree doubles with every block; simplify works on the DAG.
+
 Run: python benchmarks/symbolic.py [--quick]
 """
 
@@ -19,6 +23,7 @@ import numpy as np
 import tgjax as tg
 import tgjax.functions as F
 from harness import machine
+from scale import post_ln_transformer
 
 
 def tanh_chain_loss(depth: int):
@@ -53,6 +58,14 @@ def main(quick: bool = False):
         growth = f"{simplify_s / previous:.1f}x" if previous else ""
         print(f"{depth:>6} {simplify_s:>16.2f} {growth:>15} {lower_s:>19.2f} {normal_s:>22.2f}")
         previous = simplify_s
+    print(f"\n{'blocks':>6} {'loss.simplify() s':>18} {'x per doubling':>15}")
+    previous = previous_blocks = None
+    for blocks in (2, 4) if quick else (2, 4, 8, 12):
+        loss, _ = post_ln_transformer(blocks)[0]()
+        simplify_s = seconds(loss.simplify)
+        growth = f"{simplify_s / previous:.1f}x" if previous and blocks == 2 * previous_blocks else ""
+        print(f"{blocks:>6} {simplify_s:>18.2f} {growth:>15}")
+        previous, previous_blocks = simplify_s, blocks
 
 
 if __name__ == "__main__":

@@ -66,21 +66,21 @@ def test_simplifying_a_deep_gradient_is_linear():
     from tgjax._ir import identity, nodes
 
     work = [0]
-    init, flat_factors = nodes.Expr._init, identity.flat_factors
+    init, network = nodes.Expr._init, identity.network
 
     def counted_init(self, *args, **kwargs):
         work[0] += 1
         return init(self, *args, **kwargs)
 
-    def counted_flat_factors(p):
-        factors = flat_factors(p)
-        work[0] += len(factors)
-        return factors
+    def counted_network(p):
+        atoms = network(p)
+        work[0] += len(atoms)
+        return atoms
 
     counts = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nodes.Expr, "_init", counted_init)
-        patch.setattr(identity, "flat_factors", counted_flat_factors)
+        patch.setattr(identity, "network", counted_network)
         for depth in (40, 80, 160):
             g = F.sum(tanh_chain(depth)).grad(x)
             work[0] = 0

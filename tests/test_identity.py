@@ -439,7 +439,6 @@ def _same(a, b):
 def test_many_cycles_renamed_and_permuted_are_equal():
     first = cycles([6] * 8, "p")
     other = cycles([6] * 8, "q", seed=0)
-    assert identity.tree_key(first) != identity.tree_key(other)  # so the graph check decides
     _same(first, other)
     _same(cycles([3, 4, 5, 6] * 3, "p", seed=1), cycles([3, 4, 5, 6] * 3, "q", seed=2))
 
@@ -466,7 +465,6 @@ def test_exhausted_search_answers_unequal_and_simplify_stays_correct(monkeypatch
     other = cycles([6] * 4, "q", seed=5)
     chain = A @ B @ C
     chain_again = tg.Variable("C", k=n, l=n) @ (tg.Variable("B", j=n, k=n) @ tg.Variable("A", i=n, j=n))
-    assert identity.tree_key(chain) != identity.tree_key(chain_again)
     monkeypatch.setattr(identity, "_SEARCH_BUDGET", 0)
     monkeypatch.setattr(identity, "_SEARCH_BUDGET_PER_NODE", 0)
     assert not identity.isomorphic(first, other)

@@ -2,8 +2,8 @@
 
 from .._ir.nodes import register_pass
 from .derivative import derivative
-from .reverse import gradient
+from .reverse import gradient, gradients
 
 register_pass("gradient", gradient)
 
-__all__ = ["derivative", "gradient"]
+__all__ = ["derivative", "gradient", "gradients"]

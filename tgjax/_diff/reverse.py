@@ -24,6 +24,7 @@ identity on ``t``'s edges (a Jacobian, as ``jax.jacrev`` computes it).
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 
 from .._ir.nodes import (
     AlongEdge,
@@ -39,7 +40,7 @@ from .._ir.nodes import (
     Zero,
 )
 from .._ir.numbering import Numbering
-from .._ir.rename import hadamard, is_one, view
+from .._ir.rename import hadamard, is_one, sharing_args, view
 from .._ir.util import fresh_edge
 from .._ir.walk import parents_first
 from .derivative import derivative, symmetrised
@@ -47,37 +48,88 @@ from .derivative import derivative, symmetrised
 
 def gradient(t: Expr, x: Variable, new_names: dict) -> Expr:
     """d t / d x by reverse accumulation; edges ``t.edges`` then ``new_names[e]`` per declared edge of ``x``."""
-    x = x.declared
-    order = t.edges + tuple(new_names[e] for e, _ in x.decl)
-    shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
-    if not t.depends_on(x):
-        return Zero._make({e: shape[e] for e in order})
-    if any(isinstance(node, Expectation) and node.depends_on(x) for node in parents_first([t])):
-        # An expectation without a closed form has no cotangent to pass into
-        # its average: differentiate it by the forward rule (Price's theorem).
-        return derivative(t, x, new_names)
+    return gradients(t, [x], [new_names])[0]
+
+
+def gradients(t: Expr, xs, names: list) -> list:
+    """``[gradient(t, x, n) for x, n in zip(xs, names)]``, from one reverse sweep over ``t``.
+
+    The sweep accumulates the cotangent of every node of ``t`` that depends on
+    any Variable, once, and is remembered for the last few expressions swept,
+    so that gradients asked for one at a time (``[loss.grad(W) for W in
+    params]``) share it too: the work is linear in ``t``, not in ``t`` times the
+    number of parameters.
+    """
+    out = []
+    for x, new_names in zip(xs, names):
+        x = x.declared
+        order = t.edges + tuple(new_names[e] for e, _ in x.decl)
+        shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
+        if not t.depends_on(x):
+            out.append(Zero._make({e: shape[e] for e in order}))
+            continue
+        swept = _sweep(t)
+        if x.key not in swept.reached:
+            if x.key in swept.averaged:
+                # An expectation without a closed form has no cotangent to pass into
+                # its average: differentiate it by the forward rule (Price's theorem).
+                out.append(derivative(t, x, new_names))
+            else:  # every path went through a zero partial (a step, a sign)
+                out.append(Zero._make({e: shape[e] for e in order}))
+            continue
+        node, g = swept.reached[x.key]
+        # Every occurrence of x is one class, so g is the whole derivative.
+        back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
+        back.update({o: e for e, o in swept.out.items()})
+        result = view(g, back)
+        result = result if result.edges == order else Product([result], edges=order)
+        out.append(symmetrised(result, x, new_names))
+    return out
+
+
+class _Swept:
+    """One reverse sweep: ``reached``: variable key -> (its class's node, its cotangent);
+    ``out``: ``t``'s edge -> the fresh name it rides under; ``averaged``: the keys of
+    variables an expectation depends on (differentiated by the forward rule instead)."""
+
+    __slots__ = ("t", "reached", "out", "averaged")
+
+
+# The last few sweeps, by expression (kept alive with it, so ids are not reused).
+_SWEEPS: OrderedDict = OrderedDict()
+_SWEEPS_KEPT = 8
+
+
+def _sweep(t: Expr) -> _Swept:
+    entry = _SWEEPS.get(id(t))
+    if entry is not None and entry.t is t:
+        _SWEEPS.move_to_end(id(t))
+        return entry
+    swept = _Swept()
+    swept.t = t
+    swept.averaged = {v.key for node in parents_first([t]) if isinstance(node, Expectation) for v in node.variables()}
+    keys = {v.key for v in t.variables()} - swept.averaged
     # t's own edges ride along every cotangent under fresh names.
-    out = {e: fresh_edge() for e in t.edges}
-    seed = Product([Delta._make(t._shape[e], (e, out[e])) for e in t.edges], edges=t.edges + tuple(out.values()))
+    swept.out = {e: fresh_edge() for e in t.edges}
+    seed = Product([Delta._make(t._shape[e], (e, swept.out[e])) for e in t.edges], edges=t.edges + tuple(swept.out.values()))
     pending = {id(t): [seed]}
-    classes = _Classes(x)
+    classes = _Classes(keys)
+    swept.reached = {}
     for node in classes.parents_first(t):
         parts = pending.pop(id(node), None)
         if not parts:  # reached only through zero partials (a step, a sign)
             continue
         g = _accumulate(parts)
         if isinstance(node, Variable):
-            # Every occurrence of x is one class, so this is the whole derivative.
-            back = {node.edge_of(e): new_names[e] for e, _ in x.decl}
-            back.update({o: e for e, o in out.items()})
-            result = view(g, back)
-            result = result if result.edges == order else Product([result], edges=order)
-            return symmetrised(result, x, new_names)
-        for child, contribution in _pullback(node, g, x):
+            swept.reached[node.key] = (node, g)
+            continue
+        for child, contribution in _pullback(node, g, classes):
             representative, relabel = classes.representative(child)
             pending.setdefault(id(representative), []).append(view(contribution, relabel))
-    # every path went through a zero partial (a step, a sign)
-    return Zero._make({e: shape[e] for e in order})
+    _SWEEPS[id(t)] = swept
+    if len(_SWEEPS) > _SWEEPS_KEPT:
+        _SWEEPS.popitem(last=False)
+    return swept
 
 
 def _accumulate(parts: list) -> Expr:
@@ -91,8 +143,9 @@ class _Classes:
     renamed copy: ``a * b`` renames both operands) share one cotangent, so that
     the work below them is done once, as backpropagation does it."""
 
-    def __init__(self, x: Variable):
-        self.x = x
+    def __init__(self, keys: set):
+        self.keys = keys  # the variables differentiated with respect to
+        self.depending: dict = {}  # id -> (node, whether it depends on one of them)
         self.numbering = Numbering()
         self.first: dict = {}  # value number -> the first node seen with it
 
@@ -105,39 +158,58 @@ class _Classes:
         return first, dict(zip(ports, self.numbering(first)[1]))
 
     def parents_first(self, t: Expr) -> list:
-        """One node per class that depends on ``x``, every class before the classes below it."""
+        """One node per class that depends on a variable swept for, every class before the classes below it."""
         def children(node):
-            return [self.representative(c)[0] for c in node.args if _depends(c, self.x)]
+            return [self.representative(c)[0] for c in node.args if self.depends(c)]
 
         return parents_first([self.representative(t)[0]], children=children)
 
 
-def _depends(t: Expr, x: Variable) -> bool:
-    return not isinstance(t, (Delta, Zero, Convolution)) and t.depends_on(x)
+    def depends(self, t: Expr) -> bool:
+        """Whether ``t`` depends on a variable swept for, read off its children's answers
+        (constant time a node; a node's list of variables grows with a wide sum's terms)."""
+        known = self.depending.get(id(t))
+        if known is None:
+            pending = parents_first([t], follow=lambda u: id(u) not in self.depending, children=sharing_args)
+            for node in reversed(pending):
+                if id(node) in self.depending:
+                    continue
+                if isinstance(node, Variable):
+                    answer = node.key in self.keys
+                elif isinstance(node, (Delta, Zero, Convolution)):
+                    answer = False
+                elif isinstance(node, Expectation):
+                    answer = any(v.key in self.keys for v in node.variables())
+                else:
+                    answer = any(self.depending[id(a)][1] for a in sharing_args(node))
+                # the node is kept with its answer, so that its id is not reused
+                self.depending[id(node)] = (node, answer)
+            known = self.depending[id(t)]
+        return known[1]
 
 
 # -- pullbacks: the cotangent of each child from the cotangent g of its parent -------
 
 
 @functools.singledispatch
-def _pullback(t: Expr, g: Expr, x: Variable):
+def _pullback(t: Expr, g: Expr, classes: _Classes):
     raise NotImplementedError(f"gradient: no reverse rule for node type {type(t).__name__}")
 
 
 @_pullback.register
-def _(t: Sum, g, x):
+def _(t: Sum, g, classes):
     for w, u in zip(t.weights, t.terms):
-        if _depends(u, x):
+        if classes.depends(u):
             yield u, (g if w == 1 else Sum([g], [w], edges=g.edges))
 
 
 @_pullback.register
-def _(t: Product, g, x):
+def _(t: Product, g, classes):
     # Contract the cotangent with every other factor: the edges left free are
     # exactly the factor's own (its free edges in t, and those it shares
     # with the others) plus the output edges g carries.
     for k, f in enumerate(t.factors):
-        if not _depends(f, x):
+        if not classes.depends(f):
             continue
         others = t.factors[:k] + t.factors[k + 1:]
         # In the factor's own axis order (then the output edges g carries), as
@@ -152,18 +224,18 @@ def _(t: Product, g, x):
 
 
 @_pullback.register
-def _(t: Function, g, x):
+def _(t: Function, g, classes):
     partials = t.spec.partials(*t.inputs)
     for u, partial in zip(t.inputs, partials):
-        if _depends(u, x) and not isinstance(partial, Zero):
+        if classes.depends(u) and not isinstance(partial, Zero):
             yield u, hadamard(g, partial)
 
 
 @_pullback.register
-def _(t: Derivative, g, x):
+def _(t: Derivative, g, classes):
     raise AssertionError("internal error: evaluate Derivative nodes before reverse accumulation (simplify does)")
 
 
 @_pullback.register
-def _(t: AlongEdge, g, x):
+def _(t: AlongEdge, g, classes):
     yield t.input, t.spec.pullback(t, g)

@@ -15,7 +15,6 @@ import functools
 from collections import Counter, defaultdict, deque
 
 from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
-from .rename import rename
 from .util import combine, fresh_edge, stable_hash
 
 
@@ -101,31 +100,29 @@ def _(t: Zero):
     return Signature(combine(stable_hash("zero"), sizes), {e: combine(stable_hash("zero-port"), stable_hash(s)) for e, s in t._shape.items()})
 
 
-def flat_factors(p: Product) -> list:
-    """The factors of a product with nested products expanded: ``(a @ b) @ c`` is one network."""
+def network(p: Product) -> list:
+    """The atoms of a product with nested products opened, as ``(atom, own edge -> network edge)``.
+
+    Nested products' inner edges get fresh network names; nothing is renamed
+    (an atom shared by several products stays one node, so comparisons of it
+    are remembered).
+    """
     out = []
-    _flatten_into(p, {}, out)
+    _network_into(p, {}, out)
     return out
 
 
-def _flatten_into(p: Product, names: dict, out: list):
-    """Append the leaf factors of ``p`` to ``out``, its edges renamed by ``names`` (default: kept).
-
-    Nested products get fresh inner names, and the renamings compose on the way
-    down, so each leaf is renamed once: a chain built as ``((a @ b) @ c) @ ...``
-    flattens in linear time, not once per level.
-    """
+def _network_into(p: Product, names: dict, out: list):
     for f in p.factors:
         if isinstance(f, Sum):
             inner = _transparent(f)
-            f = f if inner is None else inner
+            f = f if inner is None else inner[0]
         if isinstance(f, Product):
             sub = {e: names.get(e, e) for e in f.edges}
             sub.update({e: fresh_edge() for e in f.inner_edges})
-            _flatten_into(f, sub, out)
+            _network_into(f, sub, out)
         else:
-            moved = {e: names[e] for e in f.edges if names.get(e, e) != e}
-            out.append(rename(f, moved) if moved else f)
+            out.append((f, {e: names.get(e, e) for e in f.edges}))
 
 
 def flat_terms(s: Sum) -> list:
@@ -139,19 +136,20 @@ def flat_terms(s: Sum) -> list:
     return out
 
 
-def _transparent(t: Expr, factors=None):
-    """The node that ``t`` is the same network as, when ``t`` is only a wrapper around it.
+def _transparent(t: Expr, atoms=None):
+    """``(node, names)`` when ``t`` is only a wrapper around ``node``: the same network, with
+    ``node``'s edge ``e`` named ``names[e]`` in ``t``; None otherwise.
 
-    ``factors``: ``flat_factors(t)`` for a product, when the caller has them already.
+    ``atoms``: ``network(t)`` for a product, when the caller has them already.
     """
     if isinstance(t, Product):
-        factors = flat_factors(t) if factors is None else factors
-        if len(factors) == 1 and set(factors[0].edges) == set(t.edges):
-            return factors[0]
+        atoms = network(t) if atoms is None else atoms
+        if len(atoms) == 1 and set(atoms[0][1].values()) == set(t.edges):
+            return atoms[0]
     if isinstance(t, Sum):
         pairs = flat_terms(t)
         if len(pairs) == 1 and pairs[0][0] == 1:
-            return pairs[0][1]
+            return pairs[0][1], {e: e for e in t.edges}
     return None
 
 
@@ -159,7 +157,7 @@ def _transparent(t: Expr, factors=None):
 def _(t: Sum):
     inner = _transparent(t)
     if inner is not None:
-        return signature(inner)
+        return signature(inner[0])
     subs = [(stable_hash(w), signature(u)) for w, u in flat_terms(t)]
     ports = {
         e: combine(stable_hash("sum-port"), tuple(sorted(combine(w, s.shape, s.ports[e]) for w, s in subs)))
@@ -206,15 +204,15 @@ def _(t: Expectation):
 
 @_signature.register
 def _(t: Product):
-    factors = flat_factors(t)
-    inner = _transparent(t, factors)
+    atoms = network(t)
+    inner = _transparent(t, atoms)
     if inner is not None:
-        return signature(inner)
-    sigs = [signature(f) for f in factors]
-    where = defaultdict(list)  # edge -> [(factor index, port colour)]
-    for k, (f, s) in enumerate(zip(factors, sigs)):
+        return relabelled(signature(inner[0]), inner[1])
+    sigs = [signature(f) for f, _ in atoms]
+    where = defaultdict(list)  # network edge -> [(atom index, port colour)]
+    for k, ((f, names), s) in enumerate(zip(atoms, sigs)):
         for e in f.edges:
-            where[e].append((k, s.ports[e]))
+            where[names[e]].append((k, s.ports[e]))
     colours = [s.shape for s in sigs]
     free_mark = stable_hash("free")
     n_classes = len(set(colours))
@@ -239,30 +237,46 @@ def _(t: Product):
 
 # -- exact check --------------------------------------------------------------
 #
-# The check runs in stages, cheapest first; each settles most of what reaches it.
+# The check follows the expression's own structure, one node pair at a time,
+# so it costs the size of the two DAGs, never of the trees they unfold to (a
+# layer-norm network reads each block's input three times: its tree doubles
+# with every block). ``_Matcher.same(x, y, m)`` decides whether ``x`` is the
+# same network as ``y`` with ``y``'s free edges renamed by ``m``, without
+# building that renamed copy, and remembers each answer by node identity and
+# mapping, so a node shared by many parents is compared once.
 #
-# 1. ``tree_key``: equal pairs built the same way (most ties in simplify).
-# 2. Colour refinement of the labelled graph to its coarsest equitable
-#    partition, cached per expression. Port roles are node labels and
-#    multi-edges count with multiplicity. Different colour counts decide
-#    "not equal"; a discrete partition (every node its own colour) decides by
-#    comparing the two colour-sorted graphs, with no search.
-# 3. Individualisation-refinement for the classes left tied: give one node of
-#    the smallest tied class a colour of its own and refine again, on both
-#    sides; candidates on the second side whose refinement matches the first
-#    side's are tried depth-first. Symmetric isomorphic networks (repeated
-#    factors, Delta ports) usually succeed on the first candidate at each
-#    level; once a branch fails, the levels above it are compared as
-#    multisets of refinements (``_Search.check_path``), which rejects most
-#    non-isomorphic pairs at the root.
+# - A leaf (variable, Delta, convolution, zero) is settled by its signature:
+#   the structure and the role of each edge.
+# - An elementwise function, a sum, a function along edges, a derivative and
+#   an expectation compare their children under the same mapping (the inner
+#   axes of a function along edges extend it); a sum's terms are matched as a
+#   multiset, by named hash first.
+# - A product is a network of atoms (the non-product factors, nested products
+#   opened). Its graph has a node per atom, labelled by the atom's structure,
+#   a node per atom edge labelled by that edge's role, and wires. An
+#   isomorphism of the two graphs is searched in stages, cheapest first:
+#   1. Colour refinement to the coarsest equitable partition, cached per
+#      product. Different colour counts decide "not equal"; a discrete
+#      partition (every node its own colour) gives the one candidate bijection.
+#   2. Individualisation-refinement for the classes left tied: give one node
+#      of the smallest tied class a colour of its own and refine again, on
+#      both sides; candidates on the second side whose refinement matches the
+#      first side's are tried depth-first. Symmetric isomorphic networks
+#      (repeated factors, Delta ports) usually succeed on the first candidate
+#      at each level; once a branch fails, the levels above it are compared
+#      as multisets of refinements (``_Search.check_path``), which rejects
+#      most non-isomorphic pairs at the root.
+#   A candidate bijection is accepted only when every wire maps onto a wire
+#   and every pair of atoms it matches is the same atom under the edge
+#   mapping it implies (``same`` again, one level down).
 #
-# Stage 3 is exponential on adversarial graphs, so it runs under a budget of
+# Stage 2 is exponential on adversarial graphs, so it runs under a budget of
 # refinement work. An exhausted budget answers "not equal": the simplifier then
 # keeps two terms it could have merged, a longer result and some lost speed but
 # never a wrong value, instead of stalling. "Equal" is only ever answered for a
 # bijection that has been checked edge by edge.
 
-# Refinement work (neighbour visits) one comparison may spend in stage 3, plus
+# Refinement work (neighbour visits) one comparison may spend in stage 2, plus
 # an allowance per graph node so that large networks get a proportional share,
 # and a cap on the search depth. The test suites spend at most about a thousand
 # units; a unit costs a few microseconds, so an exhausted budget has cost a
@@ -276,34 +290,182 @@ def isomorphic(a: Expr, b: Expr) -> bool:
     """Exact test: same network up to inner edge names, same free edge names.
 
     Sound: ``True`` only for isomorphic networks. Complete unless the bounded
-    search of stage 3 runs out, which answers ``False`` (see above).
+    search of stage 2 runs out, which answers ``False`` (see above).
     """
     if set(a.edges) != set(b.edges):
         return False
-    if tree_key(a) == tree_key(b):
-        return True
-    ga, gb = graph(a), graph(b)
-    if ga.trace != gb.trace:
+    return _Matcher().same(a, b, {})
+
+
+def _hash_under(t: Expr, m: dict) -> int:
+    """``named_hash(rename(t, m))``, without the renamed copy."""
+    if not m:
+        return named_hash(t)
+    sig = signature(t)
+    return combine(sig.shape, tuple(sorted((stable_hash(m.get(e, e)), c) for e, c in sig.ports.items())))
+
+
+def _opened(t: Expr, m: dict) -> tuple:
+    """``(node, mapping)`` standing for ``rename(t, m)`` with wrappers removed: a product of one
+    factor with all its edges, a sum of one term of weight 1, a lazily renamed function."""
+    while True:
+        if isinstance(t, Function) and t.renamed_from is not None:
+            origin, first = t.renamed_from
+            m = {e: m.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
+            t = origin
+            continue
+        inner = _transparent(t) if isinstance(t, (Product, Sum)) else None
+        if inner is None:
+            return t, {e: n for e, n in m.items() if e != n and e in t._shape}
+        t, names = inner
+        m = {e: m.get(names[e], names[e]) for e in t.edges}
+
+
+class _Matcher:
+    """One equality question: its answers for node pairs, remembered by identity and mapping."""
+
+    def __init__(self):
+        self.memo: dict = {}
+
+    def same(self, x: Expr, y: Expr, m: dict) -> bool:
+        """Is ``x`` the same network as ``rename(y, m)``? (``m``: some free edges of ``y`` -> edges of ``x``)"""
+        x, mx = _opened(x, {})
+        y, m = _opened(y, m)
+        if mx:
+            # x itself stood for a renamed copy: carry its renaming over to y's side
+            back = {n: e for e, n in mx.items()}
+            m = {e: back.get(n, n) for e in y.edges for n in (m.get(e, e),)}
+            m = {e: n for e, n in m.items() if e != n}
+        if x is y and not m:
+            return True
+        if type(x) is not type(y) or _hash_under(y, m) != named_hash(x):
+            return False
+        key = (id(x), id(y), tuple(sorted(m.items())))
+        entry = self.memo.get(key)
+        if entry is None:
+            # the nodes are kept with the answer, so that their ids are not reused while the memo lives
+            entry = self.memo[key] = (x, y, _same(x, y, m, self))
+        return entry[2]
+
+
+@functools.singledispatch
+def _same(x: Expr, y: Expr, m: dict, matcher: _Matcher) -> bool:
+    raise NotImplementedError(f"isomorphic: no rule for node type {type(x).__name__}")
+
+
+@_same.register(Variable)
+@_same.register(Delta)
+@_same.register(Convolution)
+@_same.register(Zero)
+def _(x, y, m, matcher):
+    # a leaf's signature is its whole structure, and ports of one role are interchangeable
+    sx, sy = signature(x), signature(y)
+    return sx.shape == sy.shape and sx.ports == {m.get(e, e): c for e, c in sy.ports.items()}
+
+
+@_same.register
+def _(x: Function, y, m, matcher):
+    return (x.spec.key == y.spec.key and len(x.inputs) == len(y.inputs)
+            and all(matcher.same(u, v, m) for u, v in zip(x.inputs, y.inputs)))
+
+
+@_same.register
+def _(x: Sum, y, m, matcher):
+    xs, ys = flat_terms(x), flat_terms(y)
+    if len(xs) != len(ys):
+        return False
+    unmatched = defaultdict(list)
+    for w, u in xs:
+        unmatched[(w, named_hash(u))].append(u)
+    for w, v in ys:
+        candidates = unmatched.get((w, _hash_under(v, m)))
+        if not candidates:
+            return False
+        # isomorphism is an equivalence, so the first match can be taken
+        k = next((k for k, u in enumerate(candidates) if matcher.same(u, v, m)), None)
+        if k is None:
+            return False
+        candidates.pop(k)
+    return True
+
+
+@_same.register
+def _(x: AlongEdge, y, m, matcher):
+    if x.spec.key != y.spec.key or len(x.axes) != len(y.axes):
+        return False
+    if x.spec.keeps_edge:
+        if any(a != m.get(b, b) for a, b in zip(x.axes, y.axes)):
+            return False
+        return matcher.same(x.input, y.input, m)
+    # consumed axes are inner edges: pair them by position
+    return matcher.same(x.input, y.input, {**m, **{b: a for a, b in zip(x.axes, y.axes) if a != b}})
+
+
+@_same.register
+def _(x: Derivative, y, m, matcher):
+    # new edges are compared by name (a symmetric variable's swapped new edges compare unequal: sound)
+    return (x.x.key == y.x.key
+            and all(x.new_names[e] == m.get(y.new_names[e], y.new_names[e]) for e in x.new_names)
+            and matcher.same(x.expr, y.expr, m))
+
+
+@_same.register
+def _(x: Expectation, y, m, matcher):
+    # the moments carry the variable's own edge names: fixed roles
+    return (x.wrt.key == y.wrt.key and x.covar_names == y.covar_names
+            and matcher.same(x.mu, y.mu, {}) and matcher.same(x.covar, y.covar, {})
+            and matcher.same(x.expr, y.expr, m))
+
+
+@_same.register
+def _(x: Product, y, m, matcher):
+    ga, gb = graph(x), graph(y)
+    if len(ga) != len(gb) or len(ga.atoms) != len(gb.atoms):
+        return False
+    la, pa, ta = ga.refined({})
+    lb, pb, tb = gb.refined(m)
+    if ta != tb:
         return False
     budget = _Budget(_SEARCH_BUDGET + _SEARCH_BUDGET_PER_NODE * len(ga))
+
+    def accept(to_b: dict) -> bool:
+        if not _verify(la, ga.adj, lb, gb.adj, to_b):
+            return False
+        for atom, root, ports in ga.atoms:
+            other, _, other_ports = gb.atoms[gb.atom_at[to_b[root]]]
+            port_edge = gb.port_edge
+            if not matcher.same(atom, other, {port_edge[to_b[p]]: e for e, p in ports.items()}):
+                return False
+        return True
+
     try:
-        return _Search(ga, gb, budget).match(ga.partition, gb.partition)
+        return _Search(ga, gb, budget, accept).match(pa, pb)
     except _OutOfBudget:
         return False
 
 
 class _Graph:
-    """A labelled undirected graph as adjacency lists, with its equitable partition."""
+    """A product's network as a labelled undirected graph (adjacency lists).
 
-    __slots__ = ("labels", "adj", "partition", "trace")
+    ``atoms``: (atom, root node, own edge -> port node) per atom; ``atom_at``:
+    root node -> atom index; ``port_edge``: port node -> the atom's own edge
+    name; ``free``: free edge -> its node, labelled by the name a comparison
+    gives it (``refined``).
+    """
+
+    __slots__ = ("labels", "adj", "atoms", "atom_at", "port_edge", "free", "_refined")
 
     def __init__(self):
         self.labels = []
         self.adj = []
+        self.atoms = []
+        self.atom_at = {}
+        self.port_edge = {}
+        self.free = {}
+        self._refined = {}
 
     def add_node(self, label) -> int:
-        # Labels hold sympy sizes; their text is what identifies them.
-        self.labels.append(repr(label))
+        self.labels.append(label)
         self.adj.append([])
         return len(self.labels) - 1
 
@@ -314,11 +476,19 @@ class _Graph:
     def __len__(self):
         return len(self.labels)
 
-    def finish(self):
-        colours = [_LABEL_IDS.setdefault(label, len(_LABEL_IDS)) for label in self.labels]
-        self.partition = _Partition(colours, _cells(colours), -1)
-        labels = tuple(sorted((c, len(vs)) for c, vs in self.partition.cells.items()))
-        self.trace = (labels, self.partition.refine(sorted(self.partition.cells), self.adj, None))
+    def refined(self, m: dict) -> tuple:
+        """The node labels with free edge ``e`` named ``m.get(e, e)``, their equitable partition, and its trace."""
+        key = tuple(sorted(m.items()))
+        if key not in self._refined:
+            labels = list(self.labels)
+            for e, v in self.free.items():
+                labels[v] = ("free", m.get(e, e))
+            colours = [_LABEL_IDS.setdefault(label, len(_LABEL_IDS)) for label in labels]
+            partition = _Partition(colours, _cells(colours), -1)
+            counts = tuple(sorted((c, len(vs)) for c, vs in partition.cells.items()))
+            self._refined[key] = (labels, partition, (counts, partition.refine(sorted(partition.cells), self.adj, None)))
+        labels, partition, trace = self._refined[key]
+        return labels, partition.copy(), trace
 
 
 # Node label -> initial colour, shared by every graph of the process so that
@@ -462,8 +632,9 @@ class _Level:
 class _Search:
     """Depth-first individualisation-refinement between two graphs, under a budget."""
 
-    def __init__(self, ga: _Graph, gb: _Graph, budget: _Budget):
+    def __init__(self, ga: _Graph, gb: _Graph, budget: _Budget, accept):
         self.ga, self.gb, self.budget = ga, gb, budget
+        self.accept = accept  # node bijection (a's node -> b's) -> is it an isomorphism?
         self.path: list = []
 
     def match(self, a: _Partition, b: _Partition) -> bool:
@@ -472,7 +643,7 @@ class _Search:
         ``a`` and ``b`` are equitable, with equal colour counts.
         """
         if a.discrete():
-            return _verify(self.ga, self.gb, {min(vs): min(b.cells[c]) for c, vs in a.cells.items()})
+            return self.accept({min(vs): min(b.cells[c]) for c, vs in a.cells.items()})
         # The smallest tied class branches least; its colour names the same
         # class on both sides, so both choose alike.
         _, colour = min((len(vs), c) for c, vs in a.cells.items() if len(vs) > 1)
@@ -517,214 +688,45 @@ class _Search:
         return Counter(part.individualised(v, g.adj, self.budget)[0] for v in part.cells[colour])
 
 
-def _verify(ga: _Graph, gb: _Graph, to_b: dict) -> bool:
+def _verify(labels_a: list, adj_a: list, labels_b: list, adj_b: list, to_b: dict) -> bool:
     """Is the node bijection ``to_b`` an isomorphism of the labelled graphs?
 
     Colours already agree; checking every edge anyway makes a "yes" rest on
     this check alone, not on the argument that equal traces force it.
     """
     for u, v in to_b.items():
-        if ga.labels[u] != gb.labels[v]:
+        if labels_a[u] != labels_b[v]:
             return False
-        if sorted([to_b[x] for x in ga.adj[u]]) != sorted(gb.adj[v]):
+        if sorted([to_b[x] for x in adj_a[u]]) != sorted(adj_b[v]):
             return False
     return True
 
 
-def tree_key(t: Expr):
-    """A cheap sufficient test for equality: the tree with inner edge names
-    replaced by numbers in order of first appearance.
-
-    Most equal pairs met during simplification were built the same way; a
-    match here is a bijective renaming of non-free names, which preserves the
-    meaning, so it avoids a graph isomorphism search for them.
-    """
-    free = set(t.edges)
-    numbers: dict = {}
-
-    def edge(e):
-        if e in free:
-            return e
-        return numbers.setdefault(e, len(numbers))
-
-    def walk(p: Expr):
-        if isinstance(p, Variable):
-            head = ("v", p.name, p.decl, p.symmetric)
-        elif isinstance(p, Delta):
-            head = ("δ", str(p.size))
-        elif isinstance(p, Convolution):
-            head = ("conv", tuple(str(p._shape[e]) for e in p.edges))
-        elif isinstance(p, Zero):
-            head = ("0", tuple(str(p._shape[e]) for e in p.edges))
-        elif isinstance(p, Sum):
-            head = ("+", tuple(map(str, p.weights)))
-        elif isinstance(p, Function):
-            head = ("f", p.spec.key)
-        elif isinstance(p, Derivative):
-            head = ("d", p.x.key, tuple(p.new_names))
-        elif isinstance(p, Expectation):
-            head = ("E", p.wrt.key, tuple(p.covar_names.items()))
-        elif isinstance(p, AlongEdge):
-            head = ("a", p.spec.key, tuple(edge(a) for a in p.axes))
-        elif isinstance(p, Product):
-            head = ("*",)
-        else:
-            raise NotImplementedError(f"tree_key: no rule for node type {type(p).__name__}")
-        children = tuple(walk(c) for c in p.args if not (isinstance(p, Derivative) and c is p.x) and c is not getattr(p, "wrt", None))
-        return head, tuple(edge(e) for e in p.edges), children
-
-    return walk(t)
-
-
-def graph(t: Expr) -> _Graph:
-    """A labelled graph whose isomorphism class is exactly the expression's equality class."""
-    if t._graph is None:
+def graph(p: Product) -> _Graph:
+    """The labelled graph of a product's network: atoms by structure, their edges by role, wires."""
+    if p._graph is None:
         g = _Graph()
-        _, ports = _build(t, g)
-        for e, p in ports.items():
-            g.add_edge(g.add_node(("free", e)), p)
-        g.finish()
-        t._graph = g
-    return t._graph
-
-
-def _leaf(g, label, port_labels):
-    root = g.add_node(label)
-    ports = {}
-    for e, plabel in port_labels:
-        ports[e] = g.add_node(plabel)
-        g.add_edge(root, ports[e])
-    return root, ports
-
-
-@functools.singledispatch
-def _build(t: Expr, g):
-    """Add ``t`` to ``g``; return its root node and its free edge -> port node."""
-    raise NotImplementedError(f"graph: no rule for node type {type(t).__name__}")
-
-
-@_build.register
-def _(t: Variable, g):
-    ports = [(n, ("port", t.symmetric_class(e))) for (e, _), n in zip(t.decl, t.edges)]
-    return _leaf(g, ("var", t.name, t.decl, t.symmetric), ports)
-
-
-@_build.register
-def _(t: Delta, g):
-    return _leaf(g, ("delta", str(t.size)), [(e, ("delta-port",)) for e in t.edges])
-
-
-@_build.register
-def _(t: Convolution, g):
-    in_edge, *parts = t.edges
-    ports = [(in_edge, ("conv-in",))] + [(e, ("conv-part", str(t._shape[e]))) for e in parts]
-    return _leaf(g, ("conv", str(t._shape[in_edge])), ports)
-
-
-@_build.register
-def _(t: Zero, g):
-    return _leaf(g, ("zero",), [(e, ("zero-port", str(s))) for e, s in t._shape.items()])
-
-
-@_build.register
-def _(t: Product, g):
-    factors = flat_factors(t)
-    inner = _transparent(t, factors)
-    if inner is not None:
-        return _build(inner, g)
-    root, ports = _leaf(g, ("prod",), [(e, ("prod-port",)) for e in t.edges])
-    open_ends = {}
-    for f in factors:
-        sub_root, sub_ports = _build(f, g)
-        g.add_edge(root, sub_root)
-        for e, p in sub_ports.items():
-            if e in ports:
-                g.add_edge(ports[e], p)
-            elif e in open_ends:
-                wire = g.add_node(("wire",))
-                g.add_edge(open_ends.pop(e), wire)
-                g.add_edge(wire, p)
-            else:
-                open_ends[e] = p
-    assert not open_ends, "internal error: a product edge is neither free nor contracted"
-    return root, ports
-
-
-@_build.register
-def _(t: Sum, g):
-    inner = _transparent(t)
-    if inner is not None:
-        return _build(inner, g)
-    root, ports = _leaf(g, ("sum",), [(e, ("sum-port",)) for e in t.edges])
-    for w, u in flat_terms(t):
-        weight = g.add_node(("weight", str(w)))
-        g.add_edge(root, weight)
-        sub_root, sub_ports = _build(u, g)
-        g.add_edge(weight, sub_root)
-        for e, p in sub_ports.items():
-            g.add_edge(ports[e], p)
-    return root, ports
-
-
-@_build.register
-def _(t: Function, g):
-    root, ports = _leaf(g, ("fn", t.spec.key), [(e, ("fn-port",)) for e in t.edges])
-    for k, u in enumerate(t.inputs):
-        arg = g.add_node(("arg", k))
-        g.add_edge(root, arg)
-        sub_root, sub_ports = _build(u, g)
-        g.add_edge(arg, sub_root)
-        for e, p in sub_ports.items():
-            g.add_edge(ports[e], p)
-    return root, ports
-
-
-@_build.register
-def _(t: AlongEdge, g):
-    role = {a: k for k, a in enumerate(t.axes)}
-    root, ports = _leaf(g, ("along", t.spec.key), [(e, ("along-port", role.get(e, -1))) for e in t.edges])
-    arg = g.add_node(("arg", 0))
-    g.add_edge(root, arg)
-    sub_root, sub_ports = _build(t.input, g)
-    g.add_edge(arg, sub_root)
-    for e, p in sub_ports.items():
-        if e in ports:
-            g.add_edge(ports[e], p)
-        else:
-            axis = g.add_node(("axis", role[e]))
-            g.add_edge(axis, p)
-            g.add_edge(axis, root)
-    return root, ports
-
-
-@_build.register
-def _(t: Derivative, g):
-    new = [(n, ("new-port", t.x.symmetric_class(e))) for e, n in t.new_names.items()]
-    root, ports = _leaf(g, ("d", t.x.name, t.x.decl, t.x.symmetric), new)
-    sub_root, sub_ports = _build(t.expr, g)
-    g.add_edge(root, sub_root)
-    for e, p in sub_ports.items():
-        ports[e] = g.add_node(("d-port",))
-        g.add_edge(ports[e], p)
-    return root, ports
-
-
-@_build.register
-def _(t: Expectation, g):
-    root, ports = _leaf(g, ("E", t.wrt.name, t.wrt.decl, tuple(t.covar_names.items())), [])
-    sub_root, sub_ports = _build(t.expr, g)
-    g.add_edge(root, sub_root)
-    for e, p in sub_ports.items():
-        ports[e] = g.add_node(("e-port",))
-        g.add_edge(ports[e], p)
-    for role, moment in (("mu", t.mu), ("covar", t.covar)):
-        moment_root, moment_ports = _build(moment, g)
-        tag = g.add_node((role,))
-        g.add_edge(root, tag)
-        g.add_edge(tag, moment_root)
-        for e, p in moment_ports.items():
-            # the moments' edges are the variable's own names: each a fixed role
-            label = g.add_node((role + "-port", e))
-            g.add_edge(label, p)
-            g.add_edge(label, tag)
-    return root, ports
+        open_ends = {}
+        for k, (atom, names) in enumerate(network(p)):
+            sig = signature(atom)
+            root = g.add_node(("atom", sig.shape))
+            ports = {}
+            for e in atom.edges:
+                v = ports[e] = g.add_node(("port", sig.ports[e]))
+                g.add_edge(root, v)
+                g.port_edge[v] = e
+                n = names[e]
+                if n in open_ends:
+                    wire = g.add_node(("wire",))
+                    g.add_edge(open_ends.pop(n), wire)
+                    g.add_edge(wire, v)
+                else:
+                    open_ends[n] = v
+            g.atoms.append((atom, root, ports))
+            g.atom_at[root] = k
+        assert set(open_ends) == set(p.edges), "internal error: a product edge is neither free nor contracted"
+        for n, v in open_ends.items():
+            g.free[n] = g.add_node(("free", n))
+            g.add_edge(g.free[n], v)
+        p._graph = g
+    return p._graph

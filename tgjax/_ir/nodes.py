@@ -19,7 +19,6 @@ from typing import Mapping
 
 import sympy
 
-from .._logging import stage
 from .deep import deep
 from .util import UnionFind, as_size, as_weight, fresh_edge, is_fresh
 from .walk import parents_first
@@ -274,25 +273,34 @@ class Expr:
     # These methods are entry points for the user; the passes themselves live
     # in later stages of the pipeline, which register them (see ``register_pass``).
     @deep
-    def grad(self, x: "Variable", new_names: Mapping[str, str] | None = None) -> "Expr":
-        """The derivative of this expression with respect to Variable ``x``.
+    def grad(self, x, new_names=None):
+        """The derivative of this expression with respect to Variable ``x``, or a list of them.
 
         Edges: ``self.edges`` followed by one new edge per edge of ``x`` (in
         ``x``'s declared order), named as ``x``'s edge, with ``_`` appended while
         that name is already free here; ``new_names`` overrides this.
 
-        The result is built by reverse accumulation, in backpropagation's
-        shape (what ``tg.lower`` compiles); ``.simplify()`` gives its normal
+        The result is built by reverse accumulation from the expression as
+        written, in backpropagation's shape (what ``tg.lower`` compiles),
+        without computing any normal form; ``.simplify()`` gives its normal
         form. For a scalar ``f`` and vector ``x`` with edge ``i``,
         ``f.grad(x).grad(x)`` is the Hessian with edges ``("i", "i_")``.
 
+        ``x`` may be a list or tuple of Variables: the result is then the list
+        of their derivatives, each with the edges it would have alone, from one
+        reverse sweep. Gradients taken one at a time share that sweep too (the
+        last few expressions' sweeps are remembered), so either way a loss's
+        gradients cost work linear in the loss, not in the loss times the
+        number of parameters.
+
         Args:
-            x: the Variable to differentiate with respect to.
-            new_names: edge of ``x`` -> name of the new edge.
+            x: the Variable to differentiate with respect to, or a list or tuple of them.
+            new_names: edge of ``x`` -> name of the new edge; for a list, None or
+                one such dict (or None) per Variable.
 
         Returns:
             The derivative, an expression with edges ``self.edges`` followed by
-            the new ones.
+            the new ones; for a list, the list of derivatives.
 
         Examples:
             >>> b, d, c = tg.symbols("b d c")
@@ -302,23 +310,24 @@ class Expr:
             >>> value, grad = fn(X=np.ones((4, 5)), W=np.zeros((5, 3)), T=np.eye(3)[[0, 1, 2, 0]])
             >>> round(float(value), 4), grad.shape
             (4.3944, (5, 3))
+            >>> gX, gW = loss.grad([X, W])
+            >>> gX.edges, gW.edges
+            (('b', 'd'), ('d', 'c'))
         """
-        gradient, simplify = _pass("gradient"), _pass("simplify")
-        d = Derivative(self, x, new_names)
-        # Reverse accumulation gives the result backpropagation's shape, which
-        # is what lowering wants. It differentiates the normal form, which has
-        # the stable rewrites (log(softmax) -> log_softmax, ...); a result of
-        # .grad is stable already, and a Hessian differentiates it as it is
-        # (reverse over reverse).
-        base = self if self._stands_for is not None else simplify(self)
-        # A fresh node, so that marking it never touches one of self's nodes.
-        with stage("derivative", f"d/d{x.name}"):
-            result = Product([gradient(base, x, d.new_names)], edges=d.edges)
-        # Its normal form is that of the unevaluated derivative (the forward
-        # rules), which keeps the structure they show (the Hessian of x^T A x
-        # is A + A^T) whatever the evaluation form.
-        result._stands_for = d
-        return result
+        grads = _pass("grad")
+        if not isinstance(x, (list, tuple)):
+            return grads(self, [x], [new_names])[0]
+        xs = list(x)
+        if new_names is None:
+            names = [None] * len(xs)
+        elif isinstance(new_names, (list, tuple)) and len(new_names) == len(xs):
+            names = list(new_names)
+        else:
+            raise TypeError(
+                f"grad: with a list of {len(xs)} Variables, new_names must be None or a list of {len(xs)} dicts "
+                f"(or None), one per Variable; got {new_names!r}."
+            )
+        return grads(self, xs, names)
 
     @deep
     def simplify(self) -> "Expr":
@@ -403,7 +412,7 @@ _PASSES: dict = {}
 
 
 def register_pass(name: str, fn) -> None:
-    """Offer ``fn`` to the expression methods under ``name`` ("gradient", "simplify", "to_string", "to_latex", "draw", "expand")."""
+    """Offer ``fn`` to the expression methods under ``name`` ("grad", "simplify", "to_string", "to_latex", "draw", "expand")."""
     _PASSES[name] = fn
 
 
@@ -1130,12 +1139,16 @@ def ones(shape: Mapping) -> Expr:
     return Product([Delta._make(s, (e,)) for e, s in shape.items()], edges=tuple(shape))
 
 
-@deep
 def broadcast_to(t: Expr, shape: Mapping, order=None) -> Expr:
     """``t`` multiplied by ones on every edge of ``shape`` that it lacks."""
     missing = {e: s for e, s in shape.items() if e not in t._shape}
     if not missing:
         return t
+    return _broadcast(t, missing, order)
+
+
+@deep
+def _broadcast(t: Expr, missing: dict, order) -> Expr:
     if isinstance(t, Product):
         inner = t.inner_edges & set(missing)
         if inner:
@@ -1146,7 +1159,6 @@ def broadcast_to(t: Expr, shape: Mapping, order=None) -> Expr:
     return Product([t, *(Delta._make(s, (e,)) for e, s in missing.items())], edges=order)
 
 
-@deep
 def broadcast_sum(terms, weights, where="sum") -> Expr:
     """A weighted sum; an edge missing from some term is broadcast (API.md)."""
     shape = _merge_shapes([t._shape for t in terms], where)

@@ -14,9 +14,9 @@ import sympy
 from .._ir.deep import deep
 from .._ir.nodes import Expr, Variable
 from .._ir.sizes import complete_sizes, convolution_triples
-from .._logging import stage
+from .._logging import listed, shapes_text, stage
 from . import runtime
-from .evaluation import evaluation_form, normal_forms
+from .evaluation import evaluation_forms, normal_forms, on_normal_forms
 from .program import build
 
 _NOMINAL_SIZE = 64
@@ -45,7 +45,7 @@ def _variables(outputs, where: str) -> dict:
 
 
 def _sizes_text(env: dict) -> str:
-    return ", ".join(f"{s}={n}" for s, n in sorted(env.items(), key=lambda item: str(item[0]))) or "(none)"
+    return listed(f"{s}={n}" for s, n in sorted(env.items(), key=lambda item: str(item[0]))) or "(none)"
 
 
 def _declaration(v: Variable) -> str:
@@ -153,9 +153,10 @@ class Lowered:
         self._depth = max(t._depth for t in outputs)  # read by @deep on the methods
         # Two candidate forms of the same values (evaluation.py): the program
         # of each is built per set of sizes, and the cheaper one is kept.
-        self.evaluated = tuple(evaluation_form(t) for t in outputs)
+        self.evaluated = evaluation_forms(outputs)
         self.normal = normal_forms(self.exprs)
-        forms = self.evaluated + (self.normal or ())
+        self.on_normal = on_normal_forms(self.exprs)
+        forms = self.evaluated + (self.normal or ()) + (self.on_normal or ())
         self.variables = _variables(forms + self.exprs, "tg.lower")
         # what the expressions were derived from (a .grad's unevaluated derivative, a
         # simplified expression's input) but no longer mention: sizes only
@@ -245,13 +246,11 @@ class Lowered:
     @deep
     def _build(self, env: dict):
         """Source, inputs and globals of the cheaper candidate program at sizes ``env``."""
-        evaluated = build(self.evaluated, env, as_tuple=not self._single, mapped=self._mapped)
-        if self.normal is None:
-            return evaluated[:3]
-        normal = build(self.normal, env, as_tuple=not self._single, mapped=self._mapped)
-        # A tie goes to the normal form, whose programs the benchmarks have
-        # measured longest.
-        return evaluated[:3] if evaluated[3] < normal[3] else normal[:3]
+        # On a tie the earlier candidate wins: the normal forms, whose programs the
+        # benchmarks have measured longest, then derivatives on normal forms.
+        candidates = [forms for forms in (self.normal, self.on_normal) if forms is not None] + [self.evaluated]
+        built = [build(forms, env, as_tuple=not self._single, mapped=self._mapped) for forms in candidates]
+        return min(built, key=lambda program: program[3])[:3]
 
     def _shapes_key(self, arrays, given: dict) -> tuple:
         """What picks a program: the shapes and dtypes of the inputs (a dtype the checks in
@@ -287,7 +286,7 @@ class Lowered:
         if all(hasattr(given[n], "shape") and hasattr(given[n], "dtype")
                for n in [*names, *(n for n in self.size_sources if n in given)]):
             self._by_shapes[self._shapes_key([given[n] for n in names], given)] = (fn, positions)
-        with stage("compile and first call", f"shapes {tuple(a.shape for a in arrays)}"):
+        with stage("compile and first call", shapes_text(a.shape for a in arrays)):
             return fn(*[arrays[k] for k in positions])
 
     def source(self, values=None, /, **kwargs) -> str:

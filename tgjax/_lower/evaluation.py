@@ -1,4 +1,4 @@
-"""What gets lowered: an evaluation form built for cost, or the normal form where that is cheaper.
+"""What gets lowered: an evaluation form built for cost, or a form built on normal forms where that is cheaper.
 
 The normal form (``simplify``) is made for equality and display. It finds
 structure (the Hessian of ``x^T A x`` is ``A + A^T``), but it writes a
@@ -7,61 +7,114 @@ and ``x``'s together is a dense Jacobian (``diag(p) - p p^T``) once it is
 evaluated. The evaluation form keeps a derivative in backpropagation's shape
 (``_diff.reverse``), so it costs what backpropagation costs.
 
-Lowering builds the program of both and keeps the one with the lower
-estimated cost (``Program.cost``; on a tie the normal form). The normal form
-is skipped for expressions too large for the simplifier to be worth its time.
+The evaluation form is the expression as written (``written_form``): every
+Derivative node evaluated by reverse accumulation and every logarithm put in
+its stable form, in one walk linear in the expression; ``.grad`` builds on it
+too, so a loss and its gradients lowered together share its nodes. Nothing
+on that path computes a normal form: a model of any depth reaches its program
+in time linear in its size.
+
+For expressions small enough that simplifying is worth its time (under
+``NORMAL_FORM_NODE_LIMIT`` nodes), lowering also builds two candidates from
+normal forms: each expression's normal form (``normal_forms``), and the
+derivatives taken by reverse accumulation from the normal form of what they
+differentiate (``on_normal_forms``), which has merged what the expression
+as written repeats. It keeps the program with the lowest estimated cost
+(``Program.cost``).
 """
 
 from __future__ import annotations
 
-from .._diff import gradient
+from collections import OrderedDict
+
+from .._diff import gradients
 from .._ir.elementwise import log, stable_log
-from .._ir.nodes import Derivative, Expectation, Expr, Function, rebuilt
+from .._ir.nodes import Derivative, Expectation, Expr, Function, Product, rebuilt, register_pass
 from .._ir.rename import sharing_args, with_views
 from .._ir.walk import parents_first
-from .._simplify import simplify
+from .._logging import logger, stage
+from .._simplify import OverBudget, budget, simplify
 
 # Beyond this many distinct nodes, simplifying costs more than it can save.
 NORMAL_FORM_NODE_LIMIT = 600
+# Work (``_simplify.budget`` units: nodes normalised, atoms and terms read) the simplifier
+# may spend on the normal-form candidates, in all and per node of the expressions. Where
+# a gradient benchmark's normal-form program wins (logistic regression, the hand-written
+# logsumexp classifier) its normal forms take under 600 units; a post-layer-norm block's
+# gradients by the forward rules grow without bound (minutes for one block), and a unit
+# costs about 0.1 ms there, so an abandoned try costs at most about 0.5 s.
+NORMAL_FORM_BUDGET_PER_NODE = 5
+NORMAL_FORM_BUDGET = 2_000
 
 
-def evaluation_form(t: Expr) -> Expr:
-    """What to lower for ``t``.
+def evaluation_forms(exprs) -> tuple:
+    """What to lower for each expression: its written form, checked to need no expectation
+    without a closed form."""
+    return _closed(tuple(written_form(t) for t in exprs))
 
-    A derivative from ``.grad`` is one already. An expression with no
-    derivative in it is its normal form while that is cheap to find: the
-    derivatives lowered beside it (a loss and its gradients) are built on
-    that normal form, so the forward pass is then computed once, for both.
-    Otherwise every Derivative node is evaluated by reverse accumulation and
-    every logarithm put in its stable form.
-    """
+
+# The written forms of the last few expressions asked for, by identity (kept alive with
+# them, so ids are not reused): a loss lowered beside its gradients is the very node they
+# were built on, so its forward pass is computed once.
+_WRITTEN: OrderedDict = OrderedDict()
+_WRITTEN_KEPT = 16
+
+
+def written_form(t: Expr) -> Expr:
+    """``t`` as written, every Derivative node evaluated by reverse accumulation and every
+    logarithm in its stable form; a ``.grad`` result is one already."""
     if t._stands_for is not None:
         return t
-    shared = parents_first([t], children=sharing_args)
-    plain = not any(isinstance(node, Derivative) or node._stands_for is not None for node in shared)
-    if plain and len(shared) <= NORMAL_FORM_NODE_LIMIT:
-        return _closed(simplify(t))
+    entry = _WRITTEN.get(id(t))
+    if entry is not None and entry[0] is t:
+        _WRITTEN.move_to_end(id(t))
+        return entry[1]
     # renamed copies become views of the function they copy: every pass below is then
     # linear in the expression (a deep derivative's normal form copies the chain below
     # each partial)
-    t, = with_views([t])
-    order = parents_first([t])
+    viewed, = with_views([t])
     memo: dict = {}
-    for node in reversed(order):
+    for node in reversed(parents_first([viewed])):
         memo[id(node)] = _rebuilt(node, memo)
-    return _closed(memo[id(t)])
+    _WRITTEN[id(t)] = (t, memo[id(viewed)])
+    if len(_WRITTEN) > _WRITTEN_KEPT:
+        _WRITTEN.popitem(last=False)
+    return memo[id(viewed)]
 
 
-def _closed(t: Expr) -> Expr:
-    """``t``, checked to have no expectation left without a closed form."""
-    for node in parents_first([t]):
+def grads(t: Expr, xs, names: list) -> list:
+    """``t.grad(x, n)`` for each ``x`` and ``n``: one reverse sweep over ``t``'s written form.
+
+    Each result stands for its unevaluated derivative, whose normal form (the
+    forward rules') keeps the structure they show (the Hessian of ``x^T A x``
+    is ``A + A^T``) whatever the evaluation form.
+    """
+    wanted = [Derivative(t, x, n) for x, n in zip(xs, names)]
+    base = written_form(t)
+    with stage("derivative", f"{len(wanted)} variable(s) of an expression of {t._depth} levels"):
+        swept = gradients(base, [d.x for d in wanted], [d.new_names for d in wanted])
+    out = []
+    for d, g in zip(wanted, swept):
+        # A fresh node, so that marking it never touches one of t's nodes.
+        result = Product([g], edges=d.edges)
+        result._stands_for = d
+        out.append(result)
+    return out
+
+
+register_pass("grad", grads)
+
+
+def _closed(exprs: tuple) -> tuple:
+    """``exprs``, checked to have no expectation left without a closed form (one walk for all)."""
+    for node in parents_first(list(exprs)):
         if isinstance(node, Expectation):
             raise ValueError(
                 f"tg.lower: no closed form for {node!r}. Closed forms exist for polynomials of "
                 f"{node.wrt.name} and for a polynomial times exp of an affine function of it; "
                 f"rewrite that part, or take it out of the expectation."
             )
-    return t
+    return exprs
 
 
 def node_count(exprs) -> int:
@@ -69,21 +122,55 @@ def node_count(exprs) -> int:
     return len(parents_first(exprs))
 
 
-def normal_forms(exprs):
-    """``simplify`` of each expression, or None when they are too large to be worth it."""
-    if len(parents_first(exprs, children=sharing_args)) > NORMAL_FORM_NODE_LIMIT:
+def _within_budget(exprs, make):
+    """``make()`` where the expressions are small and it stays within the simplifier's budget, else None."""
+    n = len(parents_first(exprs, children=sharing_args))
+    if n > NORMAL_FORM_NODE_LIMIT:
         return None
-    return tuple(simplify(t) for t in exprs)
+    try:
+        with budget(NORMAL_FORM_BUDGET + NORMAL_FORM_BUDGET_PER_NODE * n):
+            return make()
+    except OverBudget:
+        logger.info("lowering: the normal forms of %d expression(s) of %d nodes are over the simplifier's "
+                    "budget; lowering the evaluation form alone", len(exprs), n)
+        return None
+
+
+def normal_forms(exprs):
+    """``simplify`` of each expression, or None when they are too large or too costly to be worth it."""
+    return _within_budget(exprs, lambda: tuple(simplify(t) for t in exprs))
+
+
+def on_normal_forms(exprs):
+    """Each expression with its derivatives taken from normal forms, or None when too large.
+
+    A plain expression is its normal form; a ``.grad`` result is the gradient,
+    by reverse accumulation, of this form of what it differentiates (the
+    normal form of a loss, the same form of a gradient for a Hessian). So a
+    loss and its gradients share the loss's normal form.
+    """
+    memo: dict = {}
+
+    def form(t: Expr) -> Expr:
+        if id(t) not in memo:
+            d = t._stands_for
+            if isinstance(d, Derivative):
+                g, = gradients(form(d.expr), [d.x], [d.new_names])
+                memo[id(t)] = (t, Product([g], edges=d.edges))
+            elif any(isinstance(node, Derivative) for node in parents_first([t], children=sharing_args)):
+                memo[id(t)] = (t, written_form(t))
+            else:
+                memo[id(t)] = (t, simplify(t))
+        return memo[id(t)][1]
+
+    return _within_budget(exprs, lambda: _closed(tuple(form(t) for t in exprs)))
 
 
 def _rebuilt(node: Expr, memo: dict) -> Expr:
     """``node`` over its rebuilt children, or ``node`` itself when none changed."""
     if isinstance(node, Derivative):
-        inner = memo[id(node.expr)]
-        # As Expr.grad: the normal form carries the stable rewrites
-        # (log(softmax) -> log_softmax); a .grad result has them already.
-        base = inner if inner._stands_for is not None else simplify(inner)
-        return gradient(base, node.x, node.new_names)
+        g, = gradients(memo[id(node.expr)], [node.x], [node.new_names])
+        return g
     args = [memo[id(a)] for a in node.args]
     if isinstance(node, Expectation):
         return simplify(rebuilt(node, args))

@@ -19,16 +19,18 @@ from .._ir.util import fresh_edge
 from .._ir.walk import parents_first
 
 
-def factor(t: Expr, size) -> Expr:
-    """``t`` with common factors pulled out of its sums. ``size(edge size) -> int``
+def factor_all(outputs, size) -> list:
+    """Each output with common factors pulled out of its sums. ``size(edge size) -> int``
     ranks equally common factors: the largest is pulled out first, so that it
-    is applied once, last, as in backpropagation."""
+    is applied once, last, as in backpropagation. One walk for all outputs: a
+    node they share (a loss's forward pass, read by each of its gradients) is
+    factored once, not once per output."""
     ctx = _Context(size)
     # Children first, each shared node once: a rebuilt node keeps sharing its
     # rebuilt children (a derivative shares the forward pass it is built on).
-    for node in reversed(parents_first([t])):
+    for node in reversed(parents_first(list(outputs))):
         ctx.memo[id(node)] = _factor(node, ctx)
-    return ctx.memo[id(t)]
+    return [ctx.memo[id(t)] for t in outputs]
 
 
 class _Context:

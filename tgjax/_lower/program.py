@@ -24,7 +24,7 @@ from .._viz.notation import to_string
 from . import runtime
 from .contract import plan
 from .convolution import absorb_convolutions, convolve_pairs
-from .factor import factor
+from .factor import factor_all
 from .network import distributed, network
 
 
@@ -61,6 +61,7 @@ class Program:
         self.dissolves = {}
         self.fused = set()       # along_key of inputs whose softmax and logsumexp are both needed
         self._count = 0
+        self._numbers: dict = {}  # weight -> its source text (``number``)
 
     # -- names and sizes ---------------------------------------------------
     def new_name(self) -> str:
@@ -80,6 +81,13 @@ class Program:
         return n
 
     def number(self, w) -> str:
+        """A weight as the source text of its value at these sizes (memoised, as ``size``)."""
+        text = self._numbers.get(w)
+        if text is None:
+            text = self._numbers[w] = self._number(w)
+        return text
+
+    def _number(self, w) -> str:
         value = sympy.sympify(w).subs(self.env)
         if value.is_Integer:
             return str(int(value))
@@ -498,7 +506,7 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     and its estimated cost (``Program.cost``). ``mapped``: names of the inputs that are one
     example of a batch (``Program.mapped``)."""
     program = Program(env, mapped)
-    outputs = [factor(t, program.size) for t in outputs]
+    outputs = factor_all(outputs, program.size)
     # Functions first, innermost first: the products inside them (a forward
     # pass) are then known when the products outside are planned, which may
     # reuse them.

@@ -2,10 +2,10 @@
 
 from .._ir.nodes import register_pass
 from . import derivatives, functions, products, sums  # noqa: F401  (register the rules)
-from .core import simplified
+from .core import OverBudget, budget, simplified
 from .expand import expand
 from .finish import simplify
 
 register_pass("simplify", simplify)
 
-__all__ = ["simplify", "simplified", "expand"]
+__all__ = ["simplify", "simplified", "expand", "budget", "OverBudget"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import sympy
 
@@ -20,9 +21,43 @@ from .._ir.identity import sort_key
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
 
 
+class OverBudget(Exception):
+    """Raised inside ``budget()`` when simplifying has done more work than it allows."""
+
+
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def budget(nodes: int):
+    """Simplify within this block does at most ``nodes`` units of work (``spend``), or raises ``OverBudget``.
+
+    Lowering tries normal forms beside the evaluation form only where they
+    are cheap: a derivative's normal form by the forward rules can grow
+    exponentially with depth (a layer norm's derivative repeats its input's),
+    and a candidate program is not worth that.
+    """
+    outer = getattr(_budget, "left", None)
+    _budget.left = nodes
+    try:
+        yield
+    finally:
+        _budget.left = outer
+
+
+def spend(units: int):
+    """Count ``units`` of work (nodes normalised, atoms or terms read) against an open ``budget()``."""
+    left = getattr(_budget, "left", None)
+    if left is not None:
+        if left < units:
+            raise OverBudget
+        _budget.left = left - units
+
+
 def simplified(t: Expr) -> Expr:
     """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
     if t._simplified is None:
+        spend(1)
         result = simplify_node(t if t._stands_for is None else t._stands_for)
         assert set(result.edges) == set(t.edges), (
             f"internal error: simplify changed the edges {t.edges} into {result.edges} for {type(t).__name__}"

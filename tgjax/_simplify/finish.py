@@ -38,7 +38,8 @@ def remember_origins(result: Expr, t: Expr) -> Expr:
     before = {v.key: v for v in (*t.variables(), *(t._origins or ()))}
     if t._stands_for is not None:
         before.update({v.key: v for v in t._stands_for.variables()})
-    lost = tuple(v for key, v in before.items() if key not in {u.key for u in result.variables()})
+    kept = {u.key for u in result.variables()}
+    lost = tuple(v for key, v in before.items() if key not in kept)
     if lost and result._origins is None and all(result is not node for node in parents_first([t])):
         result._origins = lost
     return result

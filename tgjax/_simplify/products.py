@@ -26,7 +26,7 @@ from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import UnionFind, fresh_edge, is_fresh
-from .core import make_sum, recording_now, report, simplified, simplify_node, terms_of, tidy_weight
+from .core import make_sum, recording_now, report, simplified, simplify_node, spend, terms_of, tidy_weight
 from .sums import split_where_terms_merge
 
 
@@ -111,6 +111,7 @@ def _(t: Product):
 
 def _fixpoint(p: Flat):
     while True:
+        spend(len(p.atoms))
         for rule in PRODUCT_RULES:
             result = rule(p)
             if result is not None:

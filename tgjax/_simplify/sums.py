@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sympy
+
 from .._ir.nodes import Delta, Expr, Product, Sum
-from .core import make_sum, report, simplified, simplify_node, terms_of
+from .core import make_sum, report, simplified, simplify_node, spend, terms_of
 
 
 @simplify_node.register
@@ -22,13 +24,29 @@ def collect_terms(t: Sum):
     it merged or dropped a term.
     """
     pairs = []
-    for w, u in zip(t.weights, t.terms):
-        pairs.extend((w * v, core) for v, core in terms_of(simplified(u)))
+    _open_into(t, sympy.Integer(1), pairs, set())
+    spend(len(pairs))
     pairs = split_where_terms_merge(pairs)
     result = make_sum(pairs, t.shape)
     if len(terms_of(result)) < len(pairs):
         report(collect_terms, t, result)
     return result
+
+
+def _open_into(t: Sum, weight, pairs: list, opened: set):
+    """Append the (weight, core) pairs of ``weight * t`` to ``pairs``, opening in place the sums
+    nested in ``t`` that are not simplified yet.
+
+    A sum built by repeated ``+`` nests n sums; simplifying each level on its own
+    would build n normal forms of growing size, quadratic work for one sum of n
+    terms. A sum met twice (a DAG) is opened once; again, it is simplified as a whole.
+    """
+    for w, u in zip(t.weights, t.terms):
+        if isinstance(u, Sum) and u._simplified is None and u._stands_for is None and id(u) not in opened:
+            opened.add(id(u))
+            _open_into(u, weight * w, pairs, opened)
+        else:
+            pairs.extend((weight * w * v, core) for v, core in terms_of(simplified(u)))
 
 
 def split_where_terms_merge(pairs: list) -> list:
