@@ -90,9 +90,10 @@ def test_a_list_of_variables_gives_the_list_of_gradients():
     together = loss.grad(params)
     assert isinstance(together, list) and len(together) == 3
     for W, g in zip(params, together):
-        alone = loss.grad(W)
+        alone = tanh_mlp(3)[0].grad(W)  # another loss object: no sweep shared with the list
         assert g.edges == alone.edges == W.edges
         assert g == alone
+        assert g.simplify() == alone.simplify()
     assert loss.grad(tuple(params[:2]))[1].edges == params[1].edges
     renamed = loss.grad([params[0], X], new_names=[{"h0": "a"}, None])
     assert renamed[0].edges == ("a", "h1") and renamed[1].edges == X.edges
@@ -174,6 +175,32 @@ def test_normal_forms_past_the_budget_are_left_out_and_lowering_still_works():
     grads = loss.grad(params)
     assert evaluation.normal_forms([loss, *grads]) is None
     assert evaluation.on_normal_forms([loss, *grads]) is not None
+
+
+def test_a_softmax_written_by_hand_stays_stable_past_the_normal_form_limit(monkeypatch):
+    # .grad no longer differentiates a normal form, so the written form itself
+    # recognises exp(z) / sum exp(z) (its log then the log-softmax)
+    monkeypatch.setattr(evaluation, "NORMAL_FORM_NODE_LIMIT", 0)
+    z, y = tg.Variable("z", b=3, c=4), tg.Variable("y", b=3, c=4)
+    loss = F.sum(F.log(F.exp(z) / F.sum(F.exp(z), "c")) * y)
+    logits = np.array([[1000.0, 1001.0, 999.0, 1000.0]] * 3)
+    targets = np.eye(4)[[0, 1, 2]]
+    value, grad = tg.lower([loss, loss.grad(z)])(z=logits, y=targets)
+
+    def reference(v):
+        return jnp.sum(jax.nn.log_softmax(v, axis=1) * targets)
+
+    np.testing.assert_allclose(value, reference(logits), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(reference)(logits), rtol=1e-10, atol=1e-12)
+
+
+def test_a_symmetric_variable_and_a_plain_one_of_one_name_have_their_own_gradients():
+    S = tg.Variable("S", i=3, j=3, symmetric=[("i", "j")])
+    P = tg.Variable("S", i=3, j=3)
+    loss = F.sum(F.tanh(S)) + F.sum(F.exp(P))
+    gS, gP = loss.grad([S, P])
+    assert gS.simplify() == tg.Derivative(loss, S).simplify()
+    assert gP.simplify() == tg.Derivative(loss, P).simplify()
 
 
 # -- simplify and equality of a layer-norm stack ---------------------------------------

@@ -1,9 +1,10 @@
-"""Symbolic differentiation: forward rules (for the normal form) and reverse accumulation (for evaluation)."""
+"""Symbolic differentiation: forward rules (for the normal form) and reverse accumulation (for evaluation).
 
-from .._ir.nodes import register_pass
+``Expr.grad`` reaches reverse accumulation through lowering's written form
+(``_lower/evaluation.grads``, registered as the "grad" pass).
+"""
+
 from .derivative import derivative
 from .reverse import gradient, gradients
-
-register_pass("gradient", gradient)
 
 __all__ = ["derivative", "gradient", "gradients"]

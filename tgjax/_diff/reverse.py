@@ -178,8 +178,6 @@ class _Classes:
                     answer = node.key in self.keys
                 elif isinstance(node, (Delta, Zero, Convolution)):
                     answer = False
-                elif isinstance(node, Expectation):
-                    answer = any(v.key in self.keys for v in node.variables())
                 else:
                     answer = any(self.depending[id(a)][1] for a in sharing_args(node))
                 # the node is kept with its answer, so that its id is not reused

@@ -329,6 +329,8 @@ class _Matcher:
 
     def same(self, x: Expr, y: Expr, m: dict) -> bool:
         """Is ``x`` the same network as ``rename(y, m)``? (``m``: some free edges of ``y`` -> edges of ``x``)"""
+        if set(x.edges) != {m.get(e, e) for e in y.edges}:
+            return False
         x, mx = _opened(x, {})
         y, m = _opened(y, m)
         if mx:

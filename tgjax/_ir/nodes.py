@@ -55,6 +55,11 @@ _CACHES = frozenset({"_hash", "_sig", "_graph", "_simplified", "_vars", "_stands
 _set = object.__setattr__
 
 
+# Called (no arguments) for every node built, while set: a later stage's work counter
+# (``_simplify.budget``) reads it, so that building counts wherever it happens.
+on_build = None
+
+
 class Expr:
     """Base class of tensor expressions: a tensor network with named free edges.
 
@@ -92,6 +97,8 @@ class Expr:
         if depth is None:
             depth = 1 + max((a._depth for a in self.args), default=0)
         _set(self, "_depth", depth)
+        if on_build is not None:
+            on_build()
 
     def __setattr__(self, name, value):
         if name in _CACHES:

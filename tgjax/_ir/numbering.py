@@ -54,7 +54,7 @@ def _ports(t: Expr, labels: dict) -> tuple:
 
 def _key(t: Expr, numbering: Numbering):
     if isinstance(t, Variable):
-        return ("var", t.name, t.decl), tuple(t.edge_of(e) for e, _ in t.decl)
+        return ("var", t.name, t.decl, t.symmetric), tuple(t.edge_of(e) for e, _ in t.decl)
     if isinstance(t, Delta):
         return ("delta", t.size, len(t.edges)), t.edges
     if isinstance(t, (Zero, Convolution)):

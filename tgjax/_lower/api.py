@@ -12,7 +12,8 @@ import numpy as np
 import sympy
 
 from .._ir.deep import deep
-from .._ir.nodes import Expr, Variable
+from .._ir.nodes import Expectation, Expr, Variable
+from .._ir.rename import sharing_args
 from .._ir.sizes import complete_sizes, convolution_triples
 from .._logging import listed, shapes_text, stage
 from . import runtime
@@ -31,16 +32,36 @@ def _as_outputs(exprs, where: str):
     return single, outputs
 
 
+def _variables_in(outputs) -> list:
+    """The Variables of all ``outputs``, in first-seen order, from one walk of their shared DAG
+    (asking each output for its ``variables()`` costs outputs times variables: a million
+    for a 1,000-layer MLP's gradients)."""
+    seen: dict = {}
+    visited: set = set()
+    stack = list(reversed(outputs))
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, Variable):
+            seen.setdefault(node.declared, None)
+        elif node._vars is not None or isinstance(node, Expectation):
+            seen.update(dict.fromkeys(v for v in node.variables() if v not in seen))
+        else:
+            stack.extend(reversed(sharing_args(node)))
+    return list(seen)
+
+
 def _variables(outputs, where: str) -> dict:
     found: dict = {}
-    for t in outputs:
-        for v in t.variables():
-            other = found.setdefault(v.name, v)
-            if other.key != v.key:
-                raise ValueError(
-                    f"{where}: two different variables are both named {v.name!r} "
-                    f"({_declaration(other)} and {_declaration(v)}); give them distinct names, or one declaration."
-                )
+    for v in _variables_in(outputs):
+        other = found.setdefault(v.name, v)
+        if other.key != v.key:
+            raise ValueError(
+                f"{where}: two different variables are both named {v.name!r} "
+                f"({_declaration(other)} and {_declaration(v)}); give them distinct names, or one declaration."
+            )
     return found
 
 
@@ -151,8 +172,8 @@ class Lowered:
         self._single, outputs = _as_outputs(exprs, "tg.lower")
         self.exprs = tuple(outputs)
         self._depth = max(t._depth for t in outputs)  # read by @deep on the methods
-        # Two candidate forms of the same values (evaluation.py): the program
-        # of each is built per set of sizes, and the cheaper one is kept.
+        # Up to three candidate forms of the same values (evaluation.py): the
+        # program of each is built per set of sizes, and the cheapest is kept.
         self.evaluated = evaluation_forms(outputs)
         self.normal = normal_forms(self.exprs)
         self.on_normal = on_normal_forms(self.exprs)

@@ -8,8 +8,9 @@ evaluated. The evaluation form keeps a derivative in backpropagation's shape
 (``_diff.reverse``), so it costs what backpropagation costs.
 
 The evaluation form is the expression as written (``written_form``): every
-Derivative node evaluated by reverse accumulation and every logarithm put in
-its stable form, in one walk linear in the expression; ``.grad`` builds on it
+Derivative node evaluated by reverse accumulation, a softmax written by hand
+recognised and every logarithm put in its stable form, in one walk linear in
+the expression; ``.grad`` builds on it
 too, so a loss and its gradients lowered together share its nodes. Nothing
 on that path computes a normal form: a model of any depth reaches its program
 in time linear in its size.
@@ -29,20 +30,21 @@ from collections import OrderedDict
 
 from .._diff import gradients
 from .._ir.elementwise import log, stable_log
-from .._ir.nodes import Derivative, Expectation, Expr, Function, Product, rebuilt, register_pass
-from .._ir.rename import sharing_args, with_views
+from .._ir.nodes import Delta, Derivative, Expectation, Expr, Function, Product, rebuilt, register_pass
+from .._ir.rename import rename, sharing_args, with_views
 from .._ir.walk import parents_first
 from .._logging import logger, stage
 from .._simplify import OverBudget, budget, simplify
+from .._simplify.finish import finished_product
 
 # Beyond this many distinct nodes, simplifying costs more than it can save.
 NORMAL_FORM_NODE_LIMIT = 600
-# Work (``_simplify.budget`` units: nodes normalised, atoms and terms read) the simplifier
-# may spend on the normal-form candidates, in all and per node of the expressions. Where
-# a gradient benchmark's normal-form program wins (logistic regression, the hand-written
-# logsumexp classifier) its normal forms take under 600 units; a post-layer-norm block's
-# gradients by the forward rules grow without bound (minutes for one block), and a unit
-# costs about 0.1 ms there, so an abandoned try costs at most about 0.5 s.
+# Work (``_simplify.budget`` units: nodes built and normalised, atoms and terms read) the
+# simplifier may spend on each normal-form candidate, in all and per node of the
+# expressions. The gradient and Hessian benchmarks' normal forms take at most 1,165 units
+# (the conv net's, of 2,485 allowed); the pre-norm transformer block's take 19,133, and
+# that program loses by 400x in estimated cost; a post-layer-norm block's gradients by the
+# forward rules grow without bound (minutes for one block; given up after 0.1 s).
 NORMAL_FORM_BUDGET_PER_NODE = 5
 NORMAL_FORM_BUDGET = 2_000
 
@@ -61,8 +63,9 @@ _WRITTEN_KEPT = 16
 
 
 def written_form(t: Expr) -> Expr:
-    """``t`` as written, every Derivative node evaluated by reverse accumulation and every
-    logarithm in its stable form; a ``.grad`` result is one already."""
+    """``t`` as written, every Derivative node evaluated by reverse accumulation, a softmax
+    written by hand recognised (``finished_product``) and every logarithm in its stable
+    form; a ``.grad`` result is one already."""
     if t._stands_for is not None:
         return t
     entry = _WRITTEN.get(id(t))
@@ -149,6 +152,8 @@ def on_normal_forms(exprs):
     normal form of a loss, the same form of a gradient for a Hessian). So a
     loss and its gradients share the loss's normal form.
     """
+    if not any(isinstance(t._stands_for, Derivative) for t in exprs):
+        return None  # every output is plain: this candidate would be the normal forms again
     memo: dict = {}
 
     def form(t: Expr) -> Expr:
@@ -178,4 +183,44 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         stable = stable_log(Function(log, args, edges=node.edges))
         if stable is not None:
             return stable
+    if isinstance(node, Product):
+        return _softmax_recognised(rebuilt(node, args))
     return rebuilt(node, args)
+
+
+def _softmax_recognised(t: Product) -> Expr:
+    """``t`` with a softmax written by hand (``exp(z) / sum exp(z)``) made the stable one,
+    whose log (``_rebuilt``) is then the log-softmax: what the normal form gives, found
+    locally. The rule reads functions, so factors that are views of one (an elementwise
+    product wraps its operands in them) are read as the function renamed; where the rule
+    does not apply, ``t`` is kept as it is."""
+    viewed = [_view_of_function(f) for f in t.factors]
+    factors = [f if v is None else v for f, v in zip(t.factors, viewed)]
+    if not any(isinstance(f, Function) for f in factors):
+        return t
+    candidate = Product(factors, edges=t.edges)
+    found = finished_product(candidate)
+    return t if found is candidate else found
+
+
+def _view_of_function(f: Expr):
+    """A function renamed, where ``f`` is a view of it (the function times two-legged Deltas,
+    each taking one of its edges to a free edge of ``f``); None otherwise."""
+    if not isinstance(f, Product):
+        return None
+    cores = [g for g in f.factors if not isinstance(g, Delta)]
+    if len(cores) != 1 or not isinstance(cores[0], Function):
+        return None
+    core, mapping = cores[0], {}
+    for d in f.factors:
+        if d is core:
+            continue
+        if len(d.edges) != 2:
+            return None
+        a, b = d.edges if d.edges[0] in core._shape else d.edges[::-1]
+        if a not in core._shape or b in core._shape or b not in f._shape or a in mapping:
+            return None
+        mapping[a] = b
+    if {mapping.get(e, e) for e in core.edges} != set(f.edges):
+        return None
+    return rename(core, mapping)

@@ -18,6 +18,7 @@ import threading
 import sympy
 
 from .._ir.identity import sort_key
+from .._ir import nodes
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
 
 
@@ -29,24 +30,34 @@ _budget = threading.local()
 
 
 @contextlib.contextmanager
-def budget(nodes: int):
-    """Simplify within this block does at most ``nodes`` units of work (``spend``), or raises ``OverBudget``.
+def budget(units: int):
+    """Simplify within this block does at most ``units`` units of work, or raises ``OverBudget``:
+    a node built (by any pass: a forward derivative builds its terms before they are
+    normalised), a node normalised, a product's atom or a sum's term read (``spend``).
 
     Lowering tries normal forms beside the evaluation form only where they
     are cheap: a derivative's normal form by the forward rules can grow
-    exponentially with depth (a layer norm's derivative repeats its input's),
-    and a candidate program is not worth that.
+    without bound (a layer norm's derivative repeats its input's), and a
+    candidate program is not worth that.
     """
     outer = getattr(_budget, "left", None)
-    _budget.left = nodes
+    start = _budget.left = units if outer is None else min(outer, units)  # within an enclosing budget
+    watching = nodes.on_build
+    nodes.on_build = _count_one
     try:
         yield
     finally:
-        _budget.left = outer
+        # what the block spent is spent from the enclosing budget too
+        _budget.left = None if outer is None else outer - (start - _budget.left)
+        nodes.on_build = watching
+
+
+def _count_one():
+    spend(1)
 
 
 def spend(units: int):
-    """Count ``units`` of work (nodes normalised, atoms or terms read) against an open ``budget()``."""
+    """Count ``units`` of work against an open ``budget()`` (of this thread)."""
     left = getattr(_budget, "left", None)
     if left is not None:
         if left < units:

@@ -50,7 +50,7 @@ def _finished(t: Expr) -> Expr:
 
     def finish(node, args):
         new = rebuilt(node, args)
-        return _finished_product(new) if isinstance(new, Product) else new
+        return finished_product(new) if isinstance(new, Product) else new
 
     def copy(node, finished_origin):
         origin, mapping = node.renamed_from
@@ -59,7 +59,8 @@ def _finished(t: Expr) -> Expr:
     return rebuilt_sharing([t], finish, copy)[0]
 
 
-def _finished_product(t: Product) -> Expr:
+def finished_product(t: Product) -> Expr:
+    """``t`` with the finishing rules applied (a softmax written by hand recognised); ``t`` itself if none applies."""
     flat = Flat(tuple(t.factors), 1, t.edges, t.shape)
     changed = False
     while True:

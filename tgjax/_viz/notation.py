@@ -151,7 +151,10 @@ def _(t: Product, names):
         return "1"
     # A nested product is its own scope: an inner edge named like an edge around it would
     # read as one three-way edge ((x[i] x[i]) x[i]), so it is shown under a fresh letter.
-    clash = {e for e in t.inner_edges if not is_fresh(e) and e in names.outer}
+    # (A summary cut at a depth, as in generated code's comments, skips this: renaming
+    # rebuilds the factors whole, far below what the summary shows; planning a 1,000-layer
+    # MLP's gradients spent 1.7 of its 6.8 s there.)
+    clash = {e for e in t.inner_edges if not is_fresh(e) and e in names.outer} if names.depth is None else ()
     if clash:
         t = freshen_inner(t, clash)
         for e in dict.fromkeys(e for f in t.factors for e in f.edges):
