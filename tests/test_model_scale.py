@@ -287,3 +287,16 @@ def test_log_lines_summarise_long_lists():
     assert _logging.listed(range(100)) == "0, 1, 2, 3, 4, 5, ... (100 in all)"
     text = _logging.shapes_text([(32, 32)] * 40 + [(16, 32)])
     assert text == "41 array(s): 40 of (32, 32), 1 of (16, 32)"
+
+
+def test_a_weight_past_int32_is_written_as_a_float():
+    # a 12-block GPT's normal form had -d^7 = -2^35 as a coefficient, which JAX could not
+    # pass to a float32 array's product as a Python int
+    from tgjax._lower.program import Program
+
+    program = Program({}, ())
+    assert program.number(-(2**35)) == repr(-float(2**35))
+    assert program.number(2**20) == "1048576"
+    x = tg.Variable("x", i=2)
+    value = tg.lower((2**40) * F.sum(x))(x=np.ones(2, np.float32))
+    assert float(value) == 2.0**41

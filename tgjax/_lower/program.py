@@ -89,8 +89,12 @@ class Program:
 
     def _number(self, w) -> str:
         value = sympy.sympify(w).subs(self.env)
-        if value.is_Integer:
+        if value.is_Integer and abs(int(value)) < 2**31:
             return str(int(value))
+        if value.is_Integer:
+            # past int32, JAX cannot pass the Python int to a float32 array's product
+            # (a 12-block GPT's normal form had -d^7 = -2^35 as a coefficient)
+            return repr(float(value))
         if not value.is_finite:  # 1/0 from a mean over an empty edge: nan, as jnp.mean gives
             return {sympy.oo: "jnp.inf", -sympy.oo: "-jnp.inf"}.get(value, "jnp.nan")
         return repr(float(value))
