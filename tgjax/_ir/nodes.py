@@ -1113,6 +1113,34 @@ def _check_moment(t, shape: dict, what: str, where: str, wrt) -> None:
 # -- private builders used by operators and passes ---------------------------
 
 
+def variables_in(exprs) -> tuple:
+    """The Variables of all ``exprs``, as ``variables()`` orders them (first seen), from one
+    walk of their shared DAG that caches nothing on the way.
+
+    ``variables()`` caches a tuple on every node, which for a sum built by repeated
+    ``+`` over distinct variables is quadratic (each level holds all below it), and
+    asking each of many outputs for its own costs outputs times variables (a million
+    for a 1,000-layer MLP's gradients).
+    """
+    seen: dict = {}
+    visited: set = set()
+    stack = list(reversed(exprs))
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, Variable):
+            seen.setdefault(node.declared, None)
+        elif node._vars is not None or isinstance(node, Expectation):
+            seen.update(dict.fromkeys(v for v in node.variables() if v not in seen))
+        elif isinstance(node, Function) and node.renamed_from is not None:
+            stack.append(node.renamed_from[0])  # its inputs would be built to be read
+        else:
+            stack.extend(reversed(node.args))
+    return tuple(seen)
+
+
 def rebuilt(t: Expr, args) -> Expr:
     """``t`` over new children ``args``, or ``t`` itself when they are its own."""
     args = tuple(args)

@@ -12,8 +12,7 @@ import numpy as np
 import sympy
 
 from .._ir.deep import deep
-from .._ir.nodes import Expectation, Expr, Variable
-from .._ir.rename import sharing_args
+from .._ir.nodes import Expr, Variable, variables_in
 from .._ir.sizes import complete_sizes, convolution_triples
 from .._logging import listed, shapes_text, stage
 from . import runtime
@@ -32,30 +31,9 @@ def _as_outputs(exprs, where: str):
     return single, outputs
 
 
-def _variables_in(outputs) -> list:
-    """The Variables of all ``outputs``, in first-seen order, from one walk of their shared DAG
-    (asking each output for its ``variables()`` costs outputs times variables: a million
-    for a 1,000-layer MLP's gradients)."""
-    seen: dict = {}
-    visited: set = set()
-    stack = list(reversed(outputs))
-    while stack:
-        node = stack.pop()
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        if isinstance(node, Variable):
-            seen.setdefault(node.declared, None)
-        elif node._vars is not None or isinstance(node, Expectation):
-            seen.update(dict.fromkeys(v for v in node.variables() if v not in seen))
-        else:
-            stack.extend(reversed(sharing_args(node)))
-    return list(seen)
-
-
 def _variables(outputs, where: str) -> dict:
     found: dict = {}
-    for v in _variables_in(outputs):
+    for v in variables_in(outputs):
         other = found.setdefault(v.name, v)
         if other.key != v.key:
             raise ValueError(

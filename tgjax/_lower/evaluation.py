@@ -64,7 +64,7 @@ _WRITTEN_KEPT = 16
 
 def written_form(t: Expr) -> Expr:
     """``t`` as written, every Derivative node evaluated by reverse accumulation, a softmax
-    written by hand recognised (``finished_product``) and every logarithm in its stable
+    written by hand recognised (``_softmax_recognised``) and every logarithm in its stable
     form; a ``.grad`` result is one already."""
     if t._stands_for is not None:
         return t

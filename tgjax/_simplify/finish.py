@@ -10,7 +10,7 @@ no finishing rule applies.
 
 from __future__ import annotations
 
-from .._ir.nodes import Expr, Product, rebuilt
+from .._ir.nodes import Expr, Product, rebuilt, variables_in
 from .._ir.rename import rebuilt_sharing, rename
 from .._logging import stage
 from .._ir.walk import parents_first
@@ -35,10 +35,10 @@ def remember_origins(result: Expr, t: Expr) -> Expr:
     so that lowering still reads their sizes from the arrays given for them (the Hessian of
     ``sum(x^2)`` is ``2 I``, sized by ``x``). A node that ``t`` itself contains is shared
     with other expressions and is left alone."""
-    before = {v.key: v for v in (*t.variables(), *(t._origins or ()))}
+    before = {v.key: v for v in (*variables_in([t]), *(t._origins or ()))}
     if t._stands_for is not None:
-        before.update({v.key: v for v in t._stands_for.variables()})
-    kept = {u.key for u in result.variables()}
+        before.update({v.key: v for v in variables_in([t._stands_for])})
+    kept = {u.key for u in variables_in([result])}
     lost = tuple(v for key, v in before.items() if key not in kept)
     if lost and result._origins is None and all(result is not node for node in parents_first([t])):
         result._origins = lost
