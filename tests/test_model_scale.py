@@ -314,3 +314,22 @@ def test_a_weight_past_int32_is_written_as_a_float():
     x = tg.Variable("x", i=2)
     value = tg.lower((2**40) * F.sum(x))(x=np.ones(2, np.float32))
     assert float(value) == 2.0**41
+
+
+def test_an_identity_cache_keeps_the_newest_keys_by_identity():
+    from tgjax._ir.util import IdentityCache
+
+    cache, made = IdentityCache(2), []
+
+    def make(value):
+        made.append(value)
+        return value
+
+    a, b, c = tg.Variable("a", i=2), tg.Variable("a", i=2), tg.Variable("c", i=2)
+    assert a == b and a is not b  # equal, but two keys
+    assert cache.get(a, lambda: make("A")) == "A"
+    assert cache.get(b, lambda: make("B")) == "B"
+    assert cache.get(a, lambda: make("A again")) == "A"  # a is now the newest
+    cache.get(c, lambda: make("C"))  # evicts b, the oldest
+    assert cache.get(b, lambda: make("B again")) == "B again"
+    assert made == ["A", "B", "C", "B again"]

@@ -24,7 +24,6 @@ identity on ``t``'s edges (a Jacobian, as ``jax.jacrev`` computes it).
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 
 from .._ir.nodes import (
     AlongEdge,
@@ -38,10 +37,11 @@ from .._ir.nodes import (
     Sum,
     Variable,
     Zero,
+    variables_in,
 )
 from .._ir.numbering import Numbering
 from .._ir.rename import hadamard, is_one, sharing_args, view
-from .._ir.util import fresh_edge
+from .._ir.util import IdentityCache, fresh_edge
 from .._ir.walk import parents_first
 from .derivative import derivative, symmetrised
 
@@ -64,18 +64,16 @@ def gradients(t: Expr, xs, names: list) -> list:
     for x, new_names in zip(xs, names):
         x = x.declared
         order = t.edges + tuple(new_names[e] for e, _ in x.decl)
-        shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
-        if not t.depends_on(x):
-            out.append(Zero._make({e: shape[e] for e in order}))
+        swept = _sweep(t) if t.depends_on(x) else None
+        if swept is not None and x.key in swept.averaged:
+            # An expectation without a closed form has no cotangent to pass into
+            # its average: differentiate it by the forward rule (Price's theorem).
+            out.append(derivative(t, x, new_names))
             continue
-        swept = _sweep(t)
-        if x.key not in swept.reached:
-            if x.key in swept.averaged:
-                # An expectation without a closed form has no cotangent to pass into
-                # its average: differentiate it by the forward rule (Price's theorem).
-                out.append(derivative(t, x, new_names))
-            else:  # every path went through a zero partial (a step, a sign)
-                out.append(Zero._make({e: shape[e] for e in order}))
+        if swept is None or x.key not in swept.reached:
+            # t does not depend on x, or every path went through a zero partial (a step, a sign)
+            shape = {**t.shape, **{new_names[e]: s for e, s in x.decl}}
+            out.append(Zero._make({e: shape[e] for e in order}))
             continue
         node, g = swept.reached[x.key]
         # Every occurrence of x is one class, so g is the whole derivative.
@@ -92,23 +90,22 @@ class _Swept:
     ``out``: ``t``'s edge -> the fresh name it rides under; ``averaged``: the keys of
     variables an expectation depends on (differentiated by the forward rule instead)."""
 
-    __slots__ = ("t", "reached", "out", "averaged")
+    __slots__ = ("reached", "out", "averaged")
 
 
-# The last few sweeps, by expression (kept alive with it, so ids are not reused).
-_SWEEPS: OrderedDict = OrderedDict()
-_SWEEPS_KEPT = 8
+# The last few sweeps, by expression: gradients asked for one at a time share one.
+_SWEEPS = IdentityCache(8)
 
 
 def _sweep(t: Expr) -> _Swept:
-    entry = _SWEEPS.get(id(t))
-    if entry is not None and entry.t is t:
-        _SWEEPS.move_to_end(id(t))
-        return entry
+    return _SWEEPS.get(t, lambda: _swept(t))
+
+
+def _swept(t: Expr) -> _Swept:
     swept = _Swept()
-    swept.t = t
-    swept.averaged = {v.key for node in parents_first([t]) if isinstance(node, Expectation) for v in node.variables()}
-    keys = {v.key for v in t.variables()} - swept.averaged
+    swept.averaged = {v.key for node in parents_first([t], children=sharing_args) if isinstance(node, Expectation)
+                      for v in node.variables()}
+    keys = {v.key for v in variables_in([t])} - swept.averaged
     # t's own edges ride along every cotangent under fresh names.
     swept.out = {e: fresh_edge() for e in t.edges}
     seed = Product([Delta._make(t._shape[e], (e, swept.out[e])) for e in t.edges], edges=t.edges + tuple(swept.out.values()))
@@ -126,9 +123,6 @@ def _sweep(t: Expr) -> _Swept:
         for child, contribution in _pullback(node, g, classes):
             representative, relabel = classes.representative(child)
             pending.setdefault(id(representative), []).append(view(contribution, relabel))
-    _SWEEPS[id(t)] = swept
-    if len(_SWEEPS) > _SWEEPS_KEPT:
-        _SWEEPS.popitem(last=False)
     return swept
 
 

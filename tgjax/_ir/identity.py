@@ -39,9 +39,12 @@ def relabelled(sig: Signature, mapping: dict) -> Signature:
     return Signature(sig.shape, {mapping.get(e, e): c for e, c in sig.ports.items()})
 
 
-def named_hash(t: Expr) -> int:
+def named_hash(t: Expr, renamed: dict | None = None) -> int:
+    """The structure's hash with each free edge's name; with ``renamed`` (edge -> new name),
+    that of ``rename(t, renamed)``, without the renamed copy."""
     sig = signature(t)
-    return combine(sig.shape, tuple(sorted((stable_hash(e), c) for e, c in sig.ports.items())))
+    renamed = renamed or {}
+    return combine(sig.shape, tuple(sorted((stable_hash(renamed.get(e, e)), c) for e, c in sig.ports.items())))
 
 
 def sort_key(t: Expr) -> tuple:
@@ -297,14 +300,6 @@ def isomorphic(a: Expr, b: Expr) -> bool:
     return _Matcher().same(a, b, {})
 
 
-def _hash_under(t: Expr, m: dict) -> int:
-    """``named_hash(rename(t, m))``, without the renamed copy."""
-    if not m:
-        return named_hash(t)
-    sig = signature(t)
-    return combine(sig.shape, tuple(sorted((stable_hash(m.get(e, e)), c) for e, c in sig.ports.items())))
-
-
 def _opened(t: Expr, m: dict) -> tuple:
     """``(node, mapping)`` standing for ``rename(t, m)`` with wrappers removed: a product of one
     factor with all its edges, a sum of one term of weight 1, a lazily renamed function."""
@@ -340,7 +335,7 @@ class _Matcher:
             m = {e: n for e, n in m.items() if e != n}
         if x is y and not m:
             return True
-        if type(x) is not type(y) or _hash_under(y, m) != named_hash(x):
+        if type(x) is not type(y) or named_hash(y, m) != named_hash(x):
             return False
         key = (id(x), id(y), tuple(sorted(m.items())))
         entry = self.memo.get(key)
@@ -380,7 +375,7 @@ def _(x: Sum, y, m, matcher):
     for w, u in xs:
         unmatched[(w, named_hash(u))].append(u)
     for w, v in ys:
-        candidates = unmatched.get((w, _hash_under(v, m)))
+        candidates = unmatched.get((w, named_hash(v, m)))
         if not candidates:
             return False
         # isomorphism is an equivalence, so the first match can be taken
@@ -434,9 +429,8 @@ def _(x: Product, y, m, matcher):
         if not _verify(la, ga.adj, lb, gb.adj, to_b):
             return False
         for atom, root, ports in ga.atoms:
-            other, _, other_ports = gb.atoms[gb.atom_at[to_b[root]]]
-            port_edge = gb.port_edge
-            if not matcher.same(atom, other, {port_edge[to_b[p]]: e for e, p in ports.items()}):
+            other = gb.atoms[gb.atom_at[to_b[root]]][0]
+            if not matcher.same(atom, other, {gb.port_edge[to_b[p]]: e for e, p in ports.items()}):
                 return False
         return True
 

@@ -86,6 +86,29 @@ def as_weight(value, where: str) -> sympy.Expr:
     raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.{hint}")
 
 
+class IdentityCache:
+    """The values of the last ``kept`` keys asked for, each key an object compared by identity.
+
+    An entry keeps its key alive, so that the key's id is not reused while it
+    is remembered; a pass's memo across calls (a loss's reverse sweep, its
+    written form), bounded so that it never holds more than a few expressions.
+    """
+
+    def __init__(self, kept: int):
+        self.kept = kept
+        self._entries: dict = {}  # id -> (key, value), oldest first
+
+    def get(self, key, make):
+        """The value remembered for ``key``, or ``make()`` remembered for it."""
+        entry = self._entries.pop(id(key), None)
+        if entry is None or entry[0] is not key:
+            entry = (key, make())
+        self._entries[id(key)] = entry  # now the newest
+        if len(self._entries) > self.kept:
+            del self._entries[next(iter(self._entries))]
+        return entry[1]
+
+
 class UnionFind:
     """Classes of edge names: a Delta says its edges are one index."""
 

@@ -26,12 +26,11 @@ as written repeats. It keeps the program with the lowest estimated cost
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from .._diff import gradients
 from .._ir.elementwise import log, stable_log
 from .._ir.nodes import Delta, Derivative, Expectation, Expr, Function, Product, rebuilt, register_pass
 from .._ir.rename import rename, sharing_args, with_views
+from .._ir.util import IdentityCache
 from .._ir.walk import parents_first
 from .._logging import logger, stage
 from .._simplify import OverBudget, budget, simplify
@@ -55,11 +54,9 @@ def evaluation_forms(exprs) -> tuple:
     return _closed(tuple(written_form(t) for t in exprs))
 
 
-# The written forms of the last few expressions asked for, by identity (kept alive with
-# them, so ids are not reused): a loss lowered beside its gradients is the very node they
-# were built on, so its forward pass is computed once.
-_WRITTEN: OrderedDict = OrderedDict()
-_WRITTEN_KEPT = 16
+# The written forms of the last few expressions asked for: a loss lowered beside its
+# gradients is the very node they were built on, so its forward pass is computed once.
+_WRITTEN = IdentityCache(16)
 
 
 def written_form(t: Expr) -> Expr:
@@ -68,10 +65,10 @@ def written_form(t: Expr) -> Expr:
     form; a ``.grad`` result is one already."""
     if t._stands_for is not None:
         return t
-    entry = _WRITTEN.get(id(t))
-    if entry is not None and entry[0] is t:
-        _WRITTEN.move_to_end(id(t))
-        return entry[1]
+    return _WRITTEN.get(t, lambda: _written(t))
+
+
+def _written(t: Expr) -> Expr:
     # renamed copies become views of the function they copy: every pass below is then
     # linear in the expression (a deep derivative's normal form copies the chain below
     # each partial)
@@ -79,9 +76,6 @@ def written_form(t: Expr) -> Expr:
     memo: dict = {}
     for node in reversed(parents_first([viewed])):
         memo[id(node)] = _rebuilt(node, memo)
-    _WRITTEN[id(t)] = (t, memo[id(viewed)])
-    if len(_WRITTEN) > _WRITTEN_KEPT:
-        _WRITTEN.popitem(last=False)
     return memo[id(viewed)]
 
 
