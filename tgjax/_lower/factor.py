@@ -186,8 +186,51 @@ def _split(term: Expr, k: int, names: dict):
     return Product(rest, edges=tuple(rest_edges))
 
 
+def _views_opened(term: Expr) -> Expr:
+    """``term`` with the products it only relabels opened: ``δ[s,a] (W h)`` as ``δ[s,a] W h``,
+    and a factor ``g[a,f] δ[a,s]`` as its two factors.
+
+    The reverse sweep hands a cotangent on under its class representative's
+    names, so one contribution to a sum can arrive behind a view while another
+    carries the same factor at top level (a post-layer-norm block's
+    ``W2 c1 + δ (W2 c2)``); opened, both show ``W2``, and it is pulled out once.
+    What is opened: the term itself where it is Deltas around one product, and
+    each factor that is a view (two-legged Deltas around one operand). A
+    product shared as a whole is not a view, and keeps its value.
+    """
+    if not isinstance(term, Product):
+        return term
+    cores = [f for f in term.factors if not isinstance(f, Delta)]
+    factors = list(term.factors)
+    if len(cores) == 1 and isinstance(cores[0], Product):
+        factors = _spliced(factors, cores[0], term)
+    for f in [f for f in factors if _is_view(f)]:
+        factors = _spliced(factors, f, term)
+    if factors == list(term.factors):
+        return term
+    return Product(factors, edges=term.edges)
+
+
+def _is_view(f: Expr) -> bool:
+    if not isinstance(f, Product):
+        return False
+    deltas = [g for g in f.factors if isinstance(g, Delta)]
+    return len(f.factors) - len(deltas) == 1 and all(len(d.edges) == 2 for d in deltas)
+
+
+def _spliced(factors: list, nested: Product, term: Product) -> list:
+    """``factors`` with ``nested`` replaced by its own factors, its inner edges renamed apart
+    from every other edge of the term."""
+    taken = {e for f in factors if f is not nested for e in f.edges} | set(term.edges)
+    apart = {e: fresh_edge() for e in nested.inner_edges if e in taken}
+    inner = [view(g, {e: apart[e] for e in g.edges if e in apart}) for g in nested.factors]
+    k = next(k for k, f in enumerate(factors) if f is nested)
+    return factors[:k] + inner + factors[k + 1:]
+
+
 def _factored_sum(terms, order, ctx) -> Expr:
     size = ctx.size
+    terms = [(w, _views_opened(u)) for w, u in terms]
     while True:
         groups = defaultdict(dict)  # key -> {term index: factor index}
         atoms = {}                  # key -> the first atom with it
