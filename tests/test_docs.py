@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import doctest
 import inspect
+import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -57,3 +59,25 @@ def test_docstring_examples_run(name):
     with jax.enable_x64(False):
         result = runner.run(test, out=report.append)
     assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} docstring examples failed:\n" + "".join(report)
+
+
+ROOT = pathlib.Path(__file__).parent.parent
+PAGES = ("README.md", "docs/api.md", "docs/index.md")
+
+
+def _code_blocks():
+    for page in PAGES:
+        text = (ROOT / page).read_text()
+        for k, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            yield f"{page}#{k + 1}", block
+
+
+BLOCKS = dict(_code_blocks())
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_every_code_block_of_the_readme_and_guide_runs_on_its_own(name, capsys):
+    """Each python block a reader is meant to paste runs as it stands: its own imports, its own
+    variables and arrays, in a fresh namespace, at JAX's default precision."""
+    with jax.enable_x64(False):
+        exec(compile(BLOCKS[name], name, "exec"), {"__name__": "__main__"})

@@ -11,7 +11,7 @@ EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py
 
 
 # Command-line arguments for examples that would otherwise run for minutes.
-ARGUMENTS = {"tensor_train_regression": ["--quick"]}
+ARGUMENTS = {"tensor_train_regression": ["--quick"], "newton": ["--quick"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

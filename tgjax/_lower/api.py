@@ -175,7 +175,10 @@ class Lowered:
         self._by_shapes: dict = {}
 
     # -- binding -----------------------------------------------------------
-    def _bind(self, values, kwargs) -> tuple[list, dict]:
+    def _bind(self, values, kwargs, unbound=frozenset()) -> tuple[list, dict]:
+        """The input arrays in ``self.variables`` order and the sizes they fix. Variables named in
+        ``unbound`` are neither read nor returned (``tg.linear_operator``'s direction, whose
+        shape follows from the others)."""
         given = {}
         if values is not None:
             if not isinstance(values, Mapping):
@@ -197,6 +200,8 @@ class Lowered:
         origin = {s: "tg.lower(..., sizes=...)" for s in env}
         arrays = []
         for name, var in self.variables.items():
+            if name in unbound:
+                continue
             if name not in given:
                 edges = ", ".join(e for e, _ in var.decl)
                 raise ValueError(f"tgjax function: missing variable {name!r} (edges {edges}); pass it as fn({name}=array).")
@@ -209,7 +214,7 @@ class Lowered:
             if name in given:
                 _read_sizes(name, var, _checked_array(name, given[name]), env, origin)
         env = complete_sizes(env, self._triples, "tgjax function")
-        for array, (name, var) in zip(arrays, self.variables.items()):
+        for array, (name, var) in zip(arrays, [(n, v) for n, v in self.variables.items() if n not in unbound]):
             shape = tuple(array.shape)
             for (edge, size), n in zip(var.decl, shape):
                 size = sympy.sympify(size)

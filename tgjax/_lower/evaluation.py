@@ -29,8 +29,8 @@ from __future__ import annotations
 from .._diff import gradients
 from .._ir.elementwise import log, stable_log
 from .._ir.nodes import Delta, Derivative, Expectation, Expr, Function, Product, rebuilt, register_pass
-from .._ir.rename import rename, sharing_args, with_views
-from .._ir.util import IdentityCache
+from .._ir.rename import rename, sharing_args, view, with_views
+from .._ir.util import IdentityCache, fresh_edge
 from .._ir.walk import parents_first
 from .._logging import logger, stage
 from .._simplify import OverBudget, budget, simplify
@@ -178,8 +178,67 @@ def _rebuilt(node: Expr, memo: dict) -> Expr:
         if stable is not None:
             return stable
     if isinstance(node, Product):
+        contracted = _derivative_contracted(node, memo)
+        if contracted is not None:
+            return contracted
         return _softmax_recognised(rebuilt(node, args))
     return rebuilt(node, args)
+
+
+def as_derivative(t: Expr):
+    """The derivative ``t`` is (a Derivative node) or stands for (a ``.grad`` result), else None."""
+    if isinstance(t, Derivative):
+        return t
+    return t._stands_for if isinstance(t._stands_for, Derivative) else None
+
+
+def _derivative_contracted(node: Product, memo: dict):
+    """A derivative contracted with tensors that do not depend on its variable, built as the
+    gradient of a contraction: what backpropagation computes, never the derivative itself.
+
+    - ``H[a,n1,n2] R[n2,...]`` for a second derivative ``H = d/dx (d f/dx)`` (new edges
+      ``n1`` then ``n2``) is ``d/dx (g[a,n2] R[n2,...])`` with new edges ``n1``, where
+      ``g = d f/dx`` is renamed onto ``n2``: a Hessian is symmetric in its two
+      variable edges, so ``H v`` is the gradient of ``g . v``, forward-over-reverse's cost.
+      ``R`` may contract ``n1`` too (``u^T H v``): that edge is traced afterwards.
+    - ``R[a,...] J[a,n]`` for any derivative ``J = d e/dx`` contracted on ``e``'s edges
+      only is ``d/dx (R e)``: one reverse sweep from the contraction.
+
+    None where neither applies (the tensors depend on ``x``, an edge is both free and
+    contracted, the variable is symmetric).
+    """
+    for k, f in enumerate(node.factors):
+        d = as_derivative(f)
+        if d is None or d.x.symmetric or set(f.edges) != set(d.edges):
+            continue
+        others = node.factors[:k] + node.factors[k + 1:]
+        if not others or any(g.depends_on(d.x) for g in others):
+            continue
+        met = {e for g in others for e in g.edges}
+        free = set(node.edges)
+        n2 = [d.new_names[e] for e, _ in d.x.decl]
+        rest = [memo[id(g)] for g in others]
+        if all(e in met and e not in free for e in n2):
+            inner = as_derivative(d.expr)
+            if inner is None or inner.x.key != d.x.key:
+                continue
+            n1 = [inner.new_names[e] for e, _ in d.x.decl]
+            if any((e in met) == (e in free) for e in n1):
+                continue
+            g = memo[id(d.expr)] if id(d.expr) in memo else written_form(d.expr)
+            traced = {e: fresh_edge() for e in n1 if e in met}
+            rest = [view(r, {e: traced[e] for e in r.edges if e in traced}) for r in rest]
+            q_edges = tuple(e for e in node.edges if e not in n1) + tuple(traced.values())
+            q = Product([view(g, dict(zip(n1, n2))), *rest], edges=q_edges)
+            grad, = gradients(q, [d.x], [inner.new_names])
+            ties = [Delta._make(size, (n, traced[n])) for (_, size), n in zip(d.x.decl, n1) if n in traced]
+            return Product([grad, *ties], edges=node.edges)
+        if not any(e in met for e in n2) and set(d.expr.edges) & met:
+            e = memo[id(d.expr)] if id(d.expr) in memo else written_form(d.expr)
+            q = Product([e, *rest], edges=tuple(x for x in node.edges if x not in n2))
+            grad, = gradients(q, [d.x], [d.new_names])
+            return Product([grad], edges=node.edges)
+    return None
 
 
 def _softmax_recognised(t: Product) -> Expr:
