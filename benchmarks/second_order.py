@@ -34,7 +34,6 @@ import numpy as np  # noqa: E402
 
 import gradients  # noqa: E402
 import tgjax as tg  # noqa: E402
-import tgjax.functions as F  # noqa: E402
 from harness import CaseTimeout, Table, flops, max_rel_error, paired_times, time_limit  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "examples"))
@@ -52,23 +51,13 @@ def _compiled_flops(fn, values):
     return flops(jitted.lower(*[by_name[n] for n in inputs]).compile())
 
 
-def newton_row(table, batch=2048, d=256, damping=1e-2):
-    n, k = tg.symbols("n k")
-    A, y, w = tg.Variable("A", n=n, k=k), tg.Variable("y", n=n), tg.Variable("w", k=k)
-    z = A @ w
-    loss = F.sum(F.log(1 + F.exp(z)) - y * z) / batch + 0.5 * damping * F.sum(w * w)
+def newton_row(table, batch=2048, d=256):
+    loss, w, jax_loss, values = newton.logistic_regression(batch, d)
     start = time.perf_counter()
     grad = loss.grad(w)
     fn = tg.lower([loss, grad, grad.grad(w, {"k": "k2"})])
-    values = {"A": jnp.asarray(rng.standard_normal((batch, d)), jnp.float32),
-              "y": jnp.asarray(rng.integers(0, 2, batch), jnp.float32),
-              "w": jnp.asarray(rng.standard_normal(d) * 0.01, jnp.float32)}
     jax.block_until_ready(fn(values))
     compile_s = time.perf_counter() - start
-
-    def jax_loss(w, A, y):
-        z = A @ w
-        return jnp.sum(jnp.logaddexp(0.0, z) - y * z) / batch + 0.5 * damping * jnp.sum(w * w)
 
     @jax.jit
     def jax_all(w, A, y):

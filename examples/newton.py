@@ -46,11 +46,26 @@ def median_seconds(fn, repeats=15):
     return statistics.median(times)
 
 
-def logistic_regression_newton(batch=2048, d=256):
+def logistic_regression(batch, d, damping=DAMPING):
+    """The L2-regularised logistic loss both ways: (loss, w, its jax.numpy twin, arrays)."""
     n, k = tg.symbols("n k")
     A, y, w = tg.Variable("A", n=n, k=k), tg.Variable("y", n=n), tg.Variable("w", k=k)
     z = A @ w
-    loss = F.sum(F.log(1 + F.exp(z)) - y * z) / batch + 0.5 * DAMPING * F.sum(w * w)
+    loss = F.sum(F.log(1 + F.exp(z)) - y * z) / batch + 0.5 * damping * F.sum(w * w)
+
+    def jax_loss(w, A, y):
+        z = A @ w
+        return jnp.sum(jnp.logaddexp(0.0, z) - y * z) / batch + 0.5 * damping * jnp.sum(w * w)
+
+    rng = np.random.default_rng(0)
+    values = {"A": jnp.asarray(rng.standard_normal((batch, d)), jnp.float32),
+              "y": jnp.asarray(rng.integers(0, 2, batch), jnp.float32),
+              "w": jnp.asarray(rng.standard_normal(d) * 0.01, jnp.float32)}
+    return loss, w, jax_loss, values
+
+
+def logistic_regression_newton(batch=2048, d=256):
+    loss, w, jax_loss, values = logistic_regression(batch, d)
     grad = loss.grad(w)
     hessian = grad.grad(w, {"k": "k2"})
     print("Hessian of the logistic loss, simplified:", hessian.simplify())
@@ -61,20 +76,12 @@ def logistic_regression_newton(batch=2048, d=256):
         value, g, h = program(values)
         return value, values["w"] - jnp.linalg.solve(h, g)
 
-    def jax_loss(w, A, y):
-        z = A @ w
-        return jnp.sum(jnp.logaddexp(0.0, z) - y * z) / batch + 0.5 * DAMPING * jnp.sum(w * w)
-
     @jax.jit
     def jax_step(w, A, y):
         value, g = jax.value_and_grad(jax_loss)(w, A, y)
         h = jax.hessian(jax_loss)(w, A, y)
         return value, w - jnp.linalg.solve(h, g)
 
-    rng = np.random.default_rng(0)
-    values = {"A": jnp.asarray(rng.standard_normal((batch, d)), jnp.float32),
-              "y": jnp.asarray(rng.integers(0, 2, batch), jnp.float32),
-              "w": jnp.asarray(rng.standard_normal(d) * 0.01, jnp.float32)}
     ours, theirs = tg_step(values), jax_step(values["w"], values["A"], values["y"])
     error = float(jnp.max(jnp.abs(ours[1] - theirs[1])) / jnp.max(jnp.abs(theirs[1])))
     ratio = median_seconds(lambda: tg_step(values)) / median_seconds(lambda: jax_step(values["w"], values["A"], values["y"]))

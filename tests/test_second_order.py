@@ -11,6 +11,7 @@ import pytest
 
 import tgjax as tg
 import tgjax.functions as F
+from costs import largest_intermediate
 
 b, i, h, c = tg.symbols("b i h c")
 X, T = tg.Variable("X", b, i), tg.Variable("T", b, c)
@@ -92,6 +93,33 @@ def test_vector_times_jacobian_is_one_reverse_sweep():
     _, pullback = jax.vjp(lambda w: jnp.tanh(values["X"] @ w), values["W1"])
     got = tg.lower(vjp)(**values)
     np.testing.assert_allclose(got, pullback(values["u"])[0], rtol=1e-9, atol=1e-12)
+
+
+def test_jacobian_times_directions_is_the_tangent_along_each():
+    """``J @ V`` for the Jacobian of a softmax layer, with a batch of directions (edge m): the
+    tangent carries m along, as ``jax.vmap(jax.jvp)`` would."""
+    m = tg.symbols("m")
+    J = F.softmax(X @ W1, "h").grad(W1, {"i": "i2", "h": "h2"})  # edges b, h, i2, h2
+    V = tg.Variable("V", i2=i, h2=h, m=m)
+    rng = np.random.default_rng(3)
+    values = {**_values(), "V": jnp.asarray(rng.standard_normal((SIZES["i"], SIZES["h"], 2)))}
+    got = tg.lower(J @ V)(**values)  # edges b, h, m
+
+    def layer(w):
+        return jax.nn.softmax(values["X"] @ w, axis=1)
+
+    expected = jax.vmap(lambda v: jax.jvp(layer, (values["W1"],), (v,))[1], in_axes=2, out_axes=2)(values["V"])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_jacobian_vector_product_never_forms_the_jacobian():
+    """The program of ``J @ v`` has no array larger than its inputs (``J`` has b*h*i*h entries)."""
+    J = F.tanh(X @ W1).grad(W1, {"i": "i2", "h": "h2"})
+    V = tg.Variable("V", i2=i, h2=h)
+    fn = tg.lower(J @ V)
+    rng = np.random.default_rng(4)
+    values = {n: jnp.asarray(rng.standard_normal(shape)) for n, shape in (("X", (64, 32)), ("W1", (32, 16)), ("V", (32, 16)))}
+    assert largest_intermediate(lambda v: fn(v), values) <= 64 * 32
 
 
 def test_contraction_with_a_tensor_that_depends_on_the_variable_is_left_alone():

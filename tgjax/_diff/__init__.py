@@ -1,10 +1,12 @@
-"""Symbolic differentiation: forward rules (for the normal form) and reverse accumulation (for evaluation).
+"""Symbolic differentiation: forward rules (for the normal form), reverse accumulation (for
+evaluation) and forward accumulation along a direction (a derivative contracted on its new edges).
 
 ``Expr.grad`` reaches reverse accumulation through lowering's written form
 (``_lower/evaluation.grads``, registered as the "grad" pass).
 """
 
 from .derivative import derivative
+from .forward import Unsupported, directional
 from .reverse import gradient, gradients
 
-__all__ = ["derivative", "gradient", "gradients"]
+__all__ = ["derivative", "directional", "gradient", "gradients", "Unsupported"]

@@ -16,7 +16,7 @@ from .._ir.nodes import Expr, Variable, variables_in
 from .._ir.sizes import complete_sizes, convolution_triples
 from .._logging import listed, shapes_text, stage
 from . import runtime
-from .evaluation import evaluation_forms, normal_forms, on_normal_forms
+from .evaluation import by_symmetry_forms, evaluation_forms, normal_forms, on_normal_forms
 from .program import build
 
 _NOMINAL_SIZE = 64
@@ -150,12 +150,13 @@ class Lowered:
         self._single, outputs = _as_outputs(exprs, "tg.lower")
         self.exprs = tuple(outputs)
         self._depth = max(t._depth for t in outputs)  # read by @deep on the methods
-        # Up to three candidate forms of the same values (evaluation.py): the
+        # Up to four candidate forms of the same values (evaluation.py): the
         # program of each is built per set of sizes, and the cheapest is kept.
         self.evaluated = evaluation_forms(outputs)
+        self.by_symmetry = by_symmetry_forms(outputs)
         self.normal = normal_forms(self.exprs)
         self.on_normal = on_normal_forms(self.exprs)
-        forms = self.evaluated + (self.normal or ()) + (self.on_normal or ())
+        forms = self.evaluated + (self.by_symmetry or ()) + (self.normal or ()) + (self.on_normal or ())
         self.variables = _variables(forms + self.exprs, "tg.lower")
         # what the expressions were derived from (a .grad's unevaluated derivative, a
         # simplified expression's input) but no longer mention: sizes only
@@ -253,6 +254,7 @@ class Lowered:
         # On a tie the earlier candidate wins: the normal forms, whose programs the
         # benchmarks have measured longest, then derivatives on normal forms.
         candidates = [forms for forms in (self.normal, self.on_normal) if forms is not None] + [self.evaluated]
+        candidates += [self.by_symmetry] if self.by_symmetry is not None else []
         built = [build(forms, env, as_tuple=not self._single, mapped=self._mapped) for forms in candidates]
         return min(built, key=lambda program: program[3])[:3]
 
