@@ -193,10 +193,14 @@ def plan(operands, deltas, free, sizes, new_name, known=None, mapped=frozenset()
 def _laid_out(order, inputs) -> tuple:
     """``order`` with each intermediate's axes laid out for the step that uses it.
 
-    An einsum step's result may come out in any axis order at no cost (XLA's dot
-    writes it so), but the next contraction wants its batch indices (those both
-    its operands keep) first and the indices it sums last; otherwise XLA copies
-    the intermediate into that layout first. A step that sums nothing (an
+    The next contraction wants an intermediate's batch indices (those both its
+    operands keep) first and the indices it sums last; otherwise XLA copies the
+    intermediate into that layout first. An einsum step's result does not come
+    out in any order at no cost, though: XLA:CPU's dot writes fast only the
+    orders of ``_dot_orders`` (batch, then the kept indices of an operand that
+    sums its last axes, then the other's), so a contraction of two operands
+    picks among those the one closest to that wish (least squares' ``H v``:
+    1.66x -> 1.14x JAX's time; the tensor-train layers 1.1-1.3x faster). A step that sums nothing (an
     elementwise product) with a full-size operand from outside the network (a
     function's value, an input) is computed in that operand's layout, and so is
     the intermediate it multiplies: XLA:CPU runs an elementwise loop that reads
@@ -252,7 +256,11 @@ def _laid_out(order, inputs) -> tuple:
             if target is not None:
                 other, out = target
                 rank = {ch: (ch not in other or ch not in out) + (ch not in out) for ch in letters}
-                letters = "".join(sorted(letters, key=rank.__getitem__))
+                natural = _dot_orders([t for t, _ in picked], letters)
+                if natural:
+                    letters = min(natural, key=lambda order: [rank[ch] for ch in order])
+                else:
+                    letters = "".join(sorted(letters, key=rank.__getitem__))
         elif c is not None:
             # an elementwise step keeps its largest intermediate input's layout
             bases = [t for t, made in picked if made and set(letters) <= set(t)]
@@ -261,6 +269,28 @@ def _laid_out(order, inputs) -> tuple:
         steps.append((inds, ",".join(t for t, _ in picked) + "->" + letters))
         terms.append((letters, True))
     return tuple(steps)
+
+
+def _dot_orders(operands: list, letters: str) -> list:
+    """The output orders XLA:CPU writes fast for a contraction of two operands: the batch
+    letters, then the kept letters of one operand (the left), then the other's, each in
+    its own layout, where the left operand has the letters it sums last. Measured on
+    XLA:CPU, ``X[b,d] V[d,o]``: 0.7 ms written ``(b, o)``, 3.3 ms written ``(o, b)`` (the
+    left operand would be ``V``, which sums its first axis). Empty where neither
+    operand can be the left one, or the step is no plain product of two operands."""
+    if len(operands) != 2 or any(len(set(t)) != len(t) for t in operands):
+        return []  # not a plain matrix product (a diagonal read off an operand)
+    batch = [ch for ch in operands[0] if ch in operands[1] and ch in letters]
+    orders = []
+    for left, right in (operands, operands[::-1]):
+        summed = [ch for ch in left if ch not in letters]
+        if not summed or set(left[len(left) - len(summed):]) != set(summed):
+            continue
+        order = batch + [ch for ch in left if ch in letters and ch not in batch]
+        order += [ch for ch in right if ch in letters and ch not in order]
+        if set(order) == set(letters):
+            orders.append("".join(order))
+    return orders
 
 
 # Mapped orders are searched exhaustively over subsets (3^n pairs): 59,049 at 10 operands.
