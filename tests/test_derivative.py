@@ -2,6 +2,8 @@
 higher orders and renamed variables, each checked against JAX autodiff of the
 reference evaluator (which never uses tgjax's symbolic rules)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,10 @@ def declared(v):
 
 
 # -- naming of the new edges ----------------------------------------------------------
+
+
+# Naming tests differentiate with respect to variables an expression lacks on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Derivative. the expression does not contain:UserWarning")
 
 
 def test_gradient_of_scalar_keeps_the_variable_edge_names():
@@ -135,14 +141,40 @@ def test_grad_of_derivative_node():
 ])
 def test_derivative_of_independent_expression_is_zero(make, wrt, edges):
     e = make()
-    d = e.grad(wrt)
+    with pytest.warns(UserWarning, match=f"does not contain Variable '{wrt.name}'"):
+        d = e.grad(wrt)
     assert d.edges == edges
     s = d.simplify()
     assert isinstance(s, Zero)
     assert s.edges == edges
-    assert tg.Derivative(e, wrt).simplify().edges == edges
-    assert isinstance(tg.Derivative(e, wrt).simplify(), Zero)
+    with pytest.warns(UserWarning, match="derivative with respect to it is zero"):
+        derivative = tg.Derivative(e, wrt)
+    assert derivative.simplify().edges == edges
+    assert isinstance(derivative.simplify(), Zero)
     assert not np.any(ev(s, VALS))
+
+
+def test_a_variable_of_the_same_name_but_other_sizes_is_refused_not_a_silent_zero():
+    m, n = tg.symbols("m n")
+    x_n, x_m = tg.Variable("x", i=n), tg.Variable("x", i=m)
+    f = F.sum(x_n * x_n)
+    for attempt in (lambda: f.grad(x_m), lambda: tg.Derivative(f, x_m), lambda: f.grad([x_n, x_m])):
+        with pytest.raises(ValueError, match=r"x\[i=m\] is not the expression's Variable 'x', which is x\[i=n\]"):
+            attempt()
+    with pytest.raises(ValueError, match="may not share a name"):
+        tg.Expectation(x_n * x_n, x_m)
+
+
+def test_a_variable_the_expression_lacks_warns_once_naming_it():
+    f = F.sum(x * x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f.grad(z)
+    assert len(caught) == 1 and "'z'" in str(caught[0].message) and caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f.grad(x)  # contained: no warning
+        F.sum(x * x).grad(x).grad(x).grad(x)  # a third derivative of a quadratic: a true zero, but x is in it
 
 
 def test_derivative_that_cancels_is_zero():

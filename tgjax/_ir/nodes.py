@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import itertools
 import keyword
+import os
+import sys
+import warnings
 from collections import Counter
 from types import MappingProxyType
 from typing import Mapping
@@ -20,7 +23,7 @@ from typing import Mapping
 import sympy
 
 from .deep import deep
-from .util import UnionFind, as_size, as_weight, fresh_edge, is_fresh
+from .util import IdentityCache, UnionFind, as_size, as_weight, fresh_edge, is_fresh
 from .walk import parents_first
 
 __all__ = ["Expr", "Variable", "Delta", "Convolution", "Zero", "Product", "Sum", "Function", "AlongEdge", "Derivative"]
@@ -918,7 +921,7 @@ class Derivative(Expr):
                 f"Differentiate with respect to the Variable itself, then rename edges if needed."
             )
         x = x.declared
-        _check_not_averaged(expr, x)
+        _check_wrt(expr, x, "Derivative")
         if new_names is not None and not isinstance(new_names, Mapping):
             raise TypeError(
                 f"Derivative: new_names must be a dict (edge of {x.name} -> new name); got {new_names!r}."
@@ -1043,6 +1046,7 @@ class Expectation(Expr):
         if covar is None:
             covar = Product([Delta._make(s, (e, names[e])) for e, s in wrt.decl], edges=tuple(declared) + tuple(names[e] for e in declared))
         _check_moment(covar, {**shape, **{names[e]: s for e, s in wrt.decl}}, "covar", where, wrt)
+        _check_wrt(expr, wrt, where, zero_if_absent=False)
         self._setup(expr, wrt, mu, covar, names)
 
     def _setup(self, expr, wrt, mu, covar, names):
@@ -1088,13 +1092,68 @@ class Expectation(Expr):
         return self._vars
 
 
-def _check_not_averaged(expr: Expr, x: "Variable") -> None:
-    for node in parents_first([expr]):
-        if isinstance(node, Expectation) and node.wrt.key == x.key:
-            raise ValueError(
-                f"Derivative: {node!r} averages over {x.name}, so it does not depend on {x.name}; differentiate "
-                f"with respect to its mean or covariance (the Variables given as mu= and covar=) instead."
-            )
+# What the last few expressions differentiated contain: a loss's gradients, one Derivative
+# per parameter, walk the loss once.
+_CONTENTS = IdentityCache(8)
+
+
+def _contents(expr: Expr) -> tuple:
+    """(name -> {key: Variable} of the Variables ``expr`` contains, keys averaged over by its
+    Expectations), from one walk. A ``.grad`` result is read through the derivative it
+    stands for, which still contains what its evaluation may have dropped (the Hessian
+    of ``x^T A x`` is ``A + A^T``, but it is a derivative of an expression of ``x``)."""
+    def walk():
+        names: dict = {}
+        averaged: set = set()
+        for node in parents_first([expr if expr._stands_for is None else expr._stands_for]):
+            if isinstance(node, Variable):
+                names.setdefault(node.name, {})[node.key] = node
+            elif isinstance(node, Expectation):
+                averaged.add(node.wrt.key)
+        return names, averaged
+    return _CONTENTS.get(expr, walk)
+
+
+def _declared(v: "Variable") -> str:
+    return f"{v.name}[{', '.join(f'{e}={s}' for e, s in v.decl)}]"
+
+
+def _check_wrt(expr: Expr, x: "Variable", where: str, zero_if_absent: bool = True) -> None:
+    """``x`` against the Variables of ``expr``: another Variable of its name (other edges or
+    sizes) is a ValueError, as ``tg.lower`` refuses it; an Expectation averaging over ``x``
+    is a ValueError for a derivative; no Variable of its name at all is a true zero,
+    said once as a UserWarning (nearly always a mistake)."""
+    names, averaged = _contents(expr)
+    if zero_if_absent and x.key in averaged:
+        raise ValueError(
+            f"{where}: an Expectation in the expression averages over {x.name}, so it does not depend on "
+            f"{x.name}; differentiate with respect to its mean or covariance (the Variables given as mu= and "
+            f"covar=) instead."
+        )
+    found = names.get(x.name, {})
+    other = next((v for key, v in found.items() if key != x.key), None)
+    if other is not None and x.key not in found:
+        raise ValueError(
+            f"{where}: {_declared(x)} is not the expression's Variable {x.name!r}, which is "
+            f"{_declared(other)}; two different variables may not share a name. Use the expression's "
+            f"Variable, or give them distinct names."
+        )
+    if zero_if_absent and not found:
+        warnings.warn(
+            f"{where}: the expression does not contain Variable {x.name!r}, so its derivative with respect "
+            f"to it is zero; its variables are {sorted(names)}.",
+            UserWarning,
+            stacklevel=_outside_tgjax(),
+        )
+
+
+def _outside_tgjax() -> int:
+    """The ``stacklevel`` that points a warning at the caller's own code, past tgjax's frames."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_moment(t, shape: dict, what: str, where: str, wrt) -> None:
