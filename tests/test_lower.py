@@ -765,3 +765,23 @@ def test_relaid_is_the_transpose_under_jit_vmap_grad_and_export(shape, perm):
     # on CPU a large array is written out by a branch of a conditional, which XLA keeps
     compiled = jax.jit(lambda y: relaid(y, perm)).lower(x).compile().as_text()
     assert ("conditional(" in compiled) == (x.size >= 1 << 18)
+
+
+def test_a_standalone_program_refuses_shapes_it_was_not_planned_for():
+    """``tg.to_source`` without sizes plans at a nominal 64; the program it writes must not
+    accept a batch of 100 and return a value computed with 64 in it (1.80 against 1.17)."""
+    b, i = tg.symbols("b i")
+    X = tg.Variable("X", b, i)
+    loss = F.mean(F.tanh(X))
+    namespace: dict = {}
+    exec(tg.to_source(loss), namespace)
+    rng = np.random.default_rng(0)
+    planned = rng.standard_normal((64, 64))
+    np.testing.assert_allclose(namespace["program"](planned), tg.lower(loss)(X=planned), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"X has shape \(100, 64\), but this program was planned for \(64, 64\)"):
+        namespace["program"](rng.standard_normal((100, 64)))
+    namespace = {}
+    exec(tg.lower(loss).source(X=rng.standard_normal((100, 8))), namespace)
+    assert namespace["program"](np.ones((100, 8))).shape == ()
+    with pytest.raises(ValueError, match="planned for"):
+        namespace["program"](np.ones((8, 100)))

@@ -17,7 +17,7 @@ from .._ir.sizes import complete_sizes, convolution_triples
 from .._logging import listed, shapes_text, stage
 from . import runtime
 from .evaluation import by_symmetry_forms, evaluation_forms, normal_forms, on_normal_forms
-from .program import build
+from .program import build, parameter
 
 _NOMINAL_SIZE = 64
 _NOMINAL_KERNEL = 3
@@ -305,7 +305,7 @@ class Lowered:
             True
         """
         _, env = self._bind(values, kwargs)
-        return _sizes_header(env, set(env)) + standalone(*self._build(env))
+        return _sizes_header(env, set(env)) + standalone(*self._build(env), _planned_shapes(self.variables, env))
 
     def __repr__(self):
         return f"<tgjax.lower of {len(self.exprs)} expression(s) in {sorted(self.variables)}>"
@@ -374,7 +374,10 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
 
     Contraction order and literal sizes depend on the sizes; those neither in
     ``sizes`` nor fixed by ``values`` are planned at a nominal 64 (a
-    convolution kernel at 3), and the header says which.
+    convolution kernel at 3), and the header says which. The program checks
+    on entry that its arrays have the shapes it was planned for and raises a
+    ``ValueError`` otherwise: at other shapes its literal sizes would be
+    wrong, and broadcasting would hide it.
 
     Examples:
         >>> b, i = tg.symbols("b i")
@@ -387,6 +390,11 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         <BLANKLINE>
         <BLANKLINE>
         def program(X):
+            # planned for these shapes only: for others, generate the program again at their sizes
+            for _name, _array, _shape in (('X', X, (8, 4)),):
+                if jnp.shape(_array) != _shape:
+                    raise ValueError(f"program: {_name} has shape {jnp.shape(_array)}, but this program was planned "
+                                     f"for {_shape}; generate it for these sizes (tg.to_source(..., sizes=...)).")
             dtype = jnp.result_type(float, X)
             # tanh(X[a,b])
             t0 = jnp.tanh(X)
@@ -423,7 +431,7 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         env = complete_sizes(env, lowered._triples, "tg.to_source")
     for s in symbols:
         env.setdefault(s, _NOMINAL_SIZE)
-    return _sizes_header(env, given) + standalone(*lowered._build(env))
+    return _sizes_header(env, given) + standalone(*lowered._build(env), _planned_shapes(lowered.variables, env))
 
 
 def _sizes_header(env: dict, given: set) -> str:
@@ -440,8 +448,13 @@ def _sizes_header(env: dict, given: set) -> str:
     return "# " + "; ".join(parts) + "\n"
 
 
-def standalone(source: str, inputs, extra: dict) -> str:
-    """``source`` (one ``def program``) with the imports that make it run on its own."""
+def standalone(source: str, inputs, extra: dict, shapes: dict | None = None) -> str:
+    """``source`` (one ``def program``) with the imports that make it run on its own and, given
+    ``shapes`` (input name -> the shape it was planned for), a check of them on entry: its
+    literal sizes and contraction order hold at those shapes only, and arrays of others
+    would broadcast into wrong values rather than fail."""
+    if shapes:
+        source = _with_shape_checks(source, inputs, shapes)
     lines = ["import jax", "import jax.numpy as jnp", "from jax import lax"]
     helpers = [name for name in runtime.HELPERS if re.search(rf"\b{name}\(", source)]
     if helpers:
@@ -455,6 +468,26 @@ def standalone(source: str, inputs, extra: dict) -> str:
         else:
             lines.append(f"# {name}: a Python function given to F.elementwise (or its derivative); define it before calling program")
     return "\n".join(lines) + "\n\n\n" + source
+
+
+def _with_shape_checks(source: str, inputs, shapes: dict) -> str:
+    head, body = source.split("\n", 1)
+    listed = ", ".join(f"({name!r}, {parameter(name)}, {shapes[name]!r})" for name in inputs if name in shapes)
+    if not listed:
+        return source
+    check = (
+        "    # planned for these shapes only: for others, generate the program again at their sizes\n"
+        f"    for _name, _array, _shape in ({listed},):\n"
+        "        if jnp.shape(_array) != _shape:\n"
+        "            raise ValueError(f\"program: {_name} has shape {jnp.shape(_array)}, but this program was planned \"\n"
+        "                             f\"for {_shape}; generate it for these sizes (tg.to_source(..., sizes=...)).\")\n"
+    )
+    return head + "\n" + check + body
+
+
+def _planned_shapes(variables: dict, env: dict) -> dict:
+    """Each input's shape at the sizes ``env``."""
+    return {name: tuple(int(sympy.sympify(size).subs(env)) for _, size in v.decl) for name, v in variables.items()}
 
 
 def _symmetric_part(array, x: Variable):
