@@ -4,6 +4,7 @@ independently in NumPy (float64); TT-SVD compression; initial scale; bad configu
 from __future__ import annotations
 
 import math
+import warnings
 
 import equinox as eqx
 import jax
@@ -305,6 +306,17 @@ def test_from_dense_keeps_the_tt_svd_error_bound(tol):
     assert error <= tol + 1e-9
     full = tnn.TensorTrainLinear.from_dense(w, IN, OUT, tol=0.0)
     assert all(r <= f for r, f in zip(tt.ranks, full.ranks))
+
+
+def test_from_dense_warns_where_its_ranks_cost_more_than_the_dense_weight():
+    noise = np.random.default_rng(5).normal(size=(32, 256))  # incompressible
+    with pytest.warns(UserWarning, match=r"9,280 parameters, more than the dense weight's 8,192"):
+        tnn.TensorTrainLinear.from_dense(noise, 256, 32, tol=0.1)
+    rng = np.random.default_rng(6)
+    low_rank = np.outer(rng.normal(size=32), rng.normal(size=256))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tnn.TensorTrainLinear.from_dense(low_rank, 256, 32, tol=0.1)
 
 
 def test_from_dense_clips_ranks_and_checks_its_input():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import equinox as eqx
@@ -150,6 +151,15 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
         fixed = None if ranks is None else clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
         cores = _tt_svd(w.astype(np.float64), in_modes, out_modes, fixed, tol)
         found = tuple(c.shape[-1] for c in cores[:-1])
+        factored, dense = sum(c.size for c in cores), w.size
+        if factored > dense:
+            how = f"tol={tol}" if tol is not None else f"ranks {fixed}"
+            warnings.warn(
+                f"{_NAME}.from_dense: {how} gives ranks {found} and {factored:,} parameters, more than the "
+                f"dense weight's {dense:,}; the tensor train saves nothing here (raise tol, or give smaller ranks).",
+                UserWarning,
+                stacklevel=2,
+            )
         layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
         layer = eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])
         if bias is not None:
