@@ -314,3 +314,25 @@ def test_variable_name_is_a_keyword():
 
 def test_edge_named_name():
     assert tg.Variable("A", name=3).edges == ("name",)
+
+
+def test_two_positional_arrays_say_to_pass_them_by_keyword_or_dict():
+    x, y = tg.Variable("x", i=3), tg.Variable("y", i=3)
+    fn = tg.lower(x @ y)
+    with pytest.raises(TypeError, match=r"pass the arrays by keyword, fn\(x=\.\.\., y=\.\.\.\), or as one dict"):
+        fn(np.ones(3), np.ones(3))
+
+
+def test_integer_labels_for_cross_entropy_say_what_a_target_is():
+    b, c = tg.symbols("b c")
+    logits, labels = tg.Variable("z", b, c), tg.Variable("y", b)
+    with pytest.raises(ValueError, match=r"not integer labels.*one-hot labels as a Variable with edges \['b', 'c'\]"):
+        F.cross_entropy(logits, labels, "c")
+
+
+def test_a_transposed_array_is_shown_beside_the_one_it_conflicts_with():
+    b, d, c = tg.symbols("b d c")
+    fn = tg.lower(tg.Variable("X", b, d) @ tg.Variable("W", d, c))
+    with pytest.raises(ValueError, match=r"from variable 'X' \(edge 'd'; shape \(5, 4\) for edges \(b, d\)\).*"
+                                         r"may be transposed"):
+        fn(X=np.ones((5, 4)), W=np.ones((5, 3)))

@@ -443,6 +443,14 @@ def cross_entropy(logits: Expr, target: Expr, edge: str | Iterable[str]) -> Expr
     """
     logits, target = _tensor(logits, "F.cross_entropy"), _tensor(target, "F.cross_entropy")
     _along(logits, edge, "F.cross_entropy")
+    missing = [e for e in ([edge] if isinstance(edge, str) else list(edge)) if e not in target.shape]
+    if missing:
+        raise ValueError(
+            f"F.cross_entropy: the target has no class edge {missing[0]!r} (its edges are {list(target.edges)}); "
+            f"targets are probabilities or one-hot rows over {missing[0]!r}, not integer labels. Give one-hot "
+            f"labels as a Variable with edges {list(target.edges) + missing} and pass it "
+            f"jax.nn.one_hot(labels, num_classes)."
+        )
     _along(target, edge, "F.cross_entropy (target)")
     return -sum(target * log_softmax(logits, edge), edge)
 

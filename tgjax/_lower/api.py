@@ -111,12 +111,16 @@ def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict, where:
         size = sympy.sympify(size)
         if size.is_Symbol:
             if size in env and env[size] != n:
+                edges = ", ".join(e for e, _ in var.decl)
                 raise ValueError(
                     f"{where}: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
-                    f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape})."
+                    f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape} for edges "
+                    f"({edges})). One of the two arrays may be transposed: each array's axes follow its "
+                    f"variable's edges in order."
                 )
             env.setdefault(size, int(n))
-            origin.setdefault(size, f"variable {name!r} (edge {edge!r})")
+            edges = ", ".join(e for e, _ in var.decl)
+            origin.setdefault(size, f"variable {name!r} (edge {edge!r}; shape {shape} for edges ({edges}))")
 
 
 def _normalise_sizes(sizes, where: str) -> dict:
@@ -265,7 +269,12 @@ class Lowered:
         key.extend((name, given[name].shape) for name in self.size_sources if name in given)
         return tuple(key)
 
-    def __call__(self, values=None, /, **kwargs):
+    def __call__(self, values=None, /, *extra, **kwargs):
+        if extra:
+            raise TypeError(
+                f"tgjax function: got {1 + len(extra)} positional arguments; pass the arrays by keyword, "
+                f"fn({', '.join(f'{n}=...' for n in self.variables)}), or as one dict keyed by variable name."
+            )
         # Fast path, for a dict of arrays (or keywords) keyed by name, in shapes seen
         # before (checked then): the time between two calls is spent here, and on
         # XLA:CPU it costs more than its length (the thread pool goes idle), so it
