@@ -785,3 +785,10 @@ def test_a_standalone_program_refuses_shapes_it_was_not_planned_for():
     assert namespace["program"](np.ones((100, 8))).shape == ()
     with pytest.raises(ValueError, match="planned for"):
         namespace["program"](np.ones((8, 100)))
+
+
+def test_to_source_ignores_values_of_variables_it_does_not_use_as_the_callable_does():
+    b, i = tg.symbols("b i")
+    X, y = tg.Variable("X", b, i), tg.Variable("y", b)
+    values = {"X": np.ones((5, 3)), "y": np.ones(5), "unused": np.ones(7)}
+    assert "planned at sizes b=5, i=3" in tg.to_source(F.sum(X), values=values)

@@ -2,6 +2,8 @@
 edge order and idempotence. Every structural claim is also checked numerically
 against the reference evaluator."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -416,3 +418,24 @@ def test_weights_that_are_equal_polynomials_or_ratios_of_sizes_compare_equal():
         (d(i, "i"), d(j, "j") + y, d(j, "j") + (d(i, "i") * d(i, "i")) * d(j, "j")),
     ]:
         assert ((a @ b_) @ c).simplify() == (a @ (b_ @ c)).simplify()
+
+
+FLOAT_CONSTANTS = [0.79788456, 0.044715, 0.1**2, 0.01, 1 / 3, 0.7, 2.5e-7, 1e6 + 0.1, -1.7320508, 3.0, 0.5]
+
+
+@pytest.mark.parametrize("c", FLOAT_CONSTANTS)
+def test_float_constants_never_stall_simplification(c):
+    """A float weight that is a whole number or a short fraction after arithmetic (1.5 / 1.5)
+    is that number exactly: SymPy's Float(1.0) is not equal to 1, and a rule asking whether a
+    sum's leading weight is 1 rescaled it forever (``0.79788456``: never returned). Counted
+    in simplifier work, not time."""
+    from tgjax._simplify import budget
+
+    x = tg.Variable("x", i=3)
+    inner = c * (x + 0.5 * x ** 3)
+    with budget(20_000):
+        d = F.tanh(inner).grad(x).simplify()
+        (F.tanh(inner) * c ** 2).grad(x).grad(x).simplify()
+    xs = jnp.linspace(-1.0, 1.0, 3)
+    expected = jax.jacfwd(lambda v: jnp.tanh(c * (v + 0.5 * v ** 3)))(xs)
+    np.testing.assert_allclose(tg.lower(d)(x=xs), expected, rtol=1e-9, atol=1e-12)

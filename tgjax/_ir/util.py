@@ -56,6 +56,24 @@ def as_size(size, where: str) -> sympy.Expr:
     )
 
 
+def exact_number(w: sympy.Float) -> sympy.Expr:
+    """A float weight as the rational it stands for where one with a denominator up to 10^6
+    gives the same float (0.01 as 1/100, 1.0 as 1), so that it prints and merges exactly;
+    other floats stay floats.
+
+    Since SymPy 1.13 a Float never equals an Integer or Rational (``Float(1.0) == 1`` is
+    False), so a weight computed as ``1.5 / 1.5`` must become the integer 1 here, or every
+    rule that asks whether a weight is 1 sees a Float that is not: the product rules then
+    rescaled a sum by its leading weight 1.0 forever (``F.tanh(0.79788456 * (x + 0.5 *
+    x ** 3)).grad(x).simplify()`` never returned).
+    """
+    value = float(w)
+    fraction = Fraction(value).limit_denominator(10**6)
+    if float(fraction) == value:
+        return sympy.Rational(fraction.numerator, fraction.denominator)
+    return w
+
+
 def as_weight(value, where: str) -> sympy.Expr:
     """Scalar weights of sums are sympy numbers (or expressions in sizes, as in mean = sum / n)."""
     if isinstance(value, bool):
@@ -74,12 +92,9 @@ def as_weight(value, where: str) -> sympy.Expr:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"{where}: a scalar weight must be finite; got {value!r}.")
-        # 0.01 is stored as 1/100 so that it prints, and merges, exactly;
-        # other floats stay floats.
-        fraction = Fraction(value).limit_denominator(10**6)
-        if float(fraction) == value:
-            return sympy.Rational(fraction.numerator, fraction.denominator)
-        return sympy.Float(value)
+        return exact_number(sympy.Float(value))
+    if isinstance(value, sympy.Float):
+        return exact_number(value)
     if isinstance(value, sympy.Expr):
         return value
     hint = " To use an array, declare a tg.Variable and pass the array when calling the lowered function." if hasattr(value, "shape") else ""

@@ -372,7 +372,8 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         exprs: an expression, or a list of them.
         sizes: size symbol -> int for the sizes to plan with.
         values: arrays for (some of) the variables, keyed by name or Variable;
-            their shapes fix sizes as a call of the lowered function would.
+            their shapes fix sizes as a call of the lowered function would, and
+            arrays of variables the expression does not use are ignored, as there.
 
     Returns:
         A module that runs on its own: a comment with the sizes it was
@@ -426,7 +427,7 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         for key, array in values.items():
             name = key.name if isinstance(key, Variable) else key
             if name not in known:
-                raise ValueError(f"tg.to_source: values has {name!r}, which is no variable of the expression; its variables are {sorted(known)}.")
+                continue  # ignored, as the lowered callable ignores it: one dict serves a loss and its parts
             _read_sizes(name, known[name], _checked_array(name, array, "tg.to_source"), env, origin, "tg.to_source")
     given = set(env)
     # Sizes a convolution ties together are derived, not guessed: a nominal

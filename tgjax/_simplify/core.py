@@ -20,6 +20,7 @@ import sympy
 from .._ir.identity import sort_key
 from .._ir import nodes
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
+from .._ir.util import exact_number
 
 
 class OverBudget(Exception):
@@ -182,8 +183,8 @@ def tidy_weight(w):
     """A weight in one form per value: a whole float as an integer, a polynomial in sizes
     expanded (``i (j + 1)`` is ``i j + i``), and a ratio of them cancelled
     (``2 i (-2 i - 2) / (2 i + 2)`` is ``-2 i``), so equal sums compare equal."""
-    if isinstance(w, sympy.Float) and w == int(w):
-        return sympy.nsimplify(w)
+    if isinstance(w, sympy.Float):
+        return exact_number(w)
     if isinstance(w, sympy.Expr) and w.free_symbols:
         return sympy.expand(w) if w.is_polynomial(*w.free_symbols) else sympy.cancel(w)
     return w
