@@ -66,6 +66,9 @@ ELEMENTWISE = [
     pytest.param(F.abs, jnp.abs, T_AWAY, id="abs"),
     pytest.param(F.softplus, jax.nn.softplus, T_VAL, id="softplus"),
     pytest.param(F.gelu, lambda a: jax.nn.gelu(a, approximate=False), T_VAL, id="gelu"),
+    pytest.param(lambda u: F.gelu(u, approximate=True), lambda a: jax.nn.gelu(a, approximate=True), T_VAL,
+                 id="gelu tanh form"),
+    pytest.param(F.erf, jax.scipy.special.erf, T_VAL, id="erf"),
     pytest.param(F.sign, jnp.sign, T_AWAY, id="sign"),
     pytest.param(F.sin, jnp.sin, T_VAL, id="sin"),
     pytest.param(F.cos, jnp.cos, T_VAL, id="cos"),
@@ -100,6 +103,39 @@ def test_maximum_and_minimum_take_a_number_on_either_side():
     close(tg.lower(F.sum(F.maximum(T, 0)).grad(T))(T=T_AWAY), (T_AWAY > 0).astype(float))
     with pytest.raises(TypeError, match="at least one argument must be a tensor"):
         F.maximum(1, 2)
+
+
+def test_where_picks_entries_and_sends_the_derivative_to_the_side_chosen():
+    M = tg.Variable("M", b, c)
+    mask = (np.arange(B * C).reshape(B, C) % 2).astype(float)
+    close(tg.lower(F.where(M, T, Y))(M=mask, T=T_VAL, Y=Y_VAL), np.where(mask != 0, T_VAL, Y_VAL))
+    # a number on one side, broadcast as + broadcasts, and no 0 * inf where it is masked out
+    close(tg.lower(F.where(M, T, -1e9))(M=mask, T=T_VAL), np.where(mask != 0, T_VAL, -1e9))
+    loss = F.sum(F.where(M, F.tanh(T), -1e9 * T) * Y)
+
+    def ref(t):
+        return jnp.sum(jnp.where(mask != 0, jnp.tanh(t), -1e9 * t) * Y_VAL)
+
+    close(tg.lower(loss.grad(T))(M=mask, T=T_VAL, Y=Y_VAL), jax.grad(ref)(T_VAL))
+    tg.check_grads(loss, [T], {"M": mask, "T": T_VAL, "Y": Y_VAL}, order=2, rtol=RTOL)
+    with pytest.raises(TypeError, match="the mask must be a tensor expression"):
+        F.where(1.0, T, Y)
+
+
+def test_layer_norm_matches_the_jax_one_and_its_gradient():
+    d = tg.symbols("d")
+    h = tg.Variable("h", b, d)
+    values = rng.normal(size=(B, 6)) * 3 + 1
+
+    def ref(v):
+        centred = v - v.mean(-1, keepdims=True)
+        return centred / jnp.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-5)
+
+    close(tg.lower(F.layer_norm(h, "d"))(h=values), ref(values))
+    loss = F.sum(F.layer_norm(h, "d") * F.layer_norm(h, "d") ** 2)
+    close(tg.lower(loss.grad(h))(h=values), jax.grad(lambda v: jnp.sum(ref(v) ** 3))(values))
+    with pytest.raises(ValueError, match="'q' is not a free edge"):
+        F.layer_norm(h, "q")
 
 
 def test_log1p_and_expm1_undo_each_other_and_stay_accurate_near_zero():

@@ -22,7 +22,7 @@ __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
     "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize", "max", "min",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
-    "elementwise", "gelu",
+    "elementwise", "gelu", "erf", "where", "layer_norm",
 ]
 
 
@@ -719,15 +719,71 @@ def _gelu_exact(x):
 _gelu = _user_function("gelu", _gelu_exact, order=0)
 
 
-def gelu(t: Expr) -> Expr:
-    """Elementwise GELU, exact form ``t * Phi(t)``; derivatives of any order through ``jax.grad``.
+def gelu(t: Expr, approximate: bool = False) -> Expr:
+    """Elementwise GELU, one function either way: the exact form ``t * Phi(t)`` (derivatives
+    of any order through ``jax.grad``), or with ``approximate=True`` the tanh form
+    ``0.5 t (1 + tanh(sqrt(2/pi) (t + 0.044715 t^3)))``, as ``jax.nn.gelu`` (GPT-2's;
+    derivatives symbolic). Written out from primitives, the tanh form is a dozen nodes
+    whose derivative costs more than backpropagation through one function.
 
     Examples:
         >>> x = tg.Variable("x", i=3)
-        >>> F.gelu(x)
-        gelu(x[i])
+        >>> F.gelu(x), F.gelu(x, approximate=True)
+        (gelu(x[i]), gelu_tanh(x[i]))
     """
-    return _gelu(_tensor(t, "F.gelu"))
+    t = _tensor(t, "F.gelu")
+    if not isinstance(approximate, bool):
+        raise TypeError(f"F.gelu: approximate must be True or False; got {approximate!r}.")
+    return _ew.gelu_tanh(t) if approximate else _gelu(t)
+
+
+def erf(t: Expr) -> Expr:
+    """Elementwise error function, as ``jax.scipy.special.erf``; its derivative is
+    ``2 / sqrt(pi) exp(-t^2)``.
+
+    Examples:
+        >>> x = tg.Variable("x", i=3)
+        >>> F.sum(F.erf(x)).grad(x).simplify()
+        1.12837916709551 exp(-x[i]^2)
+    """
+    return _ew.erf(_tensor(t, "F.erf"))
+
+
+def where(mask, a, b) -> Expr:
+    """``a`` where ``mask`` is nonzero, else ``b``, entry by entry, broadcast on their edges as
+    ``+`` broadcasts (``a`` and ``b`` may be numbers). The mask is a 0/1 tensor (pass a boolean
+    array as ``mask.astype(jnp.float32)``) and is not differentiated; the derivative goes to
+    the side chosen, as ``jnp.where``'s. Masked entries never mix in: ``F.where(m, x, -1e9)``
+    is ``-1e9`` where ``m`` is 0, with no ``0 * inf``.
+
+    Examples:
+        >>> m, x = tg.Variable("m", i=3), tg.Variable("x", i=3)
+        >>> tg.lower(F.where(m, x, 0.0))(m=np.array([1.0, 0.0, 1.0]), x=np.array([1.0, 2.0, 3.0])).tolist()
+        [1.0, 0.0, 3.0]
+    """
+    if not isinstance(mask, Expr):
+        raise TypeError(f"F.where: the mask must be a tensor expression (a 0/1 tg.Variable); got {type(mask).__name__}.")
+    a, b = _two_tensors(a, b, "F.where")
+    return _ew.where(mask, a, b)
+
+
+def layer_norm(t: Expr, edges: str | Iterable[str], eps: float = 1e-5) -> Expr:
+    """``(t - mean) / sqrt(var + eps)`` over ``edges`` (no affine part), as a transformer's layer
+    norm. It is written from ``F.mean`` and ``F.pow``: lowered with its gradient it costs what
+    backpropagation does (one matrix product per use, as JAX), so it needs no function of its
+    own.
+
+    Examples:
+        >>> b, d = tg.symbols("b d")
+        >>> h = tg.Variable("h", b, d)
+        >>> out = tg.lower(F.layer_norm(h, "d"))(h=np.array([[1.0, 2.0, 3.0]]))
+        >>> [round(v, 4) for v in out[0].tolist()]
+        [-1.2247, 0.0, 1.2247]
+    """
+    t = _tensor(t, "F.layer_norm")
+    edges = _edges(t, edges, "F.layer_norm")
+    centred = t - mean(t, edges)
+    return centred * pow(mean(centred ** 2, edges) + eps, -0.5)
 
 
 # Names a user's F.elementwise may not take: every function of this module and

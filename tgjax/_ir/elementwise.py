@@ -20,6 +20,7 @@ Adding a built-in: one ``ElementwiseFunction(...)`` below, its wrapper in
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from typing import Callable
 
@@ -342,4 +343,29 @@ minimum = ElementwiseFunction(
     latex=r"\min\left({0}, {1}\right)",
 )
 
-BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_slope, abs_, softplus, sin, cos, log1p, expm1, first_wins, maximum, minimum)
+erf = ElementwiseFunction(
+    "erf", "lax.erf({0})", lambda u: [scale(exp(scale(power(2)(u), -1)), as_weight(2 / math.sqrt(math.pi), "erf"))],
+    at_zero=0.0, latex=r"\operatorname{{erf}}\left({0}\right)",
+)
+# GELU's tanh form, 0.5 u (1 + tanh(c (u + a u^3))), as one function (a GPT's GELU is one node)
+_GELU_C, _GELU_A = math.sqrt(2 / math.pi), 0.044715
+
+
+def _gelu_tanh_partials(u: Expr) -> list:
+    t = tanh(_GELU_C * (u + _GELU_A * u ** 3))
+    slope = _GELU_C * (1 + 3 * _GELU_A * u ** 2)
+    return [0.5 * (1 + t) + 0.5 * (u * ((1 - t ** 2) * slope))]
+
+
+gelu_tanh = ElementwiseFunction("gelu_tanh", "jax.nn.gelu({0}, approximate=True)", _gelu_tanh_partials, at_zero=0.0)
+# where(m, a, b): a where the mask m is nonzero, else b; the mask is not differentiated
+# (its partials are two indicator functions, not chosen and 1 - chosen: a sum would let the
+# derivative be factored into -1e9 + chosen (g + 1e9), which loses g to cancellation)
+chosen = ElementwiseFunction("chosen", "jnp.where({0} != 0, 1, 0).astype(dtype)", lambda m: [Zero._make(m.shape)])
+not_chosen = ElementwiseFunction("not_chosen", "jnp.where({0} != 0, 0, 1).astype(dtype)", lambda m: [Zero._make(m.shape)])
+where = ElementwiseFunction(
+    "where", "jnp.where({0} != 0, {1}, {2})", lambda m, a, b: [Zero._make(m.shape), chosen(m), not_chosen(m)], arity=3,
+)
+
+BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_slope, abs_, softplus, sin, cos, log1p, expm1, first_wins, maximum,
+            minimum, erf, gelu_tanh, chosen, not_chosen, where)
