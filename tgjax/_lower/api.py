@@ -107,11 +107,11 @@ def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict, where:
             f"{where}: variable {name!r} has edges ({', '.join(e for e, _ in var.decl)}) so its array "
             f"must have {len(var.decl)} axes; got an array of shape {shape}."
         )
+    edges = ", ".join(e for e, _ in var.decl)
     for (edge, size), n in zip(var.decl, shape):
         size = sympy.sympify(size)
         if size.is_Symbol:
             if size in env and env[size] != n:
-                edges = ", ".join(e for e, _ in var.decl)
                 raise ValueError(
                     f"{where}: edge {edge!r} of variable {name!r} has size {size}, which is {env[size]} "
                     f"from {origin[size]}, but {name!r} has {n} along that axis (shape {shape} for edges "
@@ -119,7 +119,6 @@ def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict, where:
                     f"variable's edges in order."
                 )
             env.setdefault(size, int(n))
-            edges = ", ".join(e for e, _ in var.decl)
             origin.setdefault(size, f"variable {name!r} (edge {edge!r}; shape {shape} for edges ({edges}))")
 
 

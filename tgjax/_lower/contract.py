@@ -200,7 +200,9 @@ def _laid_out(order, inputs) -> tuple:
     orders of ``_dot_orders`` (batch, then the kept indices of an operand that
     sums its last axes, then the other's), so a contraction of two operands
     picks among those the one closest to that wish (least squares' ``H v``:
-    1.66x -> 1.14x JAX's time; the tensor-train layers 1.1-1.3x faster). A step that sums nothing (an
+    1.66x -> 1.14x JAX's time; the tensor-train layers 1.1-1.3x faster).
+
+    A step that sums nothing (an
     elementwise product) with a full-size operand from outside the network (a
     function's value, an input) is computed in that operand's layout, and so is
     the intermediate it multiplies: XLA:CPU runs an elementwise loop that reads

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import lineax
 import sympy
 
-from .._ir.nodes import Expr, Product, Variable
+from .._ir.nodes import Expr, Product, Variable, variables_in
 from .._simplify import OverBudget, budget, simplify
 from .api import lower
 from .evaluation import as_derivative
@@ -104,7 +104,7 @@ def _checked_in_edges(expr: Expr, in_edges) -> tuple:
 
 
 def _fresh_variable_name(expr: Expr) -> str:
-    taken = {v.name for v in expr.variables()}
+    taken = {v.name for v in variables_in([expr])}
     name = "v"
     while name in taken:
         name += "_"
