@@ -331,3 +331,25 @@ def test_from_dense_clips_ranks_and_checks_its_input():
         tnn.TensorTrainLinear.from_dense(w, IN, OUT, tol=-1)
     with pytest.raises(ValueError, match=r"bias must have shape \(30,\)"):
         tnn.TensorTrainLinear.from_dense(w, IN, OUT, ranks=2, bias=np.ones(3))
+
+
+@pytest.mark.slow
+def test_a_tensor_train_layer_runs_where_its_dense_weight_cannot_exist():
+    """65536 -> 65536, modes (16, 16, 16, 16), rank 16, batch 64: the dense weight would take
+    16 GiB (float32). Forward and gradient run in float32, and no array is larger than
+    batch x max(in, out) x rank (67,108,864 entries, 256 MiB)."""
+    from costs import largest_intermediate
+
+    layer = tnn.TensorTrainLinear((16, 16, 16, 16), (16, 16, 16, 16), 16, dtype=jnp.float32, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (64, 65536), jnp.float32)
+    bound = 64 * 65536 * 16
+
+    def loss(model, x):
+        return jnp.sum(jax.vmap(model)(x) ** 2)
+
+    y = jax.jit(jax.vmap(layer))(x)
+    grads = eqx.filter_jit(eqx.filter_grad(loss))(layer, x)
+    assert y.shape == (64, 65536) and bool(jnp.all(jnp.isfinite(y)))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.cores)
+    assert largest_intermediate(lambda x: jax.vmap(layer)(x), x) <= bound
+    assert largest_intermediate(lambda x: eqx.filter_grad(loss)(layer, x), x) <= bound
