@@ -42,7 +42,7 @@ from harness import CaseTimeout, machine, max_rel_error, paired_times, time_limi
 
 rng = np.random.default_rng(0)
 EPS = 1e-5
-NEG = -1e9  # the additive causal mask's value above the diagonal
+NEG = -1e9  # the masked scores' value above the diagonal
 
 
 def normal(*shape, scale=1.0):
@@ -121,13 +121,12 @@ def tanh_mlp(layers, B=8, D=16):
 
 def gpt(blocks, S=16, D=32, H=4, Fh=128):
     E = D // H
-    # the causal mask as an additive mask passed as data, "M" (tg.causal_mask is not in the library yet)
-    bias = np.where(np.tril(np.ones((S, S), bool)), 0.0, NEG).astype(np.float32)
+    causal = np.tril(np.ones((S, S), bool))
 
     def tg_model():
         n, d, h, e, f = tg.symbols("s d h e f")
         X, Y = tg.Variable("X", s=n, d=d), tg.Variable("Y", s=n, d=d)
-        mask = tg.Variable("M", s=n, t=n)
+        mask = tg.causal_mask(n, "s", "t")  # computed by the program, no array passed
         params, x = [], X
         for k in range(blocks):
             Wq, Wk, Wv = (tg.Variable(f"{w}{k}", d, h, e) for w in ("Wq", "Wk", "Wv"))
@@ -135,7 +134,7 @@ def gpt(blocks, S=16, D=32, H=4, Fh=128):
             params += [Wq, Wk, Wv, Wo, W1, W2]
             a = layer_norm(x)
             Q, K, V = a @ Wq, a.rename(s="t") @ Wk, a.rename(s="t") @ Wv      # (s,h,e), (t,h,e), (t,h,e)
-            att = F.softmax(F.dot(Q, K, "e") / math.sqrt(E) + mask, "t")       # (s,h,t)
+            att = F.softmax(F.where(mask, F.dot(Q, K, "e") / math.sqrt(E), NEG), "t")  # (s,h,t)
             x = x + F.dot(att, V, "t") @ Wo                                    # heads joined by Wo
             x = x + F.gelu(layer_norm(x) @ W1) @ W2
         return F.mean((layer_norm(x) - Y) ** 2), params
@@ -145,13 +144,13 @@ def gpt(blocks, S=16, D=32, H=4, Fh=128):
         for k in range(blocks):
             a = jax_ln(x)
             q, kk, v = (jnp.einsum("sd,dhe->she", a, p[f"{w}{k}"]) for w in ("Wq", "Wk", "Wv"))
-            scores = jnp.einsum("she,the->sht", q, kk) / math.sqrt(E) + bias[:, None, :]
+            scores = jnp.where(causal[:, None, :], jnp.einsum("she,the->sht", q, kk) / math.sqrt(E), NEG)
             att = jax.nn.softmax(scores, axis=-1)
             x = x + jnp.einsum("sht,the,hed->sd", att, v, p[f"Wo{k}"])
             x = x + jax.nn.gelu(jax_ln(x) @ p[f"W1{k}"], approximate=False) @ p[f"W2{k}"]
         return jnp.mean((jax_ln(x) - data["Y"]) ** 2)
 
-    values = {"X": normal(S, D), "Y": normal(S, D), "M": jnp.asarray(bias)}
+    values = {"X": normal(S, D), "Y": normal(S, D)}
     for k in range(blocks):
         values |= {f"{w}{k}": normal(D, H, E, scale=D**-0.5) for w in ("Wq", "Wk", "Wv")}
         values |= {f"Wo{k}": normal(H, E, D, scale=D**-0.5), f"W1{k}": normal(D, Fh, scale=D**-0.5),
@@ -245,7 +244,7 @@ def main():
     warm_up()
     print(f"# Time to first result, loss + all gradients: tgjax vs jax.jit(jax.value_and_grad), float32, "
           f"on {machine()}")
-    print("# gradients by loss.grad(params); layer norm by F.layer_norm; causal mask by an additive mask variable")
+    print("# gradients by loss.grad(params); layer norm by F.layer_norm; causal mask by tg.causal_mask and F.where")
     print(f"{'case':<{WIDTH}} " + " ".join(f"{title:>{w}}" for title, w, _ in COLUMNS), flush=True)
     ratios, failed = [], []
     for family in FAMILIES:

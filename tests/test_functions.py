@@ -780,3 +780,27 @@ def test_max_of_a_scalar_is_itself_and_softmax_over_several_edges_sums_to_one():
     assert F.max(s_) is s_
     total = tg.lower(F.sum(F.softmax(Q, ["c", "d"]), ["c", "d"]))(Q=Q_VAL)
     close(total, np.ones(B))
+
+
+def test_causal_mask_is_computed_by_the_program_and_masks_attention_as_jax_does():
+    s, d = tg.symbols("s d")
+    mask = tg.causal_mask(s, "q", "k")
+    np.testing.assert_array_equal(tg.lower(mask, sizes={s: 4})(), np.tril(np.ones((4, 4))))
+    Q, K = tg.Variable("Q", q=s, d=d), tg.Variable("K", k=s, d=d)
+    att = F.softmax(F.where(mask, Q @ K, -1e9), "k")
+    loss = F.sum(att * att)
+    fn = tg.lower([loss, loss.grad(Q), loss.grad(K)])
+    assert sorted(fn.variables) == ["K", "Q"]  # no array is passed for the mask
+    qv, kv = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+
+    def ref(q, k):
+        scores = jnp.where(jnp.tril(jnp.ones((5, 5))) != 0, q @ k.T, -1e9)
+        return jnp.sum(jax.nn.softmax(scores, axis=1) ** 2)
+
+    value, gq, gk = fn(Q=qv, K=kv)
+    close(value, ref(qv, kv))
+    for ours, theirs in zip((gq, gk), jax.grad(ref, argnums=(0, 1))(qv, kv)):
+        close(ours, theirs)
+    assert "jnp.tril" in tg.to_source(loss, values={"Q": qv, "K": kv})
+    with pytest.raises(ValueError, match="two different edge names"):
+        tg.causal_mask(s, "q", "q")

@@ -14,6 +14,7 @@ import sympy
 from .._ir.deep import deep
 from .._ir.nodes import Expr, Variable, variables_in
 from .._ir.sizes import complete_sizes, convolution_triples
+from .._ir.structural import is_structural
 from .._logging import listed, shapes_text, stage
 from . import runtime
 from .evaluation import by_symmetry_forms, evaluation_forms, normal_forms, on_normal_forms
@@ -160,7 +161,8 @@ class Lowered:
         self.normal = normal_forms(self.exprs)
         self.on_normal = on_normal_forms(self.exprs)
         forms = self.evaluated + (self.by_symmetry or ()) + (self.normal or ()) + (self.on_normal or ())
-        self.variables = _variables(forms + self.exprs, "tg.lower")
+        # the Variables an array is passed for: not the structural ones the program computes
+        self.variables = {n: v for n, v in _variables(forms + self.exprs, "tg.lower").items() if not is_structural(n)}
         # what the expressions were derived from (a .grad's unevaluated derivative, a
         # simplified expression's input) but no longer mention: sizes only
         derived = [t._stands_for for t in outputs if t._stands_for is not None]

@@ -19,6 +19,7 @@ import sympy
 from .._ir.along import axis_argument, logsumexp, softmax
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.numbering import Numbering
+from .._ir.structural import structural_source
 from .._ir.walk import parents_first
 from .._viz.notation import to_string
 from . import runtime
@@ -167,6 +168,10 @@ class Program:
     # -- values ------------------------------------------------------------
     def value(self, t: Expr) -> Value:
         if isinstance(t, Variable):
+            n = self.size(t.decl[0][1]) if t.decl else 0
+            source = structural_source(t, n)
+            if source is not None:  # computed here, not passed in (tg.causal_mask)
+                return Value(self.emit(source, t.name, elements=n * n), t.edges)
             self.inputs.setdefault(t.name, None)
             return Value(parameter(t.name), t.edges)
         # Memoise on the value number: the same work often appears inside
