@@ -153,10 +153,10 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
         found = tuple(c.shape[-1] for c in cores[:-1])
         factored, dense = sum(c.size for c in cores), w.size
         if factored > dense:
-            how = f"tol={tol}" if tol is not None else f"ranks {fixed}"
+            how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
             warnings.warn(
-                f"{_NAME}.from_dense: {how} gives ranks {found} and {factored:,} parameters, more than the "
-                f"dense weight's {dense:,}; the tensor train saves nothing here (raise tol, or give smaller ranks).",
+                f"{_NAME}.from_dense: {how} {factored:,} parameters, more than the dense weight's {dense:,}; "
+                f"the tensor train saves nothing here (raise tol, or give smaller ranks).",
                 UserWarning,
                 stacklevel=2,
             )
