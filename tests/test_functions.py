@@ -804,3 +804,22 @@ def test_causal_mask_is_computed_by_the_program_and_masks_attention_as_jax_does(
     assert "jnp.tril" in tg.to_source(loss, values={"Q": qv, "K": kv})
     with pytest.raises(ValueError, match="two different edge names"):
         tg.causal_mask(s, "q", "q")
+
+
+def test_one_hot_of_integer_labels_feeds_cross_entropy_as_jax_one_hot():
+    d, k = tg.symbols("d k")
+    labels = tg.Variable("labels", b)
+    X, W = tg.Variable("X", b, d), tg.Variable("W", d, k)
+    lv = np.array([0, 2, 1, 2])
+    close(tg.lower(F.one_hot(labels, "k", k), sizes={k: 3})(labels=lv), jax.nn.one_hot(lv, 3))
+    loss = F.sum(F.cross_entropy(X @ W, F.one_hot(labels, "k", k), "k"))
+    xv, wv = rng.normal(size=(4, 5)), rng.normal(size=(5, 3))
+
+    def ref(w):
+        return -jnp.sum(jax.nn.one_hot(lv, 3) * jax.nn.log_softmax(xv @ w, axis=1))
+
+    value, grad = tg.lower([loss, loss.grad(W)])(X=xv, W=wv, labels=lv)
+    close(value, ref(wv))
+    close(grad, jax.grad(ref)(wv))
+    with pytest.raises(ValueError, match="must be a new edge name"):
+        F.one_hot(labels, "b", 3)

@@ -22,7 +22,7 @@ __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
     "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize", "max", "min",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
-    "elementwise", "gelu", "erf", "where", "layer_norm",
+    "elementwise", "gelu", "erf", "where", "layer_norm", "one_hot",
 ]
 
 
@@ -447,9 +447,9 @@ def cross_entropy(logits: Expr, target: Expr, edge: str | Iterable[str]) -> Expr
     if missing:
         raise ValueError(
             f"F.cross_entropy: the target has no class edge {missing[0]!r} (its edges are {list(target.edges)}); "
-            f"targets are probabilities or one-hot rows over {missing[0]!r}, not integer labels. Give one-hot "
-            f"labels as a Variable with edges {list(target.edges) + missing} and pass it "
-            f"jax.nn.one_hot(labels, num_classes)."
+            f"targets are probabilities or one-hot rows over {missing[0]!r}, not integer labels. For integer "
+            f"labels write F.one_hot(labels, {missing[0]!r}, num_classes); or pass one-hot rows for a Variable "
+            f"with edges {list(target.edges) + missing}."
         )
     _along(target, edge, "F.cross_entropy (target)")
     return -sum(target * log_softmax(logits, edge), edge)
@@ -765,6 +765,28 @@ def where(mask, a, b) -> Expr:
         raise TypeError(f"F.where: the mask must be a tensor expression (a 0/1 tg.Variable); got {type(mask).__name__}.")
     a, b = _two_tensors(a, b, "F.where")
     return _ew.where(mask, a, b)
+
+
+def one_hot(index: Expr, edge: str, size) -> Expr:
+    """The 0/1 tensor with ``index``'s edges plus ``edge`` (of ``size``): 1 where the entry of
+    ``edge`` equals the integer in ``index``, as ``jax.nn.one_hot``. ``index`` is a Variable of
+    integer dtype (class labels, token ids); it is not differentiated.
+
+    Examples:
+        >>> b, c = tg.symbols("b c")
+        >>> labels = tg.Variable("labels", b)
+        >>> tg.lower(F.one_hot(labels, "c", c), sizes={c: 3})(labels=np.array([2, 0])).tolist()
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    from ._ir.structural import positions
+
+    index = _tensor(index, "F.one_hot")
+    if not isinstance(edge, str) or edge in index.shape:
+        raise ValueError(
+            f"F.one_hot: edge must be a new edge name (the classes'), not one of the index's edges "
+            f"{list(index.edges)}; got {edge!r}."
+        )
+    return _ew.equal(index, positions(size, edge))
 
 
 def layer_norm(t: Expr, edges: str | Iterable[str], eps: float = 1e-5) -> Expr:

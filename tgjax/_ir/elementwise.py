@@ -367,5 +367,10 @@ where = ElementwiseFunction(
     "where", "jnp.where({0} != 0, {1}, {2})", lambda m, a, b: [Zero._make(m.shape), chosen(m), not_chosen(m)], arity=3,
 )
 
+# 1 where the two are equal, else 0 (F.one_hot); not differentiated
+equal = ElementwiseFunction(
+    "equal", "jnp.where({0} == {1}, 1, 0).astype(dtype)", lambda a, b: [Zero._make(a.shape), Zero._make(b.shape)], arity=2,
+)
+
 BUILTINS = (exp, log, tanh, sigmoid, step, relu, sign, abs_slope, abs_, softplus, sin, cos, log1p, expm1, first_wins, maximum,
-            minimum, erf, gelu_tanh, chosen, not_chosen, where)
+            minimum, erf, gelu_tanh, chosen, not_chosen, where, equal)

@@ -17,6 +17,7 @@ from .util import as_size
 # reserved variable name -> the JAX source of its array, given its size
 _SOURCES: dict = {}
 _PREFIX = "tg_causal_mask_"
+_IOTA_PREFIX = "tg_positions_"
 
 
 def causal_mask(size, row: str, col: str) -> Variable:
@@ -44,6 +45,15 @@ def causal_mask(size, row: str, col: str) -> Variable:
     name = _PREFIX + re.sub(r"\W", "_", str(size))
     _SOURCES[name] = "jnp.tril(jnp.ones(({n}, {n}), dtype))"
     return Variable(name, **{row: size, col: size})
+
+
+def positions(size, edge: str) -> Variable:
+    """The vector ``0, 1, ..., size - 1`` along ``edge``, computed by the program (``F.one_hot``
+    compares an integer index with it)."""
+    size = as_size(size, "positions")
+    name = _IOTA_PREFIX + re.sub(r"\W", "_", str(size))
+    _SOURCES[name] = "jnp.arange({n}).astype(dtype)"
+    return Variable(name, **{edge: size})
 
 
 def structural_source(v: Variable, n: int) -> str | None:
