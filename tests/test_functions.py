@@ -823,3 +823,41 @@ def test_one_hot_of_integer_labels_feeds_cross_entropy_as_jax_one_hot():
     close(grad, jax.grad(ref)(wv))
     with pytest.raises(ValueError, match="must be a new edge name"):
         F.one_hot(labels, "b", 3)
+
+
+def test_take_is_a_gather_and_its_gradient_a_scatter_add_never_a_one_hot_product():
+    from costs import largest_intermediate
+
+    s, v, d, k = tg.symbols("s v d k")
+    tokens, E = tg.Variable("tokens", b, s), tg.Variable("E", v, d)
+    W, T = tg.Variable("W", d, k), tg.Variable("T", b, s, k)
+    loss = F.sum(F.cross_entropy(F.tanh(F.take(E, tokens, "v")) @ W, T, "k"))
+    fn = tg.lower([loss, *loss.grad([E, W])])
+    tv = rng.integers(0, 50, size=(B, 3))
+    ev, wv = rng.normal(size=(50, 4)), rng.normal(size=(4, 5))
+    tt = rng.dirichlet(np.ones(5), size=(B, 3))
+
+    def ref(e, w):
+        logits = jnp.tanh(e[tv]) @ w
+        return -jnp.sum(tt * jax.nn.log_softmax(logits, axis=-1))
+
+    value, ge, gw = fn(tokens=tv, E=ev, W=wv, T=tt)
+    close(value, ref(ev, wv))
+    for ours, theirs in zip((ge, gw), jax.grad(ref, argnums=(0, 1))(ev, wv)):
+        close(ours, theirs)
+    source = tg.to_source([loss, *loss.grad([E, W])], values={"tokens": tv, "E": ev, "W": wv, "T": tt})
+    assert "jnp.take(E" in source and ".at[tokens" in source
+    # no (b, s, v) one-hot: nothing larger than the table or the batch's rows
+    arrays = {"tokens": tv, "E": ev, "W": wv, "T": tt}
+    assert largest_intermediate(lambda a: fn(a), arrays) <= max(50 * 4, B * 3 * 5)
+    # an index out of range picks a row of zeros, as the one-hot product it stands for
+    np.testing.assert_array_equal(tg.lower(F.take(E, tokens, "v"))(tokens=np.full((B, 3), 99), E=ev), 0.0)
+
+
+def test_take_errors_name_the_edges():
+    s, v, d = tg.symbols("s v d")
+    tokens, E = tg.Variable("tokens", b, s), tg.Variable("E", v, d)
+    with pytest.raises(ValueError, match="edge 'q' is not an edge of the table"):
+        F.take(E, tokens, "q")
+    with pytest.raises(ValueError, match=r"share edge\(s\) \['d'\]"):
+        F.take(E, tokens.rename(s="d"), "v")

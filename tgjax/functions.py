@@ -22,7 +22,7 @@ __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
     "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize", "max", "min",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
-    "elementwise", "gelu", "erf", "where", "layer_norm", "one_hot",
+    "elementwise", "gelu", "erf", "where", "layer_norm", "one_hot", "take",
 ]
 
 
@@ -787,6 +787,33 @@ def one_hot(index: Expr, edge: str, size) -> Expr:
             f"{list(index.edges)}; got {edge!r}."
         )
     return _ew.equal(index, positions(size, edge))
+
+
+def take(table: Expr, index: Expr, edge: str) -> Expr:
+    """Rows of ``table`` along its edge ``edge``, picked by ``index`` (an embedding lookup):
+    the result has ``index``'s edges, then ``table``'s other edges. ``index`` is a Variable of
+    integer dtype (token ids). Lowered to a gather (``jnp.take``), and its derivative with
+    respect to ``table`` to a scatter-add, never a one-hot product; it is the network
+    ``F.one_hot(index, edge, size) @ table``, which is what it prints as. An index out of
+    range picks a row of zeros.
+
+    Examples:
+        >>> b, v, d = tg.symbols("b v d")
+        >>> ids, E = tg.Variable("ids", b), tg.Variable("E", v, d)
+        >>> tg.lower(F.take(E, ids, "v"))(ids=np.array([2, 0]), E=np.arange(6.0).reshape(3, 2)).tolist()
+        [[4.0, 5.0], [0.0, 1.0]]
+    """
+    table, index = _tensor(table, "F.take"), _tensor(index, "F.take")
+    if edge not in table.shape:
+        raise ValueError(f"F.take: edge {edge!r} is not an edge of the table; its edges are {list(table.edges)}.")
+    shared = sorted(set(index.edges) & set(table.edges))
+    if shared:
+        raise ValueError(
+            f"F.take: the index and the table share edge(s) {shared}; rename the index's edges apart "
+            f"(index.rename(...)): they become the lookup's batch edges."
+        )
+    picked = one_hot(index, edge, table.shape[edge])
+    return Product([picked, table], edges=index.edges + tuple(e for e in table.edges if e != edge), where="F.take")
 
 
 def layer_norm(t: Expr, edges: str | Iterable[str], eps: float = 1e-5) -> Expr:

@@ -64,3 +64,8 @@ def structural_source(v: Variable, n: int) -> str | None:
 
 def is_structural(name: str) -> bool:
     return name in _SOURCES
+
+
+def is_positions(name: str) -> bool:
+    """Whether ``name`` is a ``positions`` vector's (``F.one_hot`` compares an index with it)."""
+    return name.startswith(_IOTA_PREFIX) and name in _SOURCES

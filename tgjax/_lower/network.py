@@ -20,6 +20,7 @@ import sympy
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum
 from .._ir.rename import rename
 from .._ir.util import UnionFind, fresh_edge
+from .lookup import gathered, scattered_lookup, selector
 
 
 def _is_thin(t: Expr, program) -> bool:
@@ -51,7 +52,7 @@ def _dissolved(t: Product, program) -> list:
 
 def network(t: Product, program):
     """The operands, Deltas, convolutions and edge sizes of the network ``t`` contracts,
-    and the scalar weight it carries.
+    the scalar weight it carries, and a one-hot to add the rest into (``lookup.py``) or None.
 
     Nested products that are thin or expanding (``_dissolves``) are dissolved
     into it, their inner edges renamed apart, and so are scaled terms (a sum
@@ -59,7 +60,7 @@ def network(t: Product, program):
     network, where on their own they would be materialised (an identity seed
     as a dense matrix, an outer product the consumer sums over at once).
     """
-    operands, deltas, convolutions, sizes = [], [], [], {}
+    operands, deltas, convolutions, sizes, lookups = [], [], [], {}, []
     weight = sympy.Integer(1)
     pending = [(f, {}) for f in t.factors]
     while pending:
@@ -76,11 +77,22 @@ def network(t: Product, program):
         elif _dissolves(f, program):
             scoped = {**{e: fresh_edge() for e in f.inner_edges}, **{e: names.get(e, e) for e in f.edges}}
             pending.extend((g, scoped) for g in f.factors)
+        elif (found := selector(f)) is not None:
+            index, edge = found
+            value = program.value(index)
+            lookups.append((f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge)))
         else:
             v = program.value(f)
             operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
+    operands, lookups = gathered(operands, deltas, set(t.edges), lookups, sizes, program)
+    scatter = scattered_lookup(operands, deltas, set(t.edges), lookups) if not convolutions else None
+    for lookup in lookups:
+        if lookup is not scatter:  # the dense one-hot, same value
+            f, names = lookup[:2]
+            v = program.value(f)
+            operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
     operands, deltas, convolutions = _joined(operands, deltas, convolutions, set(t.edges))
-    return operands, deltas, convolutions, sizes, weight
+    return operands, deltas, convolutions, sizes, weight, scatter
 
 
 def _joined(operands, deltas, convolutions, free: set):

@@ -26,6 +26,7 @@ from . import runtime
 from .contract import plan
 from .convolution import absorb_convolutions, convolve_pairs
 from .factor import factor_all
+from .lookup import selector
 from .network import distributed, network
 
 
@@ -385,16 +386,42 @@ def _(t: Product, program):
     spread = distributed(t, program)
     if spread is not None:
         return program.value(spread)
-    operands, deltas, convolutions, sizes, weight = network(t, program)
+    operands, deltas, convolutions, sizes, weight, scatter = network(t, program)
     if convolutions:
         operands, convolutions = convolve_pairs(operands, convolutions, deltas, t.edges, sizes, program)
     if convolutions:
         operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
         deltas.extend(joins)
+    if scatter is not None:
+        return _scatter_add(t, operands, deltas, sizes, weight, scatter, program)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program,
              mapped=program.mapped)
-    comment = _describe(t)
+    return _emitted(p, weight, _describe(t), program.elements(t), program)
+
+
+def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatter, program) -> Value:
+    """``t``, whose one-hot factor's edge is free (``lookup.scattered_lookup``): the rest of the
+    network contracted keeping the index edges, then added into the rows the index picks."""
+    _, _, index, index_edges, edge = scatter
+    rest = tuple(e for e in t.edges if e != edge)
+    placeholders = (f"%{k}" for k in itertools.count())
+    p = plan(operands, deltas, index_edges + rest, sizes, lambda: next(placeholders), known=program,
+             mapped=program.mapped)
+    elements = 1
+    for e in index_edges + rest:
+        elements *= sizes[e]
+    rows = _emitted(p, weight, "the rows to add, per index entry", elements, program)
+    order = [rows.edges.index(e) for e in index_edges + rest]
+    text = rows.name if order == sorted(order) else f"{rows.name}.transpose({tuple(order)})"
+    shape = (sizes[edge],) + tuple(sizes[e] for e in rest)
+    code = f"jnp.zeros({shape}, dtype).at[{index.name}.astype(jnp.int32)].add({text})"
+    return Value(program.emit(code, "scatter-add: rows added where the integer index points", flops=elements,
+                              elements=program.elements(t)), (edge,) + rest)
+
+
+def _emitted(p, weight, comment: str, elements: int, program) -> Value:
+    """The steps of plan ``p`` emitted, then its broadcasts, diagonals and scale."""
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
     renamed = {}
@@ -405,8 +432,8 @@ def _(t: Product, program):
         operands = [renamed.get(a, a) for a in step.operands]
         code = _product_code(step.equation, operands) or f"jnp.einsum({step.equation!r}, {', '.join(operands)})"
         key = ("einsum", _canonical_equation(step.equation), tuple(operands))
-        flops, elements = _step_cost(step.equation, p.letter_sizes)
-        renamed[step.out] = program.emit(code, note, key=key, flops=flops, elements=elements)
+        step_flops, step_elements = _step_cost(step.equation, p.letter_sizes)
+        renamed[step.out] = program.emit(code, note, key=key, flops=step_flops, elements=step_elements)
         program.remember_pair(step.equation, operands, renamed[step.out])
         if step.out == p.result:
             result = renamed[step.out]
@@ -420,7 +447,7 @@ def _(t: Product, program):
     if code != result:
         # A broadcast is free under jit (XLA fuses it into its consumer); a
         # diagonal or a scale writes the array.
-        n = program.elements(t) if scale != 1 or any(kind != "broadcast" for kind, *_ in p.post) else 0
+        n = elements if scale != 1 or any(kind != "broadcast" for kind, *_ in p.post) else 0
         name = program.emit(code, comment if not p.steps else "output axes no operand carries", flops=n, elements=n)
     else:
         name = result
@@ -522,7 +549,8 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     nodes = parents_first(outputs)
     program.fuse_softmax_logsumexp(nodes)
     for t in reversed(nodes):
-        if isinstance(t, (Function, AlongEdge)):
+        # (a one-hot is lowered where it is used: most become gathers, lookup.py)
+        if isinstance(t, (Function, AlongEdge)) and selector(t) is None:
             program.value(t)
     results = [program.aligned(t, t.edges) for t in outputs]
     inputs = list(program.inputs)

@@ -1,0 +1,90 @@
+"""Integer lookups: a one-hot product lowered to a gather, and its transpose to a scatter-add.
+
+``F.take(table, index, edge)`` is the network ``one_hot(index, edge) @ table``;
+``F.one_hot`` compares the index with the positions along ``edge``. Built as
+written, that is a dense ``(index..., edge)`` 0/1 array and a matrix product
+over the whole table. In a product's network (``network.network``) the
+one-hot is recognised instead (``selector``):
+
+- where its ``edge`` meets exactly one other operand (the table), the pair is
+  ``jnp.take(table, index, axis)``: the forward lookup;
+- where its ``edge`` is free and its index edges are contracted with the rest
+  (the table's gradient, ``one_hot^T g``), the rest is contracted keeping the
+  index edges, then added into the rows the index picks
+  (``.at[index].add``): the scatter-add of backpropagation.
+
+Any other use keeps the dense one-hot, which has the same value.
+"""
+
+from __future__ import annotations
+
+from .._ir.elementwise import equal
+from .._ir.nodes import Delta, Expr, Function, Product
+from .._ir.structural import is_positions
+
+
+def _core(u: Expr):
+    """``u`` without the ones vectors it is broadcast along: (core, broadcast edges)."""
+    if not isinstance(u, Product):
+        return u, ()
+    ones = [f for f in u.factors if isinstance(f, Delta) and len(f.edges) == 1]
+    rest = [f for f in u.factors if not any(f is o for o in ones)]
+    if len(rest) != 1 or set(rest[0].edges) != set(u.edges) - {f.edges[0] for f in ones}:
+        return None, ()
+    return rest[0], tuple(f.edges[0] for f in ones)
+
+
+def selector(f: Expr):
+    """(index, edge) where ``f`` is ``F.one_hot(index, edge, size)`` as built, else None."""
+    if not isinstance(f, Function) or f.spec is not equal:
+        return None
+    index, spread = _core(f.inputs[0])
+    positions, _ = _core(f.inputs[1])
+    if index is None or positions is None or not is_positions(getattr(positions, "name", "")):
+        return None
+    edge = positions.edges[0]
+    if spread != (edge,) or edge in index._shape:
+        return None
+    return index, edge
+
+
+def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict, program) -> tuple[list, list]:
+    """``operands`` with each lookup whose edge meets exactly one operand (and no Delta, and is
+    not free) fused with it into ``jnp.take``, and the lookups left over (the dense one-hot
+    then). ``lookups``: (one-hot node, its renaming into the network, index Value, index
+    edges, edge), edge names as in the network; ``sizes``: the network's edge sizes."""
+    left = []
+    for lookup in lookups:
+        _, _, index, index_edges, edge = lookup
+        holders = [k for k, (_, edges) in enumerate(operands) if edge in edges]
+        if (len(holders) == 1 and edge not in free and not any(edge in d for d in deltas)
+                and operands[holders[0]][1].count(edge) == 1 and not set(index_edges) & set(operands[holders[0]][1])):
+            table, edges = operands[holders[0]]
+            axis = edges.index(edge)
+            out = edges[:axis] + index_edges + edges[axis + 1:]
+            elements = 1
+            for e in out:
+                elements *= sizes[e]
+            name = program.emit(f"jnp.take({table}, {index.name}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)",
+                                "take: rows picked by an integer index", elements=elements)
+            operands[holders[0]] = (name, out)
+        else:
+            left.append(lookup)
+    return operands, left
+
+
+def scattered_lookup(operands: list, deltas: list, free: set, lookups: list):
+    """The one lookup (of ``gathered``'s leftovers) whose edge is free and met by nothing else,
+    and whose index edges the other operands carry and contract: the product is then a
+    scatter-add of the rest into the rows the index picks (the lowering of the product
+    does it). None where there is no such single lookup."""
+    if len(lookups) != 1:
+        return None
+    lookup = lookups[0]
+    _, _, _, index_edges, edge = lookup
+    carried = {e for _, edges in operands for e in edges}
+    if (edge in free and edge not in carried and not any(edge in d for d in deltas)
+            and not set(index_edges) & free and set(index_edges) <= carried
+            and not any(e in d for d in deltas for e in index_edges)):
+        return lookup
+    return None
