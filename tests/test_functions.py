@@ -861,3 +861,5 @@ def test_take_errors_name_the_edges():
         F.take(E, tokens, "q")
     with pytest.raises(ValueError, match=r"share edge\(s\) \['d'\]"):
         F.take(E, tokens.rename(s="d"), "v")
+    with pytest.raises(ValueError, match="tokens is an integer index here"):
+        F.sum(F.take(E, tokens, "v")).grad(tokens)

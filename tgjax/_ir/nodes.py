@@ -1099,18 +1099,22 @@ _CONTENTS = IdentityCache(8)
 
 def _contents(expr: Expr) -> tuple:
     """(name -> {key: Variable} of the Variables ``expr`` contains, keys averaged over by its
-    Expectations), from one walk. A ``.grad`` result is read through the derivative it
+    Expectations, keys of integer indices of its one-hots), from one walk. A ``.grad`` result is read through the derivative it
     stands for, which still contains what its evaluation may have dropped (the Hessian
     of ``x^T A x`` is ``A + A^T``, but it is a derivative of an expression of ``x``)."""
     def walk():
         names: dict = {}
         averaged: set = set()
+        indices: set = set()
         for node in parents_first([expr if expr._stands_for is None else expr._stands_for]):
             if isinstance(node, Variable):
                 names.setdefault(node.name, {})[node.key] = node
             elif isinstance(node, Expectation):
                 averaged.add(node.wrt.key)
-        return names, averaged
+            elif isinstance(node, Function) and node.spec.name == "equal":
+                # F.one_hot's comparison (F.take's too): its index is integer data
+                indices.update(v.key for v in variables_in([node.inputs[0]]))
+        return names, averaged, indices
     return _CONTENTS.get(expr, walk)
 
 
@@ -1123,7 +1127,12 @@ def _check_wrt(expr: Expr, x: "Variable", where: str, zero_if_absent: bool = Tru
     sizes) is a ValueError, as ``tg.lower`` refuses it; an Expectation averaging over ``x``
     is a ValueError for a derivative; no Variable of its name at all is a true zero,
     said once as a UserWarning (nearly always a mistake)."""
-    names, averaged = _contents(expr)
+    names, averaged, indices = _contents(expr)
+    if zero_if_absent and x.key in indices:
+        raise ValueError(
+            f"{where}: {x.name} is an integer index here (of F.one_hot or F.take); a derivative with "
+            f"respect to it is not defined. Differentiate with respect to the table or other parameters."
+        )
     if zero_if_absent and x.key in averaged:
         raise ValueError(
             f"{where}: an Expectation in the expression averages over {x.name}, so it does not depend on "
