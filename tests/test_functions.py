@@ -111,6 +111,7 @@ def test_where_picks_entries_and_sends_the_derivative_to_the_side_chosen():
     close(tg.lower(F.where(M, T, Y))(M=mask, T=T_VAL, Y=Y_VAL), np.where(mask != 0, T_VAL, Y_VAL))
     # a number on one side, broadcast as + broadcasts, and no 0 * inf where it is masked out
     close(tg.lower(F.where(M, T, -1e9))(M=mask, T=T_VAL), np.where(mask != 0, T_VAL, -1e9))
+    close(tg.lower(F.where(M, 1.0, -1.0))(M=mask), np.where(mask != 0, 1.0, -1.0))  # numbers on both sides
     loss = F.sum(F.where(M, F.tanh(T), -1e9 * T) * Y)
 
     def ref(t):

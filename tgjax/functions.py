@@ -763,7 +763,8 @@ def where(mask, a, b) -> Expr:
     """
     if not isinstance(mask, Expr):
         raise TypeError(f"F.where: the mask must be a tensor expression (a 0/1 tg.Variable); got {type(mask).__name__}.")
-    a, b = _two_tensors(a, b, "F.where")
+    # numbers on either side (or both) are broadcast to the mask's edges by the function itself
+    a, b = (u if isinstance(u, Expr) else _as_tensor(u, "F.where") for u in (a, b))
     return _ew.where(mask, a, b)
 
 

@@ -13,8 +13,10 @@ import sympy
 
 from .._ir.deep import deep
 from .._ir.nodes import Expr, Variable, variables_in
+from .._ir.rename import sharing_args
 from .._ir.sizes import complete_sizes, convolution_triples
 from .._ir.structural import is_structural
+from .._ir.walk import parents_first
 from .._logging import listed, shapes_text, stage
 from . import runtime
 from .evaluation import by_symmetry_forms, evaluation_forms, normal_forms, on_normal_forms
@@ -157,9 +159,10 @@ class Lowered:
         # Up to four candidate forms of the same values (evaluation.py): the
         # program of each is built per set of sizes, and the cheapest is kept.
         self.evaluated = evaluation_forms(outputs)
-        self.by_symmetry = by_symmetry_forms(outputs)
-        self.normal = normal_forms(self.exprs)
-        self.on_normal = on_normal_forms(self.exprs)
+        shared = parents_first(list(self.exprs), children=sharing_args)  # one walk for the three below
+        self.by_symmetry = by_symmetry_forms(outputs, shared)
+        self.normal = normal_forms(self.exprs, shared)
+        self.on_normal = on_normal_forms(self.exprs, shared)
         forms = self.evaluated + (self.by_symmetry or ()) + (self.normal or ()) + (self.on_normal or ())
         # the Variables an array is passed for: not the structural ones the program computes
         self.variables = {n: v for n, v in _variables(forms + self.exprs, "tg.lower").items() if not is_structural(n)}

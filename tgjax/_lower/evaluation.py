@@ -90,14 +90,14 @@ def _written(t: Expr, walk: _Walk | None = None) -> Expr:
     return walk.memo[id(viewed)]
 
 
-def by_symmetry_forms(exprs):
+def by_symmetry_forms(exprs, nodes: list):
     """The written forms with every Hessian times a vector built as the gradient of the gradient
     times the vector (reverse over reverse: for attention, 1.10x the FLOPs of
     ``jax.jvp(jax.grad)`` where the tangent takes 1.20x; for other models the tangent is
-    cheaper), or None where no output has one. Lowering keeps the cheaper program."""
-    plain = [t for t in exprs if t._stands_for is None]
-    if not any(_second_derivative_factor(node) for node in parents_first(plain, children=sharing_args)):
-        return None  # one read-only walk: most expressions have no such product
+    cheaper), or None where no output has one. Lowering keeps the cheaper program.
+    ``nodes``: the expressions' shared DAG (``parents_first(exprs, children=sharing_args)``)."""
+    if not any(_second_derivative_factor(node) for node in nodes):
+        return None  # most expressions have no such product
     walk = _Walk(by_symmetry=True)
     forms = tuple(t if t._stands_for is not None else _written(t, walk) for t in exprs)
     return _closed(forms) if walk.used_symmetry else None
@@ -105,14 +105,7 @@ def by_symmetry_forms(exprs):
 
 def _second_derivative_factor(node: Expr) -> bool:
     """Whether ``node`` is a product with a second derivative among its factors."""
-    if not isinstance(node, Product):
-        return False
-    for f in node.factors:
-        d = as_derivative(f)
-        inner = as_derivative(d.expr) if d is not None else None
-        if inner is not None and inner.x.key == d.x.key:
-            return True
-    return False
+    return isinstance(node, Product) and any(second_derivative(f) is not None for f in node.factors)
 
 
 def grads(t: Expr, xs, names: list) -> list:
@@ -155,9 +148,10 @@ def node_count(exprs) -> int:
     return len(parents_first(exprs))
 
 
-def _within_budget(exprs, make):
-    """``make()`` where the expressions are small and it stays within the simplifier's budget, else None."""
-    n = len(parents_first(exprs, children=sharing_args))
+def _within_budget(exprs, nodes: list, make):
+    """``make()`` where the expressions (whose shared DAG is ``nodes``) are small and it stays
+    within the simplifier's budget, else None."""
+    n = len(nodes)
     if n > NORMAL_FORM_NODE_LIMIT:
         return None
     try:
@@ -169,12 +163,13 @@ def _within_budget(exprs, make):
         return None
 
 
-def normal_forms(exprs):
-    """``simplify`` of each expression, or None when they are too large or too costly to be worth it."""
-    return _within_budget(exprs, lambda: tuple(simplify(t) for t in exprs))
+def normal_forms(exprs, nodes: list):
+    """``simplify`` of each expression, or None when they are too large or too costly to be worth it.
+    ``nodes``: the expressions' shared DAG, as for ``by_symmetry_forms``."""
+    return _within_budget(exprs, nodes, lambda: tuple(simplify(t) for t in exprs))
 
 
-def on_normal_forms(exprs):
+def on_normal_forms(exprs, nodes: list):
     """Each expression with its derivatives taken from normal forms, or None when too large.
 
     A plain expression is its normal form; a ``.grad`` result is the gradient,
@@ -198,7 +193,7 @@ def on_normal_forms(exprs):
                 memo[id(t)] = (t, simplify(t))
         return memo[id(t)][1]
 
-    return _within_budget(exprs, lambda: _closed(tuple(form(t) for t in exprs)))
+    return _within_budget(exprs, nodes, lambda: _closed(tuple(form(t) for t in exprs)))
 
 
 def _rebuilt(node: Expr, walk: _Walk) -> Expr:
@@ -227,6 +222,16 @@ def as_derivative(t: Expr):
     if isinstance(t, Derivative):
         return t
     return t._stands_for if isinstance(t._stands_for, Derivative) else None
+
+
+def second_derivative(t: Expr):
+    """``(outer, inner)`` where ``t`` is (or stands for) ``outer = d/dx inner`` and ``inner`` is
+    itself a derivative with respect to the same ``x`` (a Hessian), else None."""
+    outer = as_derivative(t)
+    inner = as_derivative(outer.expr) if outer is not None else None
+    if inner is None or inner.x.key != outer.x.key:
+        return None
+    return outer, inner
 
 
 def _derivative_contracted(node: Product, walk: _Walk):
@@ -279,9 +284,10 @@ def _hessian_by_symmetry(node: Product, d: Derivative, others: tuple, n2: list, 
     edges ``n1``) as ``d/dx (g[a,n2] R[n2,...])`` with new edges ``n1``: a Hessian is symmetric
     in its two variable edges. ``R`` may contract ``n1`` too (``u^T H v``): that edge is
     traced afterwards. None where ``H`` is not such a second derivative."""
-    inner = as_derivative(d.expr)
-    if inner is None or inner.x.key != d.x.key:
+    found = second_derivative(d)
+    if found is None:
         return None
+    inner = found[1]
     n1 = [inner.new_names[e] for e, _ in d.x.decl]
     met = {e for f in others for e in f.edges}
     if any((e in met) == (e in node.edges) for e in n1):

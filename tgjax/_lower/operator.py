@@ -21,7 +21,7 @@ import sympy
 from .._ir.nodes import Expr, Product, Variable, variables_in
 from .._simplify import OverBudget, budget, simplify
 from .api import lower
-from .evaluation import as_derivative
+from .evaluation import second_derivative
 
 # Work (``_simplify.budget`` units) spent on proving a non-derivative symmetric by comparing
 # normal forms; past it the operator is left untagged (lineax then treats it as general).
@@ -146,10 +146,10 @@ def _symmetric(expr: Expr, in_edges: tuple, out_edges: tuple) -> bool:
 def _hessian_pairing(expr: Expr, in_edges: tuple, out_edges: tuple) -> bool:
     """``expr`` is ``d/dx (d f/dx)`` of a scalar ``f``, and the edges pair its two sets of new
     edges, declared edge by declared edge: symmetric by the symmetry of second derivatives."""
-    outer = as_derivative(expr)
-    inner = as_derivative(outer.expr) if outer is not None else None
-    if inner is None or inner.x.key != outer.x.key or inner.expr.edges:
+    found = second_derivative(expr)
+    if found is None or found[1].expr.edges:
         return False
+    outer, inner = found
     first = tuple(inner.new_names[e] for e, _ in outer.x.decl)
     second = tuple(outer.new_names[e] for e, _ in outer.x.decl)
     return (in_edges, out_edges) in ((second, first), (first, second))

@@ -19,7 +19,7 @@ import sympy
 from .._ir.along import axis_argument, logsumexp, softmax
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.numbering import Numbering
-from .._ir.structural import structural_source
+from .._ir.structural import is_structural, structural_source
 from .._ir.walk import parents_first
 from .._viz.notation import to_string
 from . import runtime
@@ -169,10 +169,9 @@ class Program:
     # -- values ------------------------------------------------------------
     def value(self, t: Expr) -> Value:
         if isinstance(t, Variable):
-            n = self.size(t.decl[0][1]) if t.decl else 0
-            source = structural_source(t, n)
-            if source is not None:  # computed here, not passed in (tg.causal_mask)
-                return Value(self.emit(source, t.name, elements=n * n), t.edges)
+            if is_structural(t.name):  # computed here, not passed in (tg.causal_mask)
+                sizes = [self.size(s) for _, s in t.decl]
+                return Value(self.emit(structural_source(t, sizes[0]), t.name, elements=math.prod(sizes)), t.edges)
             self.inputs.setdefault(t.name, None)
             return Value(parameter(t.name), t.edges)
         # Memoise on the value number: the same work often appears inside
