@@ -8,6 +8,7 @@ simplified; ``simplify`` cleans up the Deltas and Zeros it introduces.
 from __future__ import annotations
 
 import functools
+import threading
 
 import sympy
 
@@ -43,14 +44,31 @@ def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
     if not isinstance(x, Variable):
         raise TypeError(f"grad: can only differentiate with respect to a Variable; got {type(x).__name__}.")
     x = x.declared
-    return symmetrised(_unconstrained(t, x, new_names), x, new_names)
+    outer = getattr(_calls, "memo", None)
+    _calls.memo = {} if outer is None else outer
+    try:
+        return symmetrised(_unconstrained(t, x, new_names), x, new_names)
+    finally:
+        _calls.memo = outer
+
+
+_calls = threading.local()
 
 
 def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:
-    """d t / d x as if every entry of x were free (the rules recurse through this)."""
-    if not t.depends_on(x):
-        return _zero(t, x, new_names)
-    return _derivative(t, x, new_names)
+    """d t / d x as if every entry of x were free (the rules recurse through this).
+
+    A node reached by several paths (a DAG: a layer norm reads its input three
+    times, a residual block twice) is differentiated once per call of
+    ``derivative``: as a tree, the derivative of n such blocks has 3^n copies.
+    """
+    key = (id(t), x.key, tuple(new_names.items()))
+    entry = _calls.memo.get(key)
+    if entry is None:
+        result = _zero(t, x, new_names) if not t.depends_on(x) else _derivative(t, x, new_names)
+        # the node is kept with its result, so that its id is not reused while the memo lives
+        entry = _calls.memo[key] = (t, result)
+    return entry[1]
 
 
 def symmetrised(d: Expr, x: Variable, new_names: dict) -> Expr:
