@@ -239,6 +239,40 @@ def test_a_layer_norm_stack_simplifies():
     assert simplified == post_layer_norm(6)[0].simplify()
 
 
+def test_a_layer_norm_stack_and_its_gradients_simplify_in_near_linear_work(built):
+    # Each block's centred sum holds the block below, and the normal form names it
+    # differently in every product that reads it: renamed eagerly, the normal form
+    # held a copy of the whole stack below every block (quadratic: 6,075 nodes at 8
+    # blocks, 784 now), and the mean of each block's input pushed its sum through
+    # every block below, anew each time. Work is nodes built; quadratic is 4x a doubling.
+    loss_work, grad_work, sizes = [], [], []
+    for blocks in (4, 8):
+        loss, params = post_layer_norm(blocks)
+        box = {}
+        loss_work.append(built(lambda: box.setdefault("loss", loss.simplify())))
+        sizes.append(len(parents_first([box["loss"]], children=sharing_args)))
+        gradient = loss.grad(params[0])
+        grad_work.append(built(gradient.simplify))
+    assert loss_work[1] < 2.3 * loss_work[0], loss_work
+    assert sizes[1] < 2.3 * sizes[0], sizes
+    assert grad_work[1] < 2.7 * grad_work[0], grad_work
+
+
+def test_renaming_a_deep_sum_is_constant_work(built):
+    # a sum's copy renames its terms only when they are read, as a function's does
+    s = tg.symbols("s")
+    x = tg.Variable("x", s=s)
+    for k in range(200):
+        x = x + tg.Variable(f"c{k}") * x
+    renamed = {}
+    assert built(lambda: renamed.setdefault("y", x.rename(s="t"))) <= 2
+    y = renamed["y"]
+    assert y.edges == ("t",) and y == x.rename(s="t")
+    assert y.simplify() == x.simplify().rename(s="t")
+    values = {"x": np.arange(3.0), **{f"c{k}": 0.001 * k for k in range(200)}}
+    np.testing.assert_allclose(tg.lower(y)(**values), tg.lower(x)(**values))
+
+
 def test_the_symbolic_derivative_of_a_layer_norm_stack_differentiates_each_node_once(built):
     # A layer norm reads its input three times: differentiated as a tree, the
     # derivative of 3 blocks had 8.7 million nodes (and 2 blocks took 17 s to simplify).

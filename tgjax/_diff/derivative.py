@@ -25,6 +25,7 @@ from .._ir.nodes import (
     Variable,
     Zero,
     elementwise_product,
+    renamed_origin,
 )
 from .._ir.rename import freshen_inner, mean_over_renamings, rename
 from .._ir.util import fresh_edge
@@ -65,10 +66,28 @@ def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:
     key = (id(t), x.key, tuple(new_names.items()))
     entry = _calls.memo.get(key)
     if entry is None:
-        result = _zero(t, x, new_names) if not t.depends_on(x) else _derivative(t, x, new_names)
+        renamed = renamed_origin(t)
+        if not t.depends_on(x):
+            result = _zero(t, x, new_names)
+        elif renamed is not None:
+            result = _renamed_derivative(*renamed, x, new_names)
+        else:
+            result = _derivative(t, x, new_names)
         # the node is kept with its result, so that its id is not reused while the memo lives
         entry = _calls.memo[key] = (t, result)
     return entry[1]
+
+
+def _renamed_derivative(origin: Expr, mapping: dict, x: Variable, new_names: dict) -> Expr:
+    """The derivative of ``rename(origin, mapping)`` (a lazily renamed copy) as the renamed
+    derivative of ``origin``, so that each origin is differentiated once; through fresh new
+    names where the new names are edges of ``origin`` (a scalar's gradient takes x's own names)."""
+    if not set(new_names.values()) & set(origin.edges):
+        return rename(_unconstrained(origin, x, new_names), mapping)
+    key = ("fresh names", x.key, tuple(new_names.items()))
+    fresh = _calls.memo.setdefault(key, {e: fresh_edge() for e in new_names})
+    back = {fresh[e]: n for e, n in new_names.items()}
+    return rename(_unconstrained(origin, x, fresh), {**mapping, **back})
 
 
 def symmetrised(d: Expr, x: Variable, new_names: dict) -> Expr:

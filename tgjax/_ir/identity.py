@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict, deque
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero
+from .nodes import (
+    AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, renamed_origin,
+)
 from .util import combine, fresh_edge, stable_hash
 
 
@@ -158,6 +160,9 @@ def _transparent(t: Expr, atoms=None):
 
 @_signature.register
 def _(t: Sum):
+    if t.renamed_from is not None:
+        origin, mapping = t.renamed_from
+        return relabelled(signature(origin), mapping)
     inner = _transparent(t)
     if inner is not None:
         return signature(inner[0])
@@ -304,7 +309,7 @@ def _opened(t: Expr, m: dict) -> tuple:
     """``(node, mapping)`` standing for ``rename(t, m)`` with wrappers removed: a product of one
     factor with all its edges, a sum of one term of weight 1, a lazily renamed function."""
     while True:
-        if isinstance(t, Function) and t.renamed_from is not None:
+        if renamed_origin(t) is not None:
             origin, first = t.renamed_from
             m = {e: m.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
             t = origin

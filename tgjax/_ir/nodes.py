@@ -755,7 +755,7 @@ class Product(Expr):
 class Sum(Expr):
     """A weighted sum of terms that all have the same free edges."""
 
-    __slots__ = ("terms", "weights")
+    __slots__ = ("_terms", "weights", "renamed_from", "_rename_memo")
 
     def __init__(self, terms, weights, edges=None, where: str = "sum"):
         terms = tuple(terms)
@@ -767,13 +767,53 @@ class Sum(Expr):
         shape = _merge_shapes([t._shape for t in terms], where)
         order = tuple(edges) if edges is not None else terms[0].edges
         assert set(order) == edge_set
-        _set(self, "terms", terms)
+        _set(self, "_terms", terms)
         _set(self, "weights", weights)
+        _set(self, "renamed_from", None)
+        _set(self, "_rename_memo", None)
         self._init(order, shape)
+
+    @classmethod
+    def _renamed(cls, base: "Sum", mapping: dict, memo: dict) -> "Sum":
+        """``base`` with free edges renamed by ``mapping``, in constant time (as
+        ``Function._renamed``): a sum's terms carry its edges, so a renamed copy
+        would rebuild every product and sum below it down to the leaves. In a
+        layer-norm stack each block's centred sum holds the one before it, and
+        the normal form names it differently in every product that reads it:
+        renamed eagerly, the stack's normal form grows quadratically in depth."""
+        if base.renamed_from is not None:
+            origin, first = base.renamed_from
+            through = {e: mapping.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
+            base, mapping = origin, {e: n for e, n in through.items() if e != n}
+        if not mapping:
+            return base
+        obj = cls.__new__(cls)
+        _set(obj, "_terms", None)
+        _set(obj, "weights", base.weights)
+        _set(obj, "renamed_from", (base, mapping))
+        _set(obj, "_rename_memo", memo)
+        obj._init(tuple(mapping.get(e, e) for e in base.edges), {mapping.get(e, e): s for e, s in base._shape.items()},
+                  depth=base._depth)
+        return obj
+
+    @property
+    def terms(self) -> tuple:
+        if self._terms is None:
+            from .rename import rename_in
+
+            origin, mapping = self.renamed_from
+            _set(self, "_terms", tuple(rename_in(u, mapping, self._rename_memo) for u in origin.terms))
+            _set(self, "_rename_memo", None)
+        return self._terms
 
     @property
     def args(self):
         return self.terms
+
+    def variables(self) -> tuple:
+        if self.renamed_from is not None:
+            return self.renamed_from[0].variables()
+        return super().variables()
 
     def _rebuild(self, *terms):
         same = set(terms[0].edges) == set(self.edges)
@@ -1202,11 +1242,17 @@ def variables_in(exprs) -> tuple:
             seen.setdefault(node.declared, None)
         elif node._vars is not None or isinstance(node, Expectation):
             seen.update(dict.fromkeys(v for v in node.variables() if v not in seen))
-        elif isinstance(node, Function) and node.renamed_from is not None:
-            stack.append(node.renamed_from[0])  # its inputs would be built to be read
+        elif renamed_origin(node) is not None:
+            stack.append(node.renamed_from[0])  # its children would be built to be read
         else:
             stack.extend(reversed(node.args))
     return tuple(seen)
+
+
+def renamed_origin(t: Expr):
+    """``(origin, mapping)`` for a lazily renamed copy (a function or a sum, whose children
+    are renamed only when read), else None."""
+    return getattr(t, "renamed_from", None)
 
 
 def rebuilt(t: Expr, args) -> Expr:

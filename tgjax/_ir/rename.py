@@ -12,7 +12,10 @@ import threading
 
 import sympy
 
-from .nodes import AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, rebuilt
+from .nodes import (
+    AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero, rebuilt,
+    renamed_origin,
+)
 from .util import fresh_edge
 from .walk import parents_first
 
@@ -140,7 +143,7 @@ def _(t: Product, mapping):
 def _(t: Sum, mapping):
     if not mapping:
         return t
-    return Sum([rename(u, mapping) for u in t.terms], t.weights, edges=_new_order(t, mapping))
+    return Sum._renamed(t, mapping, _calls.memo)
 
 
 @_rename.register
@@ -238,21 +241,21 @@ def mean_over_renamings(t: Expr, mappings) -> Expr:
 
 
 def sharing_args(node: Expr) -> tuple:
-    """A node's children for a pass that shares renamed copies: a renamed function's is the
-    function it was renamed from. Reading the copy's inputs would build them: every copy
+    """A node's children for a pass that shares renamed copies: a renamed function's or sum's
+    is the node it was renamed from. Reading the copy's children would build them: every copy
     of the chain below each partial of a deep derivative's normal form (quadratic in depth)."""
-    if isinstance(node, Function) and node.renamed_from is not None:
+    if renamed_origin(node) is not None:
         return (node.renamed_from[0],)
     return node.args
 
 
 def rebuilt_sharing(roots, rebuild, copy) -> list:
     """Each of ``roots`` rebuilt bottom-up, each node once: ``rebuild(node, new_args)`` for a
-    node, ``copy(node, new_origin)`` for a renamed function, which is never read below its
-    origin (``sharing_args``)."""
+    node, ``copy(node, new_origin)`` for a renamed function or sum, which is never read below
+    its origin (``sharing_args``)."""
     memo: dict = {}
     for node in reversed(parents_first(roots, children=sharing_args)):
-        if isinstance(node, Function) and node.renamed_from is not None:
+        if renamed_origin(node) is not None:
             memo[id(node)] = copy(node, memo[id(node.renamed_from[0])])
         else:
             memo[id(node)] = rebuild(node, [memo[id(a)] for a in node.args])

@@ -17,9 +17,10 @@ import threading
 
 import sympy
 
-from .._ir.identity import sort_key
+from .._ir.identity import canonical_names, sort_key
 from .._ir import nodes
-from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero
+from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero, renamed_origin
+from .._ir.rename import rename
 from .._ir.util import exact_number
 
 
@@ -68,6 +69,12 @@ def spend(units: int):
 
 def simplified(t: Expr) -> Expr:
     """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
+    if t._simplified is None and getattr(_alike, "table", None) is None:
+        _alike.table = {}  # the outermost call owns the table of simplified_alike
+        try:
+            return simplified(t)
+        finally:
+            _alike.table = None
     if t._simplified is None:
         spend(1)
         result = simplify_node(t if t._stands_for is None else t._stands_for)
@@ -77,6 +84,48 @@ def simplified(t: Expr) -> Expr:
         result._simplified = result
         t._simplified = result
     return t._simplified
+
+
+def not_simplified(t: Expr) -> bool:
+    """Whether ``t`` has no normal form yet and stands for nothing else (a ``.grad`` result
+    stands for its derivative). A lazily renamed copy asks its origin: once the origin
+    is simplified, the copy's normal form is the renamed one (``renamed_normal_form``);
+    until then the copy is opened in place like any node (each level of a chain's
+    derivative renames the level below: simplified on its own, every level would be a
+    normal form of growing size)."""
+    renamed = renamed_origin(t)
+    if renamed is not None:
+        t = renamed[0]
+    return t._simplified is None and t._stands_for is None
+
+
+def renamed_normal_form(t: Expr) -> Expr:
+    """The normal form of a lazily renamed copy (``renamed_origin``): its origin's, renamed."""
+    origin, mapping = t.renamed_from
+    normal = simplified(origin)
+    return t if normal is origin else rename(normal, mapping)
+
+
+_alike = threading.local()
+
+
+def simplified_alike(t: Expr) -> Expr:
+    """``simplified(t)``, shared with every expression built during the same outermost
+    ``simplified`` call that equals ``t`` up to the names of its free edges.
+
+    For a node a rule builds afresh (a sum over an edge pushed into a sum
+    factor's terms), the cache on the node never hits: in a layer-norm stack
+    the mean of each block's input pushes the sum into the block below, and
+    that into the one below it, each time anew (quadratic in depth)."""
+    table = getattr(_alike, "table", None)
+    if table is None:
+        return simplified(t)
+    names = canonical_names(t)
+    key = rename(t, names)
+    normal = table.get(key)
+    if normal is None:
+        normal = table[key] = simplified(key)
+    return rename(normal, {n: e for e, n in names.items()})
 
 
 @functools.singledispatch

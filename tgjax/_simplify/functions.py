@@ -13,7 +13,7 @@ from .._ir.along import constant_along
 from .._ir.nodes import AlongEdge, Delta, Function, Product, Sum, Zero, ones, scale
 from .._ir.rename import rename
 from .._ir.util import as_weight
-from .core import rewritten, simplified, simplify_node
+from .core import renamed_normal_form, rewritten, simplified, simplify_node
 
 
 def fold_at_zero(t: Function):
@@ -55,9 +55,7 @@ SHARED_RULES = (fold_at_zero, ones_out_of_function)
 def _(t: Function):
     if t.renamed_from is not None:
         # the normal form of a renamed copy is the renamed normal form: each function is simplified once
-        origin, mapping = t.renamed_from
-        normal = simplified(origin)
-        return t if normal is origin else rename(normal, mapping)
+        return renamed_normal_form(t)
     node = Function(t.spec, [simplified(u) for u in t.inputs], edges=t.edges)
     return rewritten(node, (*SHARED_RULES, *t.spec.identities))
 

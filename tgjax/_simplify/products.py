@@ -26,7 +26,9 @@ from .._ir.identity import signature
 from .._ir.nodes import AlongEdge, Delta, Expr, Function, Product, Sum, Zero
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import UnionFind, fresh_edge, is_fresh
-from .core import make_sum, recording_now, report, simplified, simplify_node, spend, terms_of, tidy_weight
+from .core import (
+    make_sum, not_simplified, recording_now, report, simplified, simplified_alike, simplify_node, spend, terms_of, tidy_weight,
+)
 from .sums import split_where_terms_merge
 
 
@@ -73,10 +75,10 @@ class _Opening:
 
     def visit(self, f: Expr, names: dict):
         """Add ``f``, whose edge ``e`` is called ``names.get(e, e)`` in the flat product."""
-        if isinstance(f, Sum) and len(f.terms) == 1 and _not_simplified(f):
+        if isinstance(f, Sum) and len(f.terms) == 1 and not_simplified(f):
             self.weight *= f.weights[0]
             self.visit(f.terms[0], names)
-        elif isinstance(f, Product) and _not_simplified(f) and id(f) not in self.opened:
+        elif isinstance(f, Product) and not_simplified(f) and id(f) not in self.opened:
             # a node met twice (a DAG) is opened once; again, it is simplified as a whole
             self.opened.add(id(f))
             scope = {e: names.get(e, e) for e in f.edges}
@@ -93,10 +95,6 @@ class _Opening:
             mapping = {e: names[e] for e in f.edges if names.get(e, e) != e}
             atom = simplified(f)
             self.atoms.append(rename(atom, mapping) if mapping else atom)
-
-
-def _not_simplified(t: Expr) -> bool:
-    return t._simplified is None and t._stands_for is None
 
 
 @simplify_node.register
@@ -444,7 +442,7 @@ def sum_into_sum_factor(p: Flat):
         pairs = [
             (w * v, c)
             for w, term in zip(total.weights, total.terms)
-            for v, c in terms_of(simplified(Product([term, *(p.atoms[k] for k in summing)], edges=inner.edges)))
+            for v, c in terms_of(simplified_alike(Product([term, *(p.atoms[k] for k in summing)], edges=inner.edges)))
         ]
         result = make_sum(pairs, inner.shape)
         if len(group) == len(p.atoms):

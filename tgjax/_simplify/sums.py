@@ -5,11 +5,14 @@ from __future__ import annotations
 import sympy
 
 from .._ir.nodes import Delta, Expr, Product, Sum
-from .core import make_sum, report, simplified, simplify_node, spend, terms_of
+from .core import make_sum, not_simplified, renamed_normal_form, report, simplified, simplify_node, spend, terms_of
 
 
 @simplify_node.register
 def _(t: Sum):
+    if t.renamed_from is not None:
+        # the normal form of a renamed copy is the renamed normal form: each sum is simplified once
+        return renamed_normal_form(t)
     return collect_terms(t)
 
 
@@ -42,7 +45,7 @@ def _open_into(t: Sum, weight, pairs: list, opened: set):
     terms. A sum met twice (a DAG) is opened once; again, it is simplified as a whole.
     """
     for w, u in zip(t.weights, t.terms):
-        if isinstance(u, Sum) and u._simplified is None and u._stands_for is None and id(u) not in opened:
+        if isinstance(u, Sum) and u._simplified is None and not_simplified(u) and id(u) not in opened:
             opened.add(id(u))
             _open_into(u, weight * w, pairs, opened)
         else:
