@@ -7,8 +7,9 @@ first result, and the simplified gradient lowered to a first result. Both
 include XLA's compile, which grows with the program.
 
 Then ``loss.simplify()`` of a post-layer-norm transformer (``scale.py``'s model)
-by blocks: a layer norm reads its input three times, so the loss read as a
-tree doubles with every block; simplify works on the DAG.
+by blocks, and ``.simplify()`` of the gradient of its first block's query
+weight (the deepest one): a layer norm reads its input three times, so the
+loss read as a tree doubles with every block; simplify works on the DAG.
 
 Run: python benchmarks/symbolic.py [--quick]
 """
@@ -58,14 +59,19 @@ def main(quick: bool = False):
         growth = f"{simplify_s / previous:.1f}x" if previous else ""
         print(f"{depth:>6} {simplify_s:>16.2f} {growth:>15} {lower_s:>19.2f} {normal_s:>22.2f}")
         previous = simplify_s
-    print(f"\n{'blocks':>6} {'loss.simplify() s':>18} {'x per doubling':>15}")
+    print(f"\n{'blocks':>6} {'loss.simplify() s':>18} {'x per doubling':>15} {'grad(Wq0).simplify() s':>23} "
+          f"{'x per doubling':>15}")
     previous = previous_blocks = None
     for blocks in (2, 4) if quick else (2, 4, 8, 12):
-        loss, _ = post_ln_transformer(blocks)[0]()
+        loss, params = post_ln_transformer(blocks)[0]()
         simplify_s = seconds(loss.simplify)
-        growth = f"{simplify_s / previous:.1f}x" if previous and blocks == 2 * previous_blocks else ""
-        print(f"{blocks:>6} {simplify_s:>18.2f} {growth:>15}")
-        previous, previous_blocks = simplify_s, blocks
+        gradient = loss.grad(params[0])
+        grad_s = seconds(gradient.simplify)
+        doubled = previous and blocks == 2 * previous_blocks
+        growth = f"{simplify_s / previous[0]:.1f}x" if doubled else ""
+        grad_growth = f"{grad_s / previous[1]:.1f}x" if doubled else ""
+        print(f"{blocks:>6} {simplify_s:>18.2f} {growth:>15} {grad_s:>23.2f} {grad_growth:>15}")
+        previous, previous_blocks = (simplify_s, grad_s), blocks
 
 
 if __name__ == "__main__":
