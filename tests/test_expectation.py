@@ -264,6 +264,22 @@ def test_sampling_errors():
         tg.lower(tg.Expectation(F.sum(F.tanh(u)), u), samples=10)(key=jax.random.PRNGKey(0))
 
 
+def test_covariance_edges_that_are_free_edges_of_the_expression_are_renamed_apart():
+    # E[x x'] for x' = x renamed onto the covariance's own names: the partner edges are
+    # bound inside the node (issue 26's case; it was refused)
+    i, j = tg.symbols("i j")
+    X = tg.Variable("X", i=i, j=j)
+    C = tg.Variable("C", i=i, j=j, i2=i, j2=j)
+    second = tg.Expectation(X * X.rename(i="i2", j="j2"), X, covar=C, covar_names={"i": "i2", "j": "j2"})
+    assert second.edges == ("i", "j", "i2", "j2")
+    c = np.random.default_rng(0).normal(size=(2, 3, 2, 3))
+    np.testing.assert_allclose(tg.lower(second.simplify())(C=c), (c + c.transpose(2, 3, 0, 1)) / 2, rtol=1e-12)
+    # the default covariance's partner edges likewise
+    v = tg.Variable("v", i=i)
+    outer = tg.Expectation(v * v.rename(i="k"), v, covar_names={"i": "k"}).simplify()
+    np.testing.assert_allclose(tg.lower(outer, sizes={i: 3})(), np.eye(3))
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -273,7 +289,7 @@ def test_sampling_errors():
     (lambda: tg.Expectation(u, u, mu=tg.Variable("m3", i=3)), "size"),
     (lambda: tg.Expectation(u, u, covar=A), "covar must have the edges"),
     (lambda: tg.Expectation(u, u, covar_names={"i": "i"}), "already an edge"),
-    (lambda: tg.Expectation(u.rename(i="k"), u, covar_names={"i": "k"}), "already an edge"),
+    (lambda: tg.Expectation(u, u, covar_names={"i": "k"}, covar=tg.Variable("C2", i=3, j=3)), "covar must have the edges"),
     (lambda: tg.Expectation(u, u, covar_names={"q": "r"}), "not edges of u"),
     (lambda: tg.Expectation(u, u, mu=np.zeros(3)), "mu must be a tensor expression"),
     (lambda: tg.Expectation("u", u), "expected a tensor expression"),

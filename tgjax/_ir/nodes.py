@@ -1064,15 +1064,23 @@ class Expectation(Expr):
         if unknown:
             raise ValueError(f"{where}: covar_names has key(s) {unknown} that are not edges of {wrt.name}; its edges are {declared}.")
         taken = set(declared) | set(expr.edges)
-        names = {}
+        names, apart = {}, {}
         for e in declared:
             if e in given:
                 name = _check_edge_name(given[e], where)
-                if name in taken:
+                if name in declared or name in names.values():
                     raise ValueError(
-                        f"{where}: covar_names[{e!r}] = {name!r} is already an edge of {wrt.name} or a free edge of the "
-                        f"expression ({sorted(taken)}); choose another name."
+                        f"{where}: covar_names[{e!r}] = {name!r} is already an edge of {wrt.name} or the partner of "
+                        f"another edge ({sorted(set(declared) | set(names.values()))}); choose another name."
                     )
+                if name in expr._shape:
+                    # The partner edges are the covariance's own, bound inside this node: one that
+                    # is also a free edge of the expression (E[x x'] with x' = x renamed onto
+                    # covar's names) is renamed apart, in the covariance too.
+                    apart[name] = name + "_"
+                    while apart[name] in taken or (isinstance(covar, Expr) and apart[name] in covar._shape):
+                        apart[name] += "_"
+                    name = apart[name]
             else:
                 name = e + "_"
                 while name in taken:
@@ -1085,6 +1093,8 @@ class Expectation(Expr):
         _check_moment(mu, shape, "mu", where, wrt)
         if covar is None:
             covar = Product([Delta._make(s, (e, names[e])) for e, s in wrt.decl], edges=tuple(declared) + tuple(names[e] for e in declared))
+        elif isinstance(covar, Expr) and apart and set(apart) <= set(covar.edges):
+            covar = covar.rename(apart)
         _check_moment(covar, {**shape, **{names[e]: s for e, s in wrt.decl}}, "covar", where, wrt)
         _check_wrt(expr, wrt, where, zero_if_absent=False)
         self._setup(expr, wrt, mu, covar, names)
