@@ -29,6 +29,7 @@ def _p(k, u):
 
 sa, sb = tg.Variable("a"), tg.Variable("b")
 Z, cj = tg.Variable("Z", i=i, j=i), tg.Variable("cj", j=i)
+qd, Kd, bd = tg.Variable("qd", d=i), tg.Variable("Kd", i=i, d=i), tg.Variable("bd", d=i)  # a query, keys, a key bias
 
 
 # (rule, node it applies to, expected result, node it leaves alone)
@@ -51,8 +52,11 @@ CASES = [
     (ew.expm1_of_log1p, F.expm1(F.log1p(x)), x, F.expm1(F.log(x))),
     (ew.power_of_product, _p(-1, Product([sa, _p(-1, sb)])), Product([_p(-1, sa), _p(-1, _p(-1, sb))]), _p(-1, x @ x)),
     (ew.power_of_product, _p(2, x * S), _p(2, x) * _p(2, S), _p(2, F.sum(S, "j"))),
+    (ew.power_of_product, _p(-1, Product([F.sum(x), F.sum(S)])), Product([_p(-1, F.sum(x)), _p(-1, F.sum(S))]),
+     _p(-1, x @ S)),
     (al.softmax_of_shift, F.softmax(Z + cj, "i"), F.softmax(Z, "i"), F.softmax(Z + x, "i")),
     (al.softmax_of_shift, F.softmax(Product([cj, Delta._make(i, ("i",))]), "i"), scale(ones({"i": i, "j": i}), 1 / i), F.softmax(Z, "i")),
+    (al.softmax_of_shift, F.softmax(qd @ (Kd + bd), "i"), F.softmax(qd @ Kd, "i"), F.softmax(qd @ (Kd + Kd), "i")),
     (al.logsumexp_of_shift, F.logsumexp(Z + cj, "i"), None, F.logsumexp(Z + x, "i")),
     (fold_at_zero, F.exp(zero), ones({"i": i}), F.log(zero)),
     (fold_at_zero, F.tanh(zero), zero, F.tanh(x)),
@@ -111,6 +115,7 @@ PRODUCT_CASES = [
     (pr.combine_powers, Product([x, x.rename(i="a"), Delta._make(i, ("i", "a"))]), F.sum(x ** 2), Product([x, y.rename(i="a"), Delta._make(i, ("i", "a"))])),
     (pr.combine_powers, _diagonal(A, A), tg.Delta(i, "i", "j") * (A * A), _diagonal(A, B.rename(j="i", k="j"))),
     (pr.combine_powers, x * x ** -1, ones({"i": i}), x * y ** -1),
+    (pr.square_of_a_full_contraction, x @ x, F.sum(x ** 2), A @ A.rename(i="j", j="i")),
     (pr.combine_scalar_factors, (x @ y) * (x @ y), (x @ y) ** 2, (x @ y) * (x @ x)),
     (pr.combine_scalar_factors, (x @ y) ** 2 * (x @ y) ** -1, x @ y, (x @ y) ** 2 * (y @ y) ** -1),
     (pr.combine_powers, _twice(B), (A @ B) ** 2, _twice(tg.Variable("D", j=i, k=i))),

@@ -9,7 +9,7 @@ import pytest
 
 import tgjax as tg
 import tgjax.functions as F
-from tgjax._ir.nodes import Zero
+from tgjax._ir.nodes import Sum, Zero, ones
 from tgjax._lower.reference import evaluate
 
 n, b, i, j, k = tg.symbols("n b i j k")
@@ -439,3 +439,45 @@ def test_float_constants_never_stall_simplification(c):
     xs = jnp.linspace(-1.0, 1.0, 3)
     expected = jax.jacfwd(lambda v: jnp.tanh(c * (v + 0.5 * v ** 3)))(xs)
     np.testing.assert_allclose(tg.lower(d)(x=xs), expected, rtol=1e-9, atol=1e-12)
+
+
+# -- issue 26's canonicity cases (tensorgrad's own tests, re-expressed) ------------------------
+
+
+def test_a_distributed_product_cancels_against_its_terms():
+    # distribute_where_terms_merge
+    x, y, w = tg.Variable("x", i=i), tg.Variable("y", i=i), tg.Variable("w", i=i, j=j)
+    assert ((x + y) @ w - (x @ w + y @ w)).simplify() == tg.Zero({"j": j})
+    assert ((x + y) @ w - x @ w).simplify() == (y @ w).simplify()
+    # nothing merges: the product stays factored
+    z = tg.Variable("z", j=j)
+    assert isinstance(((x + y) @ w + z).simplify(), Sum)
+
+
+def test_a_tensor_contracted_with_itself_is_the_sum_of_its_square():
+    # square_of_a_full_contraction
+    x, Y = tg.Variable("x", i=i), tg.Variable("Y", i=i, j=j)
+    assert (x @ x).simplify() == F.sum(x ** 2).simplify()
+    assert (Y @ Y).simplify() == F.sum(Y * Y).simplify() == F.sum(Y ** 2).simplify()
+    # a trace of Y Y^T is not a square: Y contracted port to other port
+    S = tg.Variable("S", i=i, j=i)
+    assert (S @ S.rename(i="j", j="i")).simplify() != F.sum(S ** 2).simplify()
+
+
+def test_a_ratio_of_sums_divided_by_itself_is_one():
+    # power_of_product: a power of factors that share no edge is the product of their powers
+    a, b = tg.Variable("a", i=i), tg.Variable("b", i=i)
+    A, B = tg.Variable("A", i=i, j=j), tg.Variable("B", i=i, j=j)
+    for r in (F.sum(a) / F.sum(b), (A @ B) / F.sum(B)):
+        assert (r / r).simplify() == ones({})
+        assert ((r / r) * r).simplify() == r.simplify()
+
+
+def test_a_key_bias_is_a_shift_of_the_scores():
+    # softmax_of_shift through a product's sum factor: q @ (k + bk) differs from q @ k by q @ bk,
+    # the same for every key
+    s, t, d = tg.symbols("s t d")
+    q, k, bk = tg.Variable("q", s=s, d=d), tg.Variable("k", t=t, d=d), tg.Variable("bk", d=d)
+    assert F.softmax(q @ (k + bk), "t").simplify() == F.softmax(q @ k, "t").simplify()
+    lse = F.logsumexp(q @ (k + bk), "t").simplify()
+    assert lse == (F.logsumexp(q @ k, "t") + q @ bk).simplify()

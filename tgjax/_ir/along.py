@@ -154,13 +154,35 @@ def constant_along(term: Expr, axes) -> Expr | None:
 
 def _shifts(u: Expr, axes) -> tuple:
     """``u`` split as ``z + c``: the weighted terms that vary along ``axes``, and those that do not
-    (each without the axes)."""
+    (each without the axes). A product whose sum factor carries the axes is split through
+    that factor: ``q[s,d] (k[t,d] + bk[d] ⊗ 1_t)`` is ``q k + (q bk) ⊗ 1_t``, a key bias
+    being a shift of the scores (``_shifts_of_product``)."""
+    split = _shifts_of_product(u, axes) if isinstance(u, Product) else None
+    if split is not None:
+        return split
     terms = zip(u.weights, u.terms) if isinstance(u, Sum) else [(1, u)]
     varying, constant = [], []
     for w, term in terms:
         c = constant_along(term, axes)
         (varying if c is None else constant).append((w, term if c is None else c))
     return varying, constant
+
+
+def _shifts_of_product(u: Product, axes):
+    """``_shifts`` of a product through the one sum factor that holds every axis (a free edge
+    of the product is held by one factor, so the others do not vary along it); None when
+    there is no such factor or none of its terms is constant along the axes."""
+    holders = [f for f in u.factors if isinstance(f, Sum) and all(a in f._shape for a in axes)]
+    if len(holders) != 1:
+        return None
+    (total,) = holders
+    others = [f for f in u.factors if f is not total]
+    varying, constant = _shifts(total, axes)
+    if not constant:
+        return None
+    kept = tuple(e for e in u.edges if e not in axes)
+    return ([(w, Product([*others, term], edges=u.edges)) for w, term in varying],
+            [(w, Product([*others, c], edges=kept)) for w, c in constant])
 
 
 def _rebuilt_sum(pairs, edges) -> Expr:

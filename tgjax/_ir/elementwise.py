@@ -196,6 +196,11 @@ def power_of_product(t: Function):
     k = t.spec.k
     if not (isinstance(u, Product) and k.is_Integer and u.factors):
         return None
+    parts = _components(u)
+    if len(parts) > 1:
+        # factors that share no edge are an outer product: its power is the product of the
+        # parts' powers, ``(Σa / Σb)^-1 = (Σa)^-1 Σb``, so a ratio of sums cancels against itself
+        return Product([Function(power(k), [part]) for part in parts], edges=t.edges)
     classes = UnionFind()
     for f in u.factors:
         if isinstance(f, Delta):
@@ -207,6 +212,19 @@ def power_of_product(t: Function):
         return None
     factors = [f if isinstance(f, Delta) else Function(power(k), [f]) for f in u.factors]
     return Product(factors, edges=t.edges)
+
+
+def _components(u: Product) -> list:
+    """The factors of ``u`` grouped into the networks that share no edge, each a product."""
+    classes = UnionFind()
+    for f in u.factors:
+        classes.join([id(f), *f.edges])
+    groups: dict = {}
+    for f in u.factors:
+        groups.setdefault(classes.find(id(f)), []).append(f)
+    if len(groups) == 1:
+        return [u]
+    return [g[0] if len(g) == 1 else Product(g) for g in groups.values()]
 
 
 class Power(ElementwiseFunction):

@@ -292,6 +292,32 @@ def combine_powers(p: Flat):
     return p.but([a for item in atoms for a in (item if isinstance(item, list) else [item])])
 
 
+def square_of_a_full_contraction(p: Flat):
+    """Two copies of one tensor contracted with each other over all their edges are
+    its square, summed: ``x[i] x[i] = x^2[i] δ[i]``, so ``x @ x`` and
+    ``F.sum(x ** 2)`` (and ``Y @ Y`` over both edges and ``F.sum(Y * Y)``) have one
+    normal form. Copies joined port to other port (``Y[a,b] Y[b,a]``, a trace of
+    ``Y Y``) are not equal as tensors and stay a contraction.
+    """
+    holders = Counter(e for a in p.atoms for e in a.edges)
+    seen: dict = {}
+    for k, a in enumerate(p.atoms):
+        if isinstance(a, Delta) or not a.edges or any(e in p.edges or holders[e] != 2 for e in a.edges):
+            continue
+        key = frozenset(a.edges)
+        j = seen.get(key)
+        if j is None:
+            seen[key] = k
+            continue
+        b = p.atoms[j]
+        if not (type(b) is type(a) and b == a):
+            continue
+        square = simplified(Function(power(2), [a], edges=a.edges))
+        ones = [Delta._make(a._shape[e], (e,)) for e in a.edges]
+        return p.but([g for m, g in enumerate(p.atoms) if m not in (j, k)] + [square, *ones])
+    return None
+
+
 def _contractions(atoms) -> list:
     """The atoms other than Deltas, grouped into sets joined by edges that two of them share,
     as ``(atom indices, ports)``: the ports are the edges that leave the set, in order."""
@@ -504,7 +530,8 @@ def ones_out_of_sum_factor(p: Flat):
 FINISHING_RULES = (recognise_softmax,)
 
 PRODUCT_RULES = (
-    zero_factor, inline_nested, merge_deltas, combine_powers, combine_scalar_factors, cancel_inverse, sum_into_sum_factor,
+    zero_factor, inline_nested, merge_deltas, combine_powers, square_of_a_full_contraction, combine_scalar_factors,
+    cancel_inverse, sum_into_sum_factor,
     ones_out_of_sum_factor,
 )
 
