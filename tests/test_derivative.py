@@ -309,3 +309,12 @@ def test_renamed_derivative_node():
     assert s == S.rename(i="z", l="i")
     assert_close(ev(s, VALS), VALS["S"])
     assert_close(ev(r, VALS), VALS["S"])
+
+
+def test_a_gradient_prints_as_the_derivative_it_stands_for_until_simplified():
+    # issue 28, item 8: its evaluation form is backpropagation's network of Deltas
+    loss = F.sum(F.tanh(A @ x) ** 2)
+    g = loss.grad(x)
+    assert str(g) == str(tg.Derivative(loss, x)) and str(g).startswith("D[")
+    assert "D[" in str(g.grad(x, new_names={"i": "k"}))
+    assert "D[" not in str(g.simplify()) and "δ[f,b]" not in str(g)

@@ -23,10 +23,18 @@ from .._ir.util import fresh_edge, is_fresh
 def to_string(t: Expr, depth: int | None = None) -> str:
     """The text notation of ``t``; with ``depth``, nodes deeper than that are shown as ``…``
     (a short description of a large expression, as in generated code's comments)."""
+    t = shown(t)
     mapping, letters = short_names_and_letters(t, depth)
     names = _Names(mapping)
     names.depth, names.letters = depth, letters
     return _str(t, names)
+
+
+def shown(t: Expr) -> Expr:
+    """What the notation shows for ``t``: the derivative a ``.grad`` result stands for (its
+    evaluation form is backpropagation's network of Deltas, which says little to a reader
+    until ``.simplify()`` gives the normal form), else ``t``."""
+    return t._stands_for if isinstance(t._stands_for, Derivative) else t
 
 
 def short_names(t: Expr, depth: int | None = None) -> dict:
@@ -64,6 +72,7 @@ class _Names(dict):
 
 def _sub(t: Expr, names: _Names) -> str:
     """A child's text, one level deeper."""
+    t = shown(t)
     if names.depth is None:
         return _str(t, names)
     if names.depth <= 0:
@@ -76,6 +85,7 @@ def _sub(t: Expr, names: _Names) -> str:
 
 
 def _collect_edges(t: Expr, used: set, fresh: list, depth: int | None = None):
+    t = shown(t)
     for e in t.edges + (t.axes if isinstance(t, AlongEdge) else ()):
         (fresh.append if is_fresh(e) else used.add)(e)
     # size symbols printed in weights (1/b) and as scalars (a closed loop's n): no letter may look like one
