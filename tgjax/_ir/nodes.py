@@ -752,10 +752,55 @@ class Product(Expr):
         return {e for e, n in counts.items() if n == 2}
 
 
-class Sum(Expr):
+class _RenamedLazily(Expr):
+    """A node whose renamed copy is made in constant time: its children carry its edges, so
+    an eager copy would rebuild everything below it down to the leaves. The copy keeps
+    the node it was renamed from and the mapping (``renamed_from``) and renames its
+    children only when something reads them; a rename of a rename starts from the
+    original, and a rename back returns it. ``_rename_memo``: the memo of the ``rename``
+    call that made the copy (see ``rename_in``), until the children are read."""
+
+    __slots__ = ("renamed_from", "_rename_memo")
+
+    @classmethod
+    def _lazy_copy(cls, base, mapping: dict, memo: dict, own):
+        """``base`` renamed by ``mapping``; ``own(origin)``: the copy's other slots, by name (its
+        children's slot None)."""
+        if base.renamed_from is not None:
+            origin, first = base.renamed_from
+            through = {e: mapping.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
+            base, mapping = origin, {e: n for e, n in through.items() if e != n}
+        if not mapping:
+            return base
+        obj = cls.__new__(cls)
+        for name, value in own(base).items():
+            _set(obj, name, value)
+        _set(obj, "renamed_from", (base, mapping))
+        _set(obj, "_rename_memo", memo)
+        obj._init(tuple(mapping.get(e, e) for e in base.edges), {mapping.get(e, e): s for e, s in base._shape.items()},
+                  depth=base._depth)
+        return obj
+
+    def _children_read(self, slot: str, of_origin) -> tuple:
+        """The children in ``slot``, renamed from the origin's (``of_origin(origin)``) on first read."""
+        if getattr(self, slot) is None:
+            from .rename import rename_in
+
+            origin, mapping = self.renamed_from
+            _set(self, slot, tuple(rename_in(u, mapping, self._rename_memo) for u in of_origin(origin)))
+            _set(self, "_rename_memo", None)
+        return getattr(self, slot)
+
+    def variables(self) -> tuple:
+        if self.renamed_from is not None:
+            return self.renamed_from[0].variables()
+        return super().variables()
+
+
+class Sum(_RenamedLazily):
     """A weighted sum of terms that all have the same free edges."""
 
-    __slots__ = ("_terms", "weights", "renamed_from", "_rename_memo")
+    __slots__ = ("_terms", "weights")
 
     def __init__(self, terms, weights, edges=None, where: str = "sum"):
         terms = tuple(terms)
@@ -775,59 +820,33 @@ class Sum(Expr):
 
     @classmethod
     def _renamed(cls, base: "Sum", mapping: dict, memo: dict) -> "Sum":
-        """``base`` with free edges renamed by ``mapping``, in constant time (as
-        ``Function._renamed``): a sum's terms carry its edges, so a renamed copy
-        would rebuild every product and sum below it down to the leaves. In a
-        layer-norm stack each block's centred sum holds the one before it, and
-        the normal form names it differently in every product that reads it:
-        renamed eagerly, the stack's normal form grows quadratically in depth."""
-        if base.renamed_from is not None:
-            origin, first = base.renamed_from
-            through = {e: mapping.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
-            base, mapping = origin, {e: n for e, n in through.items() if e != n}
-        if not mapping:
-            return base
-        obj = cls.__new__(cls)
-        _set(obj, "_terms", None)
-        _set(obj, "weights", base.weights)
-        _set(obj, "renamed_from", (base, mapping))
-        _set(obj, "_rename_memo", memo)
-        obj._init(tuple(mapping.get(e, e) for e in base.edges), {mapping.get(e, e): s for e, s in base._shape.items()},
-                  depth=base._depth)
-        return obj
+        """``base`` with free edges renamed by ``mapping``, in constant time. In a layer-norm
+        stack each block's centred sum holds the one before it, and the normal form names it
+        differently in every product that reads it: renamed eagerly, the stack's normal form
+        grows quadratically in depth."""
+        return cls._lazy_copy(base, mapping, memo, lambda b: {"_terms": None, "weights": b.weights})
 
     @property
     def terms(self) -> tuple:
-        if self._terms is None:
-            from .rename import rename_in
-
-            origin, mapping = self.renamed_from
-            _set(self, "_terms", tuple(rename_in(u, mapping, self._rename_memo) for u in origin.terms))
-            _set(self, "_rename_memo", None)
-        return self._terms
+        return self._children_read("_terms", lambda origin: origin.terms)
 
     @property
     def args(self):
         return self.terms
-
-    def variables(self) -> tuple:
-        if self.renamed_from is not None:
-            return self.renamed_from[0].variables()
-        return super().variables()
 
     def _rebuild(self, *terms):
         same = set(terms[0].edges) == set(self.edges)
         return Sum(terms, self.weights, edges=self.edges if same else None)
 
 
-class Function(Expr):
+class Function(_RenamedLazily):
     """An elementwise function of one or more tensors with the same edges.
 
     ``spec`` (an ``ElementwiseFunction``) carries what it computes, its derivative,
     identities and printing.
     """
 
-    __slots__ = ("spec", "_inputs", "renamed_from", "_rename_memo")
+    __slots__ = ("spec", "_inputs")
 
     def __init__(self, spec, inputs, edges=None):
         inputs = tuple(inputs)
@@ -844,49 +863,17 @@ class Function(Expr):
 
     @classmethod
     def _renamed(cls, base: Function, mapping: dict, memo: dict) -> Function:
-        """``base`` with free edges renamed by ``mapping``, in constant time.
-
-        An elementwise function's inputs carry its edges, so a renamed copy
-        would rebuild the whole chain below it; a derivative's normal form
-        renames the chain below every partial (quadratic in depth). The copy's
-        inputs are renamed only when something reads them, and ``renamed_from``
-        (the unrenamed function, and the mapping from its edges) lets a rename
-        of a rename start from the original, and a rename back return it.
-        ``memo``: the memo of the ``rename`` call that asks (see ``rename_in``).
-        """
-        if base.renamed_from is not None:
-            origin, first = base.renamed_from
-            through = {e: mapping.get(first.get(e, e), first.get(e, e)) for e in origin.edges}
-            base, mapping = origin, {e: n for e, n in through.items() if e != n}
-        if not mapping:
-            return base
-        obj = cls.__new__(cls)
-        _set(obj, "spec", base.spec)
-        _set(obj, "_inputs", None)
-        _set(obj, "renamed_from", (base, mapping))
-        _set(obj, "_rename_memo", memo)
-        obj._init(tuple(mapping.get(e, e) for e in base.edges), {mapping.get(e, e): s for e, s in base._shape.items()},
-                  depth=base._depth)
-        return obj
+        """``base`` with free edges renamed by ``mapping``, in constant time. A derivative's
+        normal form renames the chain below every partial (quadratic in depth, eagerly)."""
+        return cls._lazy_copy(base, mapping, memo, lambda b: {"spec": b.spec, "_inputs": None})
 
     @property
     def inputs(self) -> tuple:
-        if self._inputs is None:
-            from .rename import rename_in
-
-            origin, mapping = self.renamed_from
-            _set(self, "_inputs", tuple(rename_in(u, mapping, self._rename_memo) for u in origin.inputs))
-            _set(self, "_rename_memo", None)
-        return self._inputs
+        return self._children_read("_inputs", lambda origin: origin.inputs)
 
     @property
     def args(self):
         return self.inputs
-
-    def variables(self) -> tuple:
-        if self.renamed_from is not None:
-            return self.renamed_from[0].variables()
-        return super().variables()
 
     def _rebuild(self, *inputs):
         same = set(inputs[0].edges) == set(self.edges)
