@@ -123,6 +123,19 @@ def test_where_picks_entries_and_sends_the_derivative_to_the_side_chosen():
         F.where(1.0, T, Y)
 
 
+def test_where_takes_a_boolean_mask_array_and_only_a_mask():
+    # API.md: the mask is a boolean or 0/1 tensor
+    M = tg.Variable("M", b, c)
+    mask = np.arange(B * C).reshape(B, C) % 3 == 0
+    loss = F.sum(F.where(M, F.tanh(T), 0.0) * Y)
+    value, grad = tg.lower([loss, loss.grad(T)])(M=mask, T=T_VAL, Y=Y_VAL)
+    ref = lambda t: jnp.sum(jnp.where(mask, jnp.tanh(t), 0.0) * Y_VAL)  # noqa: E731
+    close(value, ref(T_VAL))
+    close(grad, jax.grad(ref)(T_VAL))
+    with pytest.raises(TypeError, match="boolean array.*only as an F.where mask"):
+        tg.lower(F.sum(M * T))(M=mask, T=T_VAL)
+
+
 def test_layer_norm_matches_the_jax_one_and_its_gradient():
     d = tg.symbols("d")
     h = tg.Variable("h", b, d)

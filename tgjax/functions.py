@@ -751,8 +751,8 @@ def erf(t: Expr) -> Expr:
 
 def where(mask, a, b) -> Expr:
     """``a`` where ``mask`` is nonzero, else ``b``, entry by entry, broadcast on their edges as
-    ``+`` broadcasts (``a`` and ``b`` may be numbers). The mask is a 0/1 tensor (pass a boolean
-    array as ``mask.astype(jnp.float32)``) and is not differentiated; the derivative goes to
+    ``+`` broadcasts (``a`` and ``b`` may be numbers). The mask is a 0/1 tensor (the array of
+    a Variable used as a mask may be boolean) and is not differentiated; the derivative goes to
     the side chosen, as ``jnp.where``'s. Masked entries never mix in: ``F.where(m, x, -1e9)``
     is ``-1e9`` where ``m`` is 0, with no ``0 * inf``.
 

@@ -12,7 +12,8 @@ import numpy as np
 import sympy
 
 from .._ir.deep import deep
-from .._ir.nodes import Expr, Variable, variables_in
+from .._ir.elementwise import where as where_function
+from .._ir.nodes import Expr, Function, Variable, variables_in
 from .._ir.rename import sharing_args
 from .._ir.sizes import complete_sizes, convolution_triples
 from .._ir.structural import is_structural
@@ -83,8 +84,9 @@ def _by_name(values) -> dict:
     return {(k.name if isinstance(k, Variable) else k): v for k, v in (values or {}).items()}
 
 
-def _checked_array(name: str, array, where: str = "tgjax function"):
-    """The value given for variable ``name`` as an array of numbers, or a clear error."""
+def _checked_array(name: str, array, where: str = "tgjax function", masks=frozenset()):
+    """The value given for variable ``name`` as an array of numbers, or a clear error. A
+    boolean array is taken as 0/1 for a variable in ``masks`` (an ``F.where`` mask)."""
     if not hasattr(array, "shape") or not hasattr(array, "dtype"):
         try:
             array = jnp.asarray(array)
@@ -93,13 +95,24 @@ def _checked_array(name: str, array, where: str = "tgjax function"):
                 f"{where}: the value for variable {name!r} must be an array of numbers; got {array!r} ({error})."
             ) from None
     if jnp.issubdtype(array.dtype, jnp.bool_):
+        if name in masks:
+            return jnp.asarray(array).astype(jnp.float32)  # exact: 0 and 1
         raise TypeError(
             f"{where}: variable {name!r} is a boolean array; tensor sums and products of booleans "
-            f"are not defined here. Convert it, e.g. {name}=mask.astype(jnp.float32)."
+            f"are not defined here (a boolean array is taken only as an F.where mask). Convert it, "
+            f"e.g. {name}=mask.astype(jnp.float32)."
         )
     if not jnp.issubdtype(array.dtype, jnp.number):
         raise TypeError(f"{where}: the value for variable {name!r} must be numeric; got dtype {array.dtype}.")
     return array
+
+
+def _mask_variables(nodes) -> frozenset:
+    """The names of the Variables in the masks of ``F.where`` among ``nodes`` (a shared DAG):
+    API.md lets such a mask be a boolean array."""
+    masks = [node.inputs[0] for node in nodes
+             if isinstance(node, Function) and node.spec is where_function and node.renamed_from is None]
+    return frozenset(v.name for v in variables_in(masks)) if masks else frozenset()
 
 
 def _read_sizes(name: str, var: Variable, array, env: dict, origin: dict, where: str = "tgjax function") -> None:
@@ -166,6 +179,7 @@ class Lowered:
         forms = self.evaluated + (self.by_symmetry or ()) + (self.normal or ()) + (self.on_normal or ())
         # the Variables an array is passed for: not the structural ones the program computes
         self.variables = {n: v for n, v in _variables(forms + self.exprs, "tg.lower").items() if not is_structural(n)}
+        self._masks = _mask_variables(shared)
         # what the expressions were derived from (a .grad's unevaluated derivative, a
         # simplified expression's input) but no longer mention: sizes only
         derived = [t._stands_for for t in outputs if t._stands_for is not None]
@@ -214,7 +228,7 @@ class Lowered:
             if name not in given:
                 edges = ", ".join(e for e, _ in var.decl)
                 raise ValueError(f"tgjax function: missing variable {name!r} (edges {edges}); pass it as fn({name}=array).")
-            array = _checked_array(name, given[name])
+            array = _checked_array(name, given[name], masks=self._masks)
             _read_sizes(name, var, array, env, origin)
             arrays.append(array)
         # Variables the expressions were derived from but no longer mention (a constant
