@@ -446,7 +446,8 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
             name = key.name if isinstance(key, Variable) else key
             if name not in known:
                 continue  # ignored, as the lowered callable ignores it: one dict serves a loss and its parts
-            _read_sizes(name, known[name], _checked_array(name, array, "tg.to_source"), env, origin, "tg.to_source")
+            _read_sizes(name, known[name], _checked_array(name, array, "tg.to_source", lowered._masks), env, origin,
+                        "tg.to_source")
     given = set(env)
     # Sizes a convolution ties together are derived, not guessed: a nominal
     # (short) kernel and input where neither end is known.
