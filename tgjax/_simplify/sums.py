@@ -51,7 +51,7 @@ def _open_into(t: Sum, weight, pairs: list, opened: set):
     terms. A sum met twice (a DAG) is opened once; again, it is simplified as a whole.
     """
     for w, u in zip(t.weights, t.terms):
-        if isinstance(u, Sum) and u._simplified is None and not_simplified(u) and id(u) not in opened:
+        if isinstance(u, Sum) and not_simplified(u) and id(u) not in opened:
             opened.add(id(u))
             _open_into(u, weight * w, pairs, opened)
         else:
