@@ -12,7 +12,7 @@ import pytest
 
 import tgjax as tg
 import tgjax.functions as F
-from tgjax._ir.nodes import Function
+from tgjax._ir.nodes import Function, Product
 from tgjax._ir.numbering import Numbering
 from tgjax._ir.rename import sharing_args
 from tgjax._ir.walk import parents_first
@@ -176,6 +176,30 @@ def test_value_numbers_see_through_renaming():
     assert a == b
     assert dict(zip(ports_a, ports_b)) == {"i": "p", "k": "q"}
     assert numbers(F.exp(A @ tg.Variable("B", j=j, k=i)))[0] != a
+
+
+def test_value_numbers_see_through_views():
+    """A view (identity Deltas that relabel a node's edges) has its node's number, and so has
+    a renamed product whose function became a view: the reverse sweep then gives both one
+    cotangent."""
+    from tgjax._ir.numbering import view_origin
+    from tgjax._ir.rename import view, with_views
+
+    i, j = tg.symbols("i j")
+    A = tg.Variable("A", i, j)
+    t = F.tanh(A @ tg.Variable("B", j=j, k=i))
+    seen = view(t, {"i": "p"})
+    assert view_origin(seen) == (t, {"i": "p"})
+    numbers = Numbering()
+    (a, ports_a), (b, ports_b) = numbers(t), numbers(seen)
+    assert a == b and dict(zip(ports_a, ports_b)) == {"i": "p", "k": "k"}
+    product = t @ tg.Variable("C", k=i, m=j)
+    renamed, = with_views([product.rename(i="s")])
+    assert numbers(renamed)[0] == numbers(product)[0]
+    # a trace or a diagonal is no view
+    M = tg.Variable("M", i=i, j=i)
+    assert view_origin(Product([M, tg.Delta(i, "i", "j")], edges=())) is None
+    assert view_origin(Product([M.rename(j="q"), tg.Delta(i, "i", "p", "r")], edges=("p", "r", "q"))) is None
 
 
 def test_renaming_a_residual_network_is_linear():

@@ -710,21 +710,14 @@ def _user_spec(name: str, fn, apply, order: int):
     return f
 
 
-def _gelu_exact(x):
-    import jax
-
-    return jax.nn.gelu(x, approximate=False)
-
-
-_gelu = _user_function("gelu", _gelu_exact, order=0)
-
-
 def gelu(t: Expr, approximate: bool = False) -> Expr:
-    """Elementwise GELU, one function either way: the exact form ``t * Phi(t)`` (derivatives
-    of any order through ``jax.grad``), or with ``approximate=True`` the tanh form
-    ``0.5 t (1 + tanh(sqrt(2/pi) (t + 0.044715 t^3)))``, as ``jax.nn.gelu`` (GPT-2's;
-    derivatives symbolic). Written out from primitives, the tanh form is a dozen nodes
-    whose derivative costs more than backpropagation through one function.
+    """Elementwise GELU, one function either way, as ``jax.nn.gelu``: the exact form
+    ``t * Phi(t)`` (``Phi`` the standard normal's distribution function), or with
+    ``approximate=True`` the tanh form ``0.5 t (1 + tanh(sqrt(2/pi) (t + 0.044715 t^3)))``
+    (GPT-2's). Derivatives of any order are symbolic. A gradient computes ``Phi(t)``
+    once, for the value and the derivative ``Phi(t) + t phi(t)``, as backpropagation
+    does; written out from primitives, the tanh form is a dozen nodes whose
+    derivative costs more than backpropagation through one function.
 
     Examples:
         >>> x = tg.Variable("x", i=3)
@@ -734,7 +727,7 @@ def gelu(t: Expr, approximate: bool = False) -> Expr:
     t = _tensor(t, "F.gelu")
     if not isinstance(approximate, bool):
         raise TypeError(f"F.gelu: approximate must be True or False; got {approximate!r}.")
-    return _ew.gelu_tanh(t) if approximate else _gelu(t)
+    return _ew.gelu_tanh(t) if approximate else _ew.gelu(t)
 
 
 def erf(t: Expr) -> Expr:

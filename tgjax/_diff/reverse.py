@@ -39,7 +39,7 @@ from .._ir.nodes import (
     Zero,
     variables_in,
 )
-from .._ir.numbering import Numbering
+from .._ir.numbering import Numbering, view_origin
 from .._ir.rename import hadamard, is_one, sharing_args, view
 from .._ir.util import IdentityCache, fresh_edge
 from .._ir.walk import parents_first
@@ -109,8 +109,9 @@ def _swept(t: Expr) -> _Swept:
     # t's own edges ride along every cotangent under fresh names.
     swept.out = {e: fresh_edge() for e in t.edges}
     seed = Product([Delta._make(t._shape[e], (e, swept.out[e])) for e in t.edges], edges=t.edges + tuple(swept.out.values()))
-    pending = {id(t): [seed]}
     classes = _Classes(keys)
+    top, relabel = classes.representative(t)  # t itself, unless t is a view
+    pending = {id(top): [view(seed, relabel)]}
     swept.reached = {}
     for node in classes.parents_first(t):
         parts = pending.pop(id(node), None)
@@ -146,7 +147,10 @@ class _Classes:
     def representative(self, t: Expr):
         """The node standing for ``t``'s class, and the map of ``t``'s edges onto its edges."""
         number, ports = self.numbering(t)
-        first = self.first.setdefault(number, t)
+        node = t
+        while (seen := view_origin(node)) is not None:
+            node = seen[0]  # a view is in its node's class, and never stands for it
+        first = self.first.setdefault(number, node)
         if first is t:
             return t, {}
         return first, dict(zip(ports, self.numbering(first)[1]))

@@ -10,6 +10,12 @@ children's numbers, in constant time per child, as a compiler's value
 numbering does. Equal numbers mean the same array up to relabelling free
 edges; ``ports`` gives that relabelling (the k-th port of one node is the
 k-th of the other). Unequal numbers say nothing.
+
+A view (a node wrapped in identity Deltas that only relabel its edges,
+``rename.view``) has its node's number: a renamed copy of a product whose
+functions became views is then recognised as the product, and the reverse
+sweep gives the two one cotangent (a GPT block's attention output was
+backpropagated twice, once per name of its sequence edge).
 """
 
 from __future__ import annotations
@@ -31,11 +37,44 @@ class Numbering:
             pending = parents_first([t], follow=lambda u: id(u) not in self._nodes)
             for node in reversed(pending):
                 if id(node) not in self._nodes:
-                    key, ports = _key(node, self)
-                    number = self._table.setdefault(key, len(self._table))
+                    seen = view_origin(node)
+                    if seen is not None:
+                        origin, mapping = seen
+                        number, ports = self._nodes[id(origin)][1:]
+                        ports = tuple(mapping.get(e, e) for e in ports)
+                    else:
+                        key, ports = _key(node, self)
+                        number = self._table.setdefault(key, len(self._table))
                     self._nodes[id(node)] = (node, number, ports)
             entry = self._nodes[id(t)]
         return entry[1], entry[2]
+
+
+def view_origin(t: Expr):
+    """``(node, mapping)`` where ``t`` is ``node`` with its free edges renamed by ``mapping``
+    through identity Deltas (a view), else None."""
+    if not isinstance(t, Product) or len(t.factors) < 2:
+        return None
+    inner = [f for f in t.factors if not isinstance(f, Delta)]
+    if len(inner) != 1:
+        return None
+    (origin,) = inner
+    own, free = set(origin.edges), set(t.edges)
+    mapping = {}
+    for f in t.factors:
+        if f is origin:
+            continue
+        if len(f.edges) != 2:
+            return None
+        a, b = f.edges
+        if a in free:
+            a, b = b, a
+        if a not in own or a in free or b in own or b not in free or a in mapping:
+            return None
+        mapping[a] = b
+    if len(mapping) + len(own & free) != len(own) or len(t.edges) != len(own):
+        return None
+    return origin, mapping
 
 
 def _wiring(children, numbering) -> tuple[tuple, dict]:

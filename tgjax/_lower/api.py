@@ -263,7 +263,7 @@ class Lowered:
         entry = self._programs.get(key)
         if entry is None:
             with stage("plan", f"{len(self.exprs)} expression(s) at sizes {_sizes_text(env)}"):
-                source, inputs, extra = self._build(env)
+                source, inputs, extra = self._build(env, comments=False)
             namespace = {**runtime.MODULES, **runtime.HELPERS, **extra}
             exec(compile(source, "<tgjax program>", "exec"), namespace)
             entry = (source, inputs, jax.jit(namespace["program"]))
@@ -271,13 +271,15 @@ class Lowered:
         return entry
 
     @deep
-    def _build(self, env: dict):
-        """Source, inputs and globals of the cheaper candidate program at sizes ``env``."""
+    def _build(self, env: dict, comments: bool = True):
+        """Source, inputs and globals of the cheaper candidate program at sizes ``env``
+        (``comments``: with a comment on each statement, as ``tg.to_source`` shows it)."""
         # On a tie the earlier candidate wins: the normal forms, whose programs the
         # benchmarks have measured longest, then derivatives on normal forms.
         candidates = [forms for forms in (self.normal, self.on_normal) if forms is not None] + [self.evaluated]
         candidates += [self.by_symmetry] if self.by_symmetry is not None else []
-        built = [build(forms, env, as_tuple=not self._single, mapped=self._mapped) for forms in candidates]
+        built = [build(forms, env, as_tuple=not self._single, mapped=self._mapped, comments=comments)
+                 for forms in candidates]
         return min(built, key=lambda program: program[3])[:3]
 
     def _shapes_key(self, arrays, given: dict) -> tuple:
@@ -415,6 +417,7 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
         import jax
         import jax.numpy as jnp
         from jax import lax
+        from tgjax._lower.runtime import einsum
         <BLANKLINE>
         <BLANKLINE>
         def program(X):
@@ -427,7 +430,7 @@ def to_source(exprs, sizes: Mapping | None = None, values: Mapping | None = None
             # tanh(X[a,b])
             t0 = jnp.tanh(X)
             # tanh(X[a,b]) δ[a] δ[b]
-            t1 = jnp.einsum('ab->', t0)
+            t1 = einsum('ab->', t0)
             return t1
         <BLANKLINE>
     """

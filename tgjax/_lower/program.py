@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import sympy
 
 from .._ir.along import axis_argument, logsumexp, softmax
+from .._ir.elementwise import gelu_as_product
 from .._ir.nodes import AlongEdge, Convolution, Delta, Expr, Function, Product, Sum, Variable, Zero
 from .._ir.numbering import Numbering
 from .._ir.structural import is_structural, structural_source
@@ -123,7 +124,7 @@ class Program:
         self.flops += flops
         self.written += elements
         if comment:
-            self.lines.append(f"# {_short(comment)}")
+            self.lines.append(comment if callable(comment) else _Comment(lambda: comment))
         code = _separate_self_reads(code)
         name = self.new_name()
         self.lines.append(f"{name} = {code}")
@@ -221,10 +222,24 @@ def _separate_self_reads(code: str) -> str:
     return _READ.sub(read, code) if twice else code
 
 
-def _describe(t: Expr) -> str:
+class _Comment:
+    """A comment line of the generated source, written only where the source is shown
+    (``tg.to_source``): the program that is run needs none, and printing every
+    statement's expression took a third of a 200-layer MLP's planning."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text  # a function returning the comment's text
+
+    def __call__(self) -> str:
+        return f"# {_short(self.text())}"
+
+
+def _describe(t: Expr, prefix: str = "") -> _Comment:
     """A comment for the statement computing ``t``: its top levels only (a DAG
     printed whole as a tree can be far larger than the program)."""
-    return to_string(t, depth=4)
+    return _Comment(lambda: prefix + to_string(t, depth=4))
 
 
 def _short(text: str, limit: int = 110) -> str:
@@ -327,6 +342,10 @@ def _(t: Sum, program):
 
 @_lower.register
 def _(t: Function, program):
+    as_product = gelu_as_product(t)
+    if as_product is not None:
+        # Phi(u) computed once where a gradient needs it too (Phi(u) + u phi(u))
+        return program.value(as_product)
     order = _function_order(t, program)
     args = [program.aligned(u, order) for u in t.inputs]
     n = program.elements(t)
@@ -354,7 +373,7 @@ def _(t: AlongEdge, program):
         # softmax and logsumexp of one input: one call computes both from the same exponentials
         along = math.prod(program.size(t.input._shape[a]) for a in t.axes)
         both = program.emit(
-            f"softmax_logsumexp({v.name}, {axis_argument(positions)})", f"softmax and logsumexp of {_describe(t.input)}",
+            f"softmax_logsumexp({v.name}, {axis_argument(positions)})", _describe(t.input, "softmax and logsumexp of "),
             flops=6 * n, elements=n + n // along,
         )
         return Value(program.emit(f"{both}[{0 if t.spec is softmax else 1}]"), edges)
@@ -419,17 +438,18 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatter, pro
                               elements=program.elements(t)), (edge,) + rest)
 
 
-def _emitted(p, weight, comment: str, elements: int, program) -> Value:
-    """The steps of plan ``p`` emitted, then its broadcasts, diagonals and scale."""
+def _emitted(p, weight, comment, elements: int, program) -> Value:
+    """The steps of plan ``p`` emitted, then its broadcasts, diagonals and scale (``comment``:
+    a text or a ``_Comment`` for the first step)."""
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
     renamed = {}
     result = p.result
     for k, step in enumerate(p.steps):
         note = comment if len(p.steps) == 1 else (
-            f"{comment}  [step {k + 1}/{len(p.steps)}]" if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
+            _step_comment(comment, f"  [step {k + 1}/{len(p.steps)}]") if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
         operands = [renamed.get(a, a) for a in step.operands]
-        code = _product_code(step.equation, operands) or f"jnp.einsum({step.equation!r}, {', '.join(operands)})"
+        code = _product_code(step.equation, operands) or f"einsum({step.equation!r}, {', '.join(operands)})"
         key = ("einsum", _canonical_equation(step.equation), tuple(operands))
         step_flops, step_elements = _step_cost(step.equation, p.letter_sizes)
         renamed[step.out] = program.emit(code, note, key=key, flops=step_flops, elements=step_elements)
@@ -451,6 +471,12 @@ def _emitted(p, weight, comment: str, elements: int, program) -> Value:
     else:
         name = result
     return Value(name, tuple(p.labels))
+
+
+def _step_comment(comment, suffix: str) -> _Comment:
+    """``comment`` (a text or a ``_Comment``) with ``suffix`` added."""
+    text = comment.text if callable(comment) else (lambda: comment)
+    return _Comment(lambda: text() + suffix)
 
 
 def _product_code(equation: str, operands) -> str | None:
@@ -536,10 +562,12 @@ def parameter(name: str) -> str:
     return name
 
 
-def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program", mapped=()):
+def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program", mapped=(),
+          comments: bool = True):
     """Source text, inputs and globals of one function computing every output at sizes ``env``,
     and its estimated cost (``Program.cost``). ``mapped``: names of the inputs that are one
-    example of a batch (``Program.mapped``)."""
+    example of a batch (``Program.mapped``). ``comments``: whether each statement is preceded
+    by a comment saying what it computes (for a reader; the program run needs none)."""
     program = Program(env, mapped)
     outputs = factor_all(outputs, program.size)
     # Functions first, innermost first: the products inside them (a forward
@@ -555,7 +583,9 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
     inputs = list(program.inputs)
     params = [parameter(n) for n in inputs]
     header = [f"def {function_name}({', '.join(params)}):"]
-    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in params)})", *program.lines]
+    # a comment is a _Comment, written here only where asked for
+    lines = [line() if callable(line) else line for line in program.lines if comments or not callable(line)]
+    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in params)})", *lines]
     if len(results) == 1 and not as_tuple:
         body.append(f"return {results[0]}")
     else:
