@@ -518,6 +518,29 @@ def test_the_compiled_program_has_no_comments_and_to_source_has_them():
     assert len(comments) >= len(statements) - 1 > 0
 
 
+def test_the_end_of_a_long_elementwise_chain_read_twice_is_written_out():
+    # XLA:CPU fuses an elementwise chain into each reader, recomputing it;
+    # the program writes out the end of a chain of six or more that two read.
+    h = X
+    for _ in range(8):
+        h = F.tanh(h) * 2.0 + 1.0
+    expr = [F.sum(h * h), F.sum(h @ W)]
+    fn = tg.lower(expr)
+    arrays, env = fn._bind(VALUES, {})
+    source, _, _ = fn._program(env)
+    assert source.count("materialized(") >= 1
+    short = tg.lower([F.sum(F.tanh(X) * F.tanh(X)), F.sum(F.tanh(X) @ W)])
+    assert "materialized(" not in short._program(short._bind(VALUES, {})[1])[0]
+    h_np = VALUES["X"]
+    for _ in range(8):
+        h_np = np.tanh(h_np) * 2.0 + 1.0
+    got = fn(VALUES)
+    assert_close(got[0], np.sum(h_np * h_np))
+    assert_close(got[1], np.sum(h_np @ VALUES["W"]))
+    assert_close(jax.jit(lambda v: fn(v)[0])(VALUES), np.sum(h_np * h_np))
+    assert_close(jax.vmap(lambda x: fn({**VALUES, "X": x})[1])(np.stack([VALUES["X"]] * 2)), [np.sum(h_np @ VALUES["W"])] * 2)
+
+
 def test_delta_inside_a_network_values():
     out = tg.lower(S @ tg.Delta(n, "j", "k") @ S.rename(i="k", j="l"))(VALUES)
     assert_close(out, VALUES["S"] @ VALUES["S"])

@@ -12,6 +12,7 @@ import functools
 import itertools
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import sympy
@@ -55,6 +56,8 @@ class Program:
         self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
         self.partners = {}       # operand name -> names it was contracted with in a remembered pair
+        self.reads = {}          # statement name -> the statement names it reads, in emission order
+        self.elementwise = set()  # the statements that are elementwise in what they read
         self.flops = 0           # estimated FLOPs of the statements emitted (as XLA counts them)
         self.written = 0         # elements written by them
         self._sizes = {}          # size expression -> int
@@ -113,10 +116,13 @@ class Program:
         """What the program is estimated to cost: work plus memory traffic."""
         return self.flops + self.written
 
-    def emit(self, code: str, comment: str | None = None, key=None, flops: int = 0, elements: int = 0) -> str:
+    def emit(self, code: str, comment: str | None = None, key=None, flops: int = 0, elements: int = 0,
+             elementwise: bool = False) -> str:
         """Append ``name = code``; an identical statement emitted before is reused instead.
 
-        ``flops`` and ``elements`` (of the result) feed the program's cost estimate.
+        ``flops`` and ``elements`` (of the result) feed the program's cost estimate;
+        ``elementwise``: whether each entry of the result reads only the same entry of
+        what the statement reads (``materialize_long_chains``).
         """
         key = key or code
         if key in self.statements:
@@ -128,10 +134,30 @@ class Program:
         code = _separate_self_reads(code)
         name = self.new_name()
         self.lines.append(f"{name} = {code}")
+        self.reads[name] = tuple(dict.fromkeys(_STATEMENT.findall(code)))
+        if elementwise:
+            self.elementwise.add(name)
         self.statements[key] = name
         if self.mapped and not self.mapped.isdisjoint(re.findall(r"\b\w+\b", code)):
             self.mapped.add(name)
         return name
+
+    def materialize_long_chains(self, results):
+        """Pass through ``runtime.materialized`` every statement that ends a chain of
+        ``_LONG_CHAIN`` or more elementwise statements and is read at least twice (by
+        statements or as a result): XLA:CPU would recompute the chain in each reader."""
+        uses = Counter(results)
+        for reads in self.reads.values():
+            uses.update(reads)
+        where = {line.split(" = ", 1)[0]: k for k, line in enumerate(self.lines) if isinstance(line, str)}
+        chain = {}
+        for name, reads in self.reads.items():
+            length = 1 + max((chain[r] for r in reads), default=0) if name in self.elementwise else 0
+            if length >= _LONG_CHAIN and uses[name] >= 2:
+                k = where[name]
+                self.lines[k] = f"{name} = materialized({self.lines[k][len(name) + 3:]})"
+                length = 0
+            chain[name] = length
 
     # -- sharing pairwise contractions between products ---------------------
     def remember_pair(self, equation: str, operands, name: str):
@@ -194,6 +220,12 @@ class Program:
         perm = tuple(v.edges.index(e) for e in order)
         return f"{v.name}.transpose({perm})"
 
+
+# Statements a generated program names (t0, t1, ...; parameter() keeps inputs off these names).
+_STATEMENT = re.compile(r"\bt\d+\b")
+# The elementwise statements in a row that a program lets XLA recompute in each reader
+# (materialize_long_chains): 6 and 4 measured alike on the post-layer-norm stack, 6 better at 2 blocks.
+_LONG_CHAIN = 6
 
 # A name, and the transpose it is read through if any.
 _READ = re.compile(r"\b(\w+)(?:\.transpose\((\([\d, ]*\))\))?")
@@ -337,7 +369,7 @@ def _(t: Sum, program):
     code = ("-" if parts[0][0] == "-" else "") + parts[0][1]
     code += "".join(f" {s} {b}" for s, b in parts[1:])
     n = program.elements(t)
-    return Value(program.emit(code, _describe(t), flops=n * len(parts), elements=n), order)
+    return Value(program.emit(code, _describe(t), flops=n * len(parts), elements=n, elementwise=True), order)
 
 
 @_lower.register
@@ -349,7 +381,8 @@ def _(t: Function, program):
     order = _function_order(t, program)
     args = [program.aligned(u, order) for u in t.inputs]
     n = program.elements(t)
-    return Value(program.emit(function_call(t.spec, args, program), _describe(t), flops=n, elements=n), order)
+    return Value(program.emit(function_call(t.spec, args, program), _describe(t), flops=n, elements=n, elementwise=True),
+                 order)
 
 
 def _function_order(t: Function, program: Program) -> tuple:
@@ -449,10 +482,12 @@ def _emitted(p, weight, comment, elements: int, program) -> Value:
         note = comment if len(p.steps) == 1 else (
             _step_comment(comment, f"  [step {k + 1}/{len(p.steps)}]") if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
         operands = [renamed.get(a, a) for a in step.operands]
-        code = _product_code(step.equation, operands) or f"einsum({step.equation!r}, {', '.join(operands)})"
+        product = _product_code(step.equation, operands)
+        code = product or f"einsum({step.equation!r}, {', '.join(operands)})"
         key = ("einsum", _canonical_equation(step.equation), tuple(operands))
         step_flops, step_elements = _step_cost(step.equation, p.letter_sizes)
-        renamed[step.out] = program.emit(code, note, key=key, flops=step_flops, elements=step_elements)
+        renamed[step.out] = program.emit(code, note, key=key, flops=step_flops, elements=step_elements,
+                                         elementwise=product is not None)
         program.remember_pair(step.equation, operands, renamed[step.out])
         if step.out == p.result:
             result = renamed[step.out]
@@ -467,7 +502,8 @@ def _emitted(p, weight, comment, elements: int, program) -> Value:
         # A broadcast is free under jit (XLA fuses it into its consumer); a
         # diagonal or a scale writes the array.
         n = elements if scale != 1 or any(kind != "broadcast" for kind, *_ in p.post) else 0
-        name = program.emit(code, comment if not p.steps else "output axes no operand carries", flops=n, elements=n)
+        name = program.emit(code, comment if not p.steps else "output axes no operand carries", flops=n, elements=n,
+                            elementwise=True)
     else:
         name = result
     return Value(name, tuple(p.labels))
@@ -580,6 +616,7 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
         if isinstance(t, (Function, AlongEdge)) and selector(t) is None:
             program.value(t)
     results = [program.aligned(t, t.edges) for t in outputs]
+    program.materialize_long_chains(_STATEMENT.findall(" ".join(results)))
     inputs = list(program.inputs)
     params = [parameter(n) for n in inputs]
     header = [f"def {function_name}({', '.join(params)}):"]
