@@ -277,3 +277,20 @@ def test_einsum_letters_follow_opt_einsum():
     assert (letters.of("p"), letters.of("q"), letters.of("p")) == ("a", "b", "a")
     with pytest.raises(KeyError):
         letters["r"]
+
+
+def test_importing_tgjax_loads_no_library_it_does_not_need_yet():
+    # Importing took 3 s beyond JAX (exact GELU ran JAX at import); drawing's graph
+    # library and the solvers' operator library load when first used. Counted
+    # without a clock: which modules an import leaves loaded, and that no JAX
+    # computation ran (no backend was started).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tgjax, tgjax.functions, tgjax.nn\n"
+        "from jax._src import xla_bridge\n"
+        "print(sorted(m for m in ('networkx', 'lineax', 'optax') if m in sys.modules), bool(getattr(xla_bridge, '_backends', {})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "False"], out

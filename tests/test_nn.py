@@ -90,17 +90,36 @@ def test_vmap_jit_and_gradients_match_the_dense_formula():
     lambda: tnn.CPLinear((8, 8, 8), (8, 8, 8), 16, key=jax.random.key(0)),
     lambda: tnn.TuckerLinear((8, 8, 8), (8, 8, 8), 4, key=jax.random.key(0)),
 ], ids=["tensor_train", "cp", "tucker"])
-def test_dense_matrix_is_never_formed(make):
-    # Ordered for a batch, the layer combines factors once per batch where that
-    # pays (contract.mapped_order), but nothing without the batch reaches a
-    # quarter of the dense weight, for one example or under vmap.
+def test_a_weight_larger_than_the_batch_input_is_never_formed(make):
+    # The layer rule: a 512 x 512 weight has more entries than a batch of 256
+    # inputs (the batch its order is planned for), so nothing without the batch
+    # is as large as it, for one example or under vmap.
     m = make()
     for jaxpr in (jax.make_jaxpr(m)(jnp.ones(512)), jax.make_jaxpr(jax.vmap(m))(jnp.ones((64, 512)))):
         eqns = list(_all_eqns(jaxpr.jaxpr))
         assert any(e.primitive.name == "dot_general" for e in eqns)  # the walk reached the contraction
         unbatched = [v for e in eqns for v in e.outvars if 64 not in v.aval.shape]
         biggest = max(math.prod(v.aval.shape) for v in unbatched)
-        assert biggest < 512 * 512 // 4, biggest
+        assert biggest < 512 * 512, biggest
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tnn.TensorTrainLinear((8, 8, 8, 8), (2, 2, 2, 2), 8, use_bias=False, key=jax.random.key(0)),
+    lambda: tnn.CPLinear((8, 8, 8, 8), (2, 2, 2, 2), 36, use_bias=False, key=jax.random.key(0)),
+], ids=["tensor_train", "cp"])
+def test_a_weight_no_larger_than_the_batch_input_is_formed_where_that_is_cheapest(make):
+    # 4096 -> 16: the 65,536-entry weight is smaller than a batch of 256 inputs, so
+    # the order may build it, and for a batch it is the cheapest: the layer then
+    # costs what the dense layer costs plus building the weight once (candidate
+    # programs are compared at the batch, not per example: the tensor train's
+    # per-example order had 2.4x the FLOPs).
+    m = make()
+    xs = jnp.ones((256, 4096), jnp.float32)
+    layer_flops = jax.jit(jax.vmap(m)).lower(xs).compile().cost_analysis()["flops"]
+    dense = m.dense()
+    dense_flops = jax.jit(lambda x: x @ dense.T).lower(xs).compile().cost_analysis()["flops"]
+    assert layer_flops <= 1.2 * dense_flops, (layer_flops, dense_flops)
+    np.testing.assert_allclose(jax.vmap(m)(xs[:4]), xs[:4] @ dense.T, rtol=2e-4, atol=1e-5)
 
 
 def _all_eqns(jaxpr):

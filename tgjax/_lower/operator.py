@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
-import lineax
 import sympy
 
 from .._ir.nodes import Expr, Product, Variable, variables_in
@@ -52,6 +51,8 @@ def linear_operator(expr: Expr, in_edges, sizes: Mapping | None = None, tags=())
         >>> op.mv(jnp.ones(3)).tolist(), lx.is_symmetric(op)
         ([4.0, 4.0, 4.0], True)
     """
+    import lineax  # here, not when tgjax is imported: with equinox it takes a quarter of a second to load
+
     if not isinstance(expr, Expr):
         raise TypeError(f"tg.linear_operator: expected a tgjax expression, got {type(expr).__name__}.")
     in_edges = _checked_in_edges(expr, in_edges)

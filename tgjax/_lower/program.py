@@ -25,7 +25,7 @@ from .._ir.structural import is_structural, structural_source
 from .._ir.walk import parents_first
 from .._viz.notation import to_string
 from . import runtime
-from .contract import plan
+from .contract import MAPPED_BATCH, plan
 from .convolution import absorb_convolutions, convolve_pairs
 from .factor import factor_all
 from .lookup import selector
@@ -127,8 +127,11 @@ class Program:
         key = key or code
         if key in self.statements:
             return self.statements[key]
-        self.flops += flops
-        self.written += elements
+        batched = bool(self.mapped) and not self.mapped.isdisjoint(re.findall(r"\b\w+\b", code))
+        # A statement on one example of a mapped batch runs once per example: candidate
+        # programs of a layer are compared at the batch the contraction order is planned for.
+        self.flops += flops * (MAPPED_BATCH if batched else 1)
+        self.written += elements * (MAPPED_BATCH if batched else 1)
         if comment:
             self.lines.append(comment if callable(comment) else _Comment(lambda: comment))
         code = _separate_self_reads(code)
@@ -138,7 +141,7 @@ class Program:
         if elementwise:
             self.elementwise.add(name)
         self.statements[key] = name
-        if self.mapped and not self.mapped.isdisjoint(re.findall(r"\b\w+\b", code)):
+        if batched:
             self.mapped.add(name)
         return name
 

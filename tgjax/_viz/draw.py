@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 from xml.sax.saxutils import escape
 
-import networkx as nx
-
 from .._ir.deep import deep
 from .._ir.elementwise import Power
 from .._ir.nodes import (
@@ -543,6 +541,8 @@ def _without_joints(factors: list) -> list:
 
 def _walk_order(n: int, pairs: list) -> list:
     """The factors in the order of a depth-first walk from an end of each connected piece, so chains stay chains."""
+    import networkx as nx  # here, not at import: it takes a quarter of a second to load
+
     graph = nx.MultiGraph()
     graph.add_nodes_from(range(n))
     graph.add_edges_from(pairs)

@@ -128,7 +128,8 @@ def one_example(x, in_features: int, in_modes: tuple, layer: str) -> jax.Array:
 def lowered(build, *shape):
     """``tg.lower`` of the network ``build(*shape)``, once per shape, with its input ``x`` mapped:
     the contraction order is planned for a batch under ``jax.vmap`` (factors combined once
-    per batch where that pays), and never builds the dense weight."""
+    per batch where that pays); the dense weight is built only where it has no more entries
+    than the batch's input (``contract.mapped_order``)."""
     network = build(*shape)
     assert isinstance(network, Expr)
     return Lowered(network, mapped=("x",))

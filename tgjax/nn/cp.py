@@ -29,7 +29,8 @@ class CPLinear(FactoredLinear, eqx.Module):
     ``d`` factors of shape ``(in_modes[k], out_modes[k], rank)`` replace the
     ``prod(out_modes) x prod(in_modes)`` matrix. The forward pass is one
     tgjax network (the rank shared by all factors is a copy tensor), planned
-    once per shape, so the dense matrix is never built.
+    once per shape and ordered for a batch: the dense matrix is built only where it
+    has no more entries than the batch's input, and only where that is cheapest.
 
     Follows ``eqx.nn.Linear``: keyword-only ``key``, ``__call__`` on one
     example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.

@@ -66,7 +66,8 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
     ``r_0 = r_d = 1``: ``d`` small tensors instead of one big matrix. The
     forward pass contracts the input, reshaped to ``in_modes``, with the cores
     in an order planned for a batch under ``jax.vmap`` (cores are combined once
-    per batch where that pays); the dense matrix is never built.
+    per batch where that pays); the dense matrix is built only where it has no
+    more entries than the batch's input, and only where that is cheapest.
 
     Follows ``eqx.nn.Linear``: keyword-only ``key``, ``__call__`` on one
     example (a vector of size ``prod(in_modes)``), ``jax.vmap`` for batches.

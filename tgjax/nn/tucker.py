@@ -41,7 +41,8 @@ class TuckerLinear(FactoredLinear, eqx.Module):
 
     The forward pass projects the input onto the factors, contracts the core
     and expands onto the output factors, in an order planned for a batch under
-    ``jax.vmap`` (one tgjax network per shape); the dense matrix is never built. It starts
+    ``jax.vmap`` (one tgjax network per shape); the dense matrix is built only where it
+    has no more entries than the batch's input, and only where that is cheapest. It starts
     from factor matrices with orthonormal columns and a Gaussian core scaled
     so that the weight has ``eqx.nn.Linear``'s variance.
 
