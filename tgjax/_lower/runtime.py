@@ -35,11 +35,15 @@ def einsum(equation: str, *operands):
     The steps of a generated program contract one or two operands, each
     index once per operand. ``jnp.einsum`` plans a path and traces a jitted
     function of its own for every call: about a millisecond of tracing a
-    step, 60% of a 200-layer MLP's trace. This traces the same operations
-    (a sum of the indices one side alone carries, one ``dot_general`` with
-    the operands in the order ``jnp.einsum`` picks, a transpose where its
-    result is in another order), so XLA compiles the same program. Other
-    equations, and arrays that are not floating point, go to ``jnp.einsum``.
+    step, 60% of a 200-layer MLP's trace. This traces the operations
+    ``jnp.einsum`` would (a sum of the indices one side alone carries, one
+    ``dot_general`` with the operands in the order it picks, a transpose where
+    the result is in another order), with one difference: the summed indices
+    are listed in the order the first operand has them, where ``jnp.einsum``
+    sorts them by letter. XLA:CPU transposes an operand whose summed axes are
+    listed out of its own order; a 4096 -> 16 tensor-train layer copied its
+    whole batch of inputs (0.55 ms against 1.48 ms). Other equations, and
+    arrays that are not floating point, go to ``jnp.einsum``.
     """
     ins, out = equation.split("->")
     terms = ins.split(",")
@@ -60,7 +64,7 @@ def einsum(equation: str, *operands):
         (x, names), = arrays
     else:
         (a, a_names), (b, b_names) = arrays
-        summed = sorted(ch for ch in a_names if ch in b_names and ch not in out)
+        summed = [ch for ch in a_names if ch in b_names and ch not in out]  # in a's order (docstring)
         batch = [ch for ch in out if ch in a_names and ch in b_names]
         a_rest = "".join(ch for ch in a_names if ch not in b_names)  # each kept: the sum above took the others
         b_rest = "".join(ch for ch in b_names if ch not in a_names)
