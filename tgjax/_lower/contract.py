@@ -386,7 +386,7 @@ def mapped_order(inputs: tuple, output: str, size_of: dict, batched: frozenset, 
 def _weights_laid_for_the_batch(steps: tuple, inputs: tuple, batched: frozenset) -> tuple:
     """``steps`` with each intermediate that has no batch, and meets a batched operand in
     the step that reads it, written with the letters it shares with that operand first and
-    in that operand's order.
+    in that operand's order, then the letters it keeps in the step's output order.
 
     A layer's combined factors (its dense weight, where it may be built) meet the batch
     of inputs in one contraction; with the summed letters in another order than the
@@ -402,6 +402,7 @@ def _weights_laid_for_the_batch(steps: tuple, inputs: tuple, batched: frozenset)
             (weights, _, made), (batch_operand, _, _) = sorted(picked, key=lambda p: p[1])
             if made is not None:
                 order = "".join(ch for ch in batch_operand if ch in weights)
+                order += "".join(ch for ch in out if ch in weights and ch not in order)  # as the result reads
                 order += "".join(ch for ch in weights if ch not in order)
                 m_ins, _ = steps[made][1].split("->")
                 steps[made][1] = f"{m_ins}->{order}"
