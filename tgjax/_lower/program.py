@@ -57,6 +57,7 @@ class Program:
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
         self.partners = {}       # operand name -> names it was contracted with in a remembered pair
         self.reads = {}          # statement name -> the statement names it reads, in emission order
+        self.line_of = {}        # statement name -> its index in self.lines
         self.elementwise = set()  # the statements that are elementwise in what they read
         self.flops = 0           # estimated FLOPs of the statements emitted (as XLA counts them)
         self.written = 0         # elements written by them
@@ -136,6 +137,7 @@ class Program:
             self.lines.append(comment if callable(comment) else _Comment(lambda: comment))
         code = _separate_self_reads(code)
         name = self.new_name()
+        self.line_of[name] = len(self.lines)
         self.lines.append(f"{name} = {code}")
         self.reads[name] = tuple(dict.fromkeys(_STATEMENT.findall(code)))
         if elementwise:
@@ -152,12 +154,11 @@ class Program:
         uses = Counter(results)
         for reads in self.reads.values():
             uses.update(reads)
-        where = {line.split(" = ", 1)[0]: k for k, line in enumerate(self.lines) if isinstance(line, str)}
         chain = {}
         for name, reads in self.reads.items():
             length = 1 + max((chain[r] for r in reads), default=0) if name in self.elementwise else 0
             if length >= _LONG_CHAIN and uses[name] >= 2:
-                k = where[name]
+                k = self.line_of[name]
                 self.lines[k] = f"{name} = materialized({self.lines[k][len(name) + 3:]})"
                 length = 0
             chain[name] = length
