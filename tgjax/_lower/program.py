@@ -156,7 +156,10 @@ class Program:
             uses.update(reads)
         chain = {}
         for name, reads in self.reads.items():
-            length = 1 + max((chain[r] for r in reads), default=0) if name in self.elementwise else 0
+            length = 0
+            if name in self.elementwise:
+                own = _LONG_CHAIN if _EXPANDED_BY_XLA.search(self.lines[self.line_of[name]]) else 1
+                length = own + max((chain[r] for r in reads), default=0)
             if length >= _LONG_CHAIN and uses[name] >= 2:
                 k = self.line_of[name]
                 self.lines[k] = f"{name} = materialized({self.lines[k][len(name) + 3:]})"
@@ -230,6 +233,11 @@ _STATEMENT = re.compile(r"\bt\d+\b")
 # The elementwise statements in a row that a program lets XLA recompute in each reader
 # (materialize_long_chains): 6 and 4 measured alike on the post-layer-norm stack, 6 better at 2 blocks.
 _LONG_CHAIN = 6
+# Functions XLA expands into a long elementwise chain of their own (erfc: two polynomials,
+# an exponential and four selects, some 60 operations), each counted as a long chain: a
+# GELU's Phi(u), read by its value and its gradient, was computed twice (a third of a
+# two-block post-layer-norm transformer's step beyond JAX's, which computes it once).
+_EXPANDED_BY_XLA = re.compile(r"\blax\.(?:erfc|erf|erf_inv|lgamma|digamma|igamma|igammac|bessel_i0e|bessel_i1e)\(")
 
 # A name, and the transpose it is read through if any.
 _READ = re.compile(r"\b(\w+)(?:\.transpose\((\([\d, ]*\))\))?")

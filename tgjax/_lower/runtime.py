@@ -148,7 +148,13 @@ def _written_out(x, fn, shape):
         return fn(y).reshape(-1)
 
     def written_out(y):
-        return lax.cond(y.ravel()[0] != 0, flat, flat, y).reshape(shape)
+        # The predicate must be a runtime value, or XLA inlines the branch, and must not
+        # read y: a predicate computed from y's first entry had XLA compute the chain
+        # that ends in y for it too, and split the chain where the two shared an
+        # expensive step (an erfc's divisions and exponential became three more kernels,
+        # and the erfc's own kernel was then costly enough to be split across threads).
+        any_runtime_value = lax.optimization_barrier(jnp.zeros((), jnp.int32)) != 0
+        return lax.cond(any_runtime_value, flat, flat, y).reshape(shape)
 
     return lax.platform_dependent(x, cpu=written_out, default=fn)
 

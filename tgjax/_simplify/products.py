@@ -15,6 +15,7 @@ canonical term weight and the atoms are assembled into one node.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 
@@ -605,8 +606,15 @@ def _placed(key, atoms, k: int, edges):
 
 def _rescaled(s: Sum, lead) -> Sum:
     """``s`` divided by ``lead`` (one of its weights), its weights tidied."""
-    weights = [tidy_weight(w / lead) for w in s.weights]
+    weights = [_ratio(w, lead) for w in s.weights]
     return s if weights == list(s.weights) else Sum(s.terms, weights, edges=s.edges)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ratio(w, lead):
+    """``w / lead`` tidied; cached, as every scale of every sum factor is tried again in
+    each product the sum appears in (SymPy divides in tens of microseconds)."""
+    return sympy.Integer(1) if w == lead else tidy_weight(w / lead)
 
 
 # The whole product's structure chooses the scale of each of this many sum factors or fewer.
