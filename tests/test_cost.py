@@ -777,6 +777,43 @@ def test_exact_gelu_and_its_gradient_compute_the_normal_cdf_once():
     assert ours.flops <= 1.05 * theirs.flops, (ours.describe(), theirs.describe())
 
 
+def test_a_gelu_read_by_its_value_and_its_gradient_computes_its_erfc_once():
+    # XLA expands erfc into some 60 elementwise operations and fused them into both
+    # readers of Phi(u) (the forward product and the gradient): the program writes Phi
+    # out instead (JAX's own program computes it twice here).
+    b, i, h, o = tg.symbols("b i h o")
+    X, W, V = tg.Variable("X", b, i), tg.Variable("W", i, h), tg.Variable("V", h, o)
+    loss = F.sum(F.gelu(X @ W) @ V)
+    rng = np.random.default_rng(0)
+    values = {"X": rng.standard_normal((16, 32)).astype(np.float32), "W": rng.standard_normal((32, 64)).astype(np.float32),
+              "V": rng.standard_normal((64, 8)).astype(np.float32)}
+    ours = tgjax_costs([loss, loss.grad(W)], values)
+    theirs = jax_costs(lambda w, x, v: jnp.sum(jax.nn.gelu(x @ w, approximate=False) @ v),
+                       [values["W"], values["X"], values["V"]], argnums=[0])
+    assert "materialized((0.5 * lax.erfc(" in ours.source
+    assert ours.flops <= 0.75 * theirs.flops, (ours.describe(), theirs.describe())
+
+
+def test_a_written_out_value_is_computed_by_one_kernel():
+    # The conditional that writes a value out on CPU must not read the value for its
+    # predicate: XLA then computed the value for the predicate too, and where the two
+    # shared an expensive step (erfc's divisions) it wrote that step out on its own,
+    # and the erfc's kernel, reading more arrays, was split across threads.
+    from jax import lax
+
+    from tgjax._lower.runtime import materialized
+
+    def program(x, g):
+        u = x * 3.0
+        cdf = materialized(0.5 * lax.erfc(u * -0.7071067811865476))
+        return u * cdf, jnp.sum(g * (cdf + u * jnp.exp(-lax.square(u * -0.7071067811865476))))
+
+    ones = np.ones((16, 64), np.float32)
+    text = jax.jit(program).lower(ones, ones).compile().as_text()
+    assert sum("divide(" in c for c in text.split("\n\n")) == 1, text
+    assert "outer_dimension_partitions\":[\"2" not in text, text
+
+
 def _matmul_flops(jitted, args) -> float:
     """The FLOPs of the dot_generals of a program's jaxpr (2 per multiply-add), sub-jaxprs included."""
     def walk(jaxpr):
