@@ -125,6 +125,8 @@ PRODUCT_CASES = [
     (pr.recognise_softmax, F.exp(x) / F.sum(F.exp(x)), F.softmax(x, "i"), F.exp(x) / F.sum(F.exp(y))),
     (pr.recognise_softmax, F.exp(A) / F.sum(F.exp(A), "j"), F.softmax(A, "j"), F.exp(A) / F.sum(F.exp(A.rename(i="j", j="i")), "j")),
     (pr.ones_out_of_sum_factor, Product([x, _broadcast(y) + _broadcast(x)]), F.sum(x) * (y + x).rename(i="j"), Product([x, x + y])),
+    (pr.broadcast_sum_distributed, Product([x + y, Delta._make(i, ("l",))]),
+     Product([x, Delta._make(i, ("l",))]) + Product([y, Delta._make(i, ("l",))]), Product([x + y, y.rename(i="l")])),
     (pr.sum_into_sum_factor, F.sum(x + y), F.sum(x) + F.sum(y), F.sum(x * (x + y))),
     (pr.sum_into_sum_factor, Product([tg.Delta(i, "j"), Delta._make(i, ("i",)), x + y]), tg.Delta(i, "j") * (F.sum(x) + F.sum(y)), (x + y) * tg.Delta(i, "j")),
 ]

@@ -373,12 +373,6 @@ def test_a_function_of_a_broadcast_is_the_broadcast_function():
         np.testing.assert_allclose(tg.lower(e.simplify(), sizes={j: 2})(values), tg.lower(e, sizes={j: 2})(values))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known gap: a sum broadcast by ones is distributed where it stands alone and factored, its ones "
-    "moved out, inside a product (here times a size), so the normal form of the whole depends on "
-    "whether the inner product was simplified on its own first. Distributing it there too, even only "
-    "when the normal form is finished, fixes this but changes the transformer block's gradient program "
-    "(lowering reads these forms): 4% more FLOPs and 5-8% slower"))
 def test_a_broadcast_sum_times_a_size_has_one_normal_form():
     # Found by hypothesis (test_normal_form_does_not_depend_on_grouping). The left
     # product is simplified first, as where it stands alone: a product nested in

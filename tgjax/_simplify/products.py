@@ -527,13 +527,35 @@ def ones_out_of_sum_factor(p: Flat):
     return None
 
 
+def broadcast_sum_distributed(p: Flat):
+    """A product of one sum factor and ones on free edges, and nothing else, is the sum of the
+    factor's terms, each broadcast: ``(x[a] δ[a] + 1) δ[l] = x[a] δ[a] δ[l] + δ[l]``. A sum
+    over an edge of a sum factor leaves that sum (``sum_into_sum_factor``), so the tensor has
+    one normal form whether the broadcast sum stands alone or in a product whose other
+    factors merge away (``δ[i] (δ[i,l] + x[i] δ[l])`` times a size).
+    """
+    sums = [a for a in p.atoms if isinstance(a, Sum)]
+    if len(sums) != 1 or len(p.atoms) < 2:
+        return None
+    (total,) = sums
+    ones = [a for a in p.atoms if a is not total]
+    if not all(isinstance(a, Delta) and len(a.edges) == 1 and a.edges[0] in p.edges for a in ones):
+        return None
+    pairs = [
+        (p.weight * w * v, c)
+        for w, term in zip(total.weights, total.terms)
+        for v, c in terms_of(simplified_alike(Product([term, *ones], edges=p.edges)))
+    ]
+    return make_sum(pairs, p.shape)
+
+
 # Applied to each product of a finished normal form (see ``finish.py``).
 FINISHING_RULES = (recognise_softmax,)
 
 PRODUCT_RULES = (
     zero_factor, inline_nested, merge_deltas, combine_powers, square_of_a_full_contraction, combine_scalar_factors,
     cancel_inverse, sum_into_sum_factor,
-    ones_out_of_sum_factor,
+    ones_out_of_sum_factor, broadcast_sum_distributed,
 )
 
 
