@@ -879,3 +879,18 @@ def test_to_source_ignores_values_of_variables_it_does_not_use_as_the_callable_d
     X, y = tg.Variable("X", b, i), tg.Variable("y", b)
     values = {"X": np.ones((5, 3)), "y": np.ones(5), "unused": np.ones(7)}
     assert "planned at sizes b=5, i=3" in tg.to_source(F.sum(X), values=values)
+
+
+def test_two_lookups_or_masks_of_one_size_on_different_edges_lower_together():
+    # The positions vector F.take compares an index with, and the causal mask, are
+    # variables the program computes, named by their size; declared on the caller's
+    # edges, two of one size on different edges were "two different variables named
+    # tg_positions_v" and lowering refused the expression.
+    a, b, v, d, s = tg.symbols("a b v d s")
+    E1, E2 = tg.Variable("E1", v, d), tg.Variable("E2", w=v, e=d)
+    i1, i2 = tg.Variable("i1", a), tg.Variable("i2", b)
+    y = F.sum(F.take(E1, i1, "v")) + F.sum(F.take(E2, i2, "w"))
+    values = {"E1": np.arange(6.0).reshape(3, 2), "E2": np.ones((3, 2)), "i1": np.array([0, 2]), "i2": np.array([1])}
+    assert float(tg.lower(y)(values)) == 12.0
+    masks = F.sum(tg.causal_mask(s, "q", "k")) + F.sum(tg.causal_mask(s, "s", "t"))
+    assert float(tg.lower(masks, sizes={s: 3})()) == 12.0

@@ -372,3 +372,97 @@ def test_a_tensor_train_layer_runs_where_its_dense_weight_cannot_exist():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.cores)
     assert largest_intermediate(lambda x: jax.vmap(layer)(x), x) <= bound
     assert largest_intermediate(lambda x: eqx.filter_grad(loss)(layer, x), x) <= bound
+
+
+# -- the tensor-train embedding ------------------------------------------------------------
+
+
+def test_an_embedding_lookup_is_the_dense_tables_row():
+    emb = tnn.TTEmbedding(1000, 64, rank=8, key=jax.random.key(0))
+    assert (emb.in_modes, emb.out_modes, emb.ranks) == ((10, 10, 10), (4, 4, 4), (8, 8))
+    table = emb.dense()
+    assert table.shape == (1000, 64)
+    assert 0.8 < float(table.std()) < 1.25  # eqx.nn.Embedding's entries have variance 1
+    indices = jnp.array([0, 5, 999, 123])
+    np.testing.assert_allclose(jax.vmap(emb)(indices), table[indices], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(emb(7), table[7], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(emb(np.int64(8)), table[8], rtol=1e-5, atol=1e-5)
+
+
+def test_an_embedding_covers_a_row_count_its_modes_do_not_split():
+    emb = tnn.TTEmbedding(1_000_003, 16, rank=4, key=jax.random.key(1))  # a prime
+    assert math.prod(emb.in_modes) >= 1_000_003 and max(emb.in_modes) <= 101
+    looked_up = jax.vmap(emb)(jnp.array([0, 1_000_002]))
+    assert looked_up.shape == (2, 16)
+    digits = np.unravel_index(1_000_002, emb.in_modes)
+    cores = [np.asarray(c)[:, k] for c, k in zip(emb.cores, digits)]
+    row = cores[0][0]
+    for core in cores[1:]:
+        row = np.einsum("...a,aob->...ob", row, core)
+    np.testing.assert_allclose(looked_up[1], row.reshape(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_an_embedding_under_jit_clamps_as_jax_indexing_does():
+    emb = tnn.TTEmbedding(100, 8, rank=3, key=jax.random.key(2))
+    table = emb.dense()
+    got = jax.jit(jax.vmap(emb))(jnp.array([-1, 100, 5000, 3]))
+    np.testing.assert_allclose(got, table[jnp.array([-1, 100, 5000, 3])], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("index, match", [
+    (100, "index 100 is out of range for 100 embeddings"),
+    (-1, "index -1 is out of range"),
+    (2.0, "must be an integer; got dtype float"),
+    (True, "must be an integer; got dtype bool"),
+    (np.array([1, 2]), r"one integer index; got an array of shape \(2,\).*jax.vmap"),
+])
+def test_a_bad_embedding_index_names_the_problem(index, match):
+    emb = tnn.TTEmbedding(100, 8, rank=3, key=jax.random.key(2))
+    with pytest.raises(ValueError, match=match):
+        emb(index)
+
+
+def test_embedding_gradients_are_the_dense_tables():
+    emb = tnn.TTEmbedding(64, 8, in_modes=(4, 4, 4), out_modes=(2, 2, 2), rank=3, key=jax.random.key(3))
+    indices = jnp.array([1, 2, 3, 3, 63])
+
+    def loss(m):
+        return jnp.sum(jnp.tanh(jax.vmap(m)(indices)))
+
+    def dense_loss(m):
+        return jnp.sum(jnp.tanh(m.dense()[indices]))
+
+    ours, theirs = eqx.filter_grad(loss)(emb), eqx.filter_grad(dense_loss)(emb)
+    for a, b in zip(ours.cores, theirs.cores):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_embedding_from_dense_keeps_the_tt_svd_error_bound_and_is_exact_at_full_rank():
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((60, 8))  # 60 rows: modes (4, 4, 4) cover them with padding
+    for tol in (0.1, 0.9):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a random table barely compresses
+            emb = tnn.TTEmbedding.from_dense(table, tol=tol)
+        assert np.linalg.norm(emb.dense() - table) <= tol * np.linalg.norm(table) * (1 + 1e-6)
+    with pytest.warns(UserWarning, match="more than the table"):
+        exact = tnn.TTEmbedding.from_dense(table, tol=1e-9)
+    np.testing.assert_allclose(exact.dense(), table, atol=1e-6)
+    ranked = tnn.TTEmbedding.from_dense(table, rank=2)
+    assert ranked.ranks == (2, 2)
+    additive = np.outer(np.arange(1.0, 65.0), np.ones(8))  # row i is i + 1: tensor-train rank 2
+    assert tnn.TTEmbedding.from_dense(additive, tol=1e-6).ranks == (2, 2)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: tnn.TTEmbedding(0, 8, rank=2, key=jax.random.key(0)), "num_embeddings must be a positive int"),
+    (lambda: tnn.TTEmbedding(10, 8, in_modes=(2, 2), out_modes=(2, 4), rank=2, key=jax.random.key(0)),
+     r"in_modes \(2, 2\) cover 4 rows, fewer than num_embeddings = 10"),
+    (lambda: tnn.TTEmbedding(10, 8, out_modes=(2, 2), rank=2, key=jax.random.key(0)),
+     r"out_modes \(2, 2\) multiply to 4, not embedding_dim = 8"),
+    (lambda: tnn.TTEmbedding.from_dense(np.ones((4, 4)), rank=2, tol=0.1), "exactly one of rank= .* or tol="),
+    (lambda: tnn.TTEmbedding.from_dense(np.ones(4), tol=0.1), r"2-D \(num_embeddings, embedding_dim\) array"),
+])
+def test_bad_embedding_configurations_name_the_fix(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -18,6 +18,8 @@ from .util import as_size
 _SOURCES: dict = {}
 _PREFIX = "tg_causal_mask_"
 _IOTA_PREFIX = "tg_positions_"
+# the edges structural tensors are declared on (renamed to the caller's)
+_ROW, _COL, _POSITION = "tg_row", "tg_col", "tg_position"
 
 
 def causal_mask(size, row: str, col: str) -> Variable:
@@ -44,7 +46,9 @@ def causal_mask(size, row: str, col: str) -> Variable:
         raise ValueError(f"tg.causal_mask: row and col must be two different edge names; got {row!r} and {col!r}.")
     name = _PREFIX + re.sub(r"\W", "_", str(size))
     _SOURCES[name] = "jnp.tril(jnp.ones(({n}, {n}), dtype))"
-    return Variable(name, **{row: size, col: size})
+    # declared on fixed edge names, then renamed: masks of one size on other edges (two
+    # attention layers) are then one variable, as lowering requires of one name
+    return Variable(name, **{_ROW: size, _COL: size}).rename(**{_ROW: row, _COL: col})
 
 
 def positions(size, edge: str) -> Variable:
@@ -53,7 +57,9 @@ def positions(size, edge: str) -> Variable:
     size = as_size(size, "positions")
     name = _IOTA_PREFIX + re.sub(r"\W", "_", str(size))
     _SOURCES[name] = "jnp.arange({n}).astype(dtype)"
-    return Variable(name, **{edge: size})
+    # declared on a fixed edge name, then renamed (as the causal mask): two lookups of one
+    # size along different edges share the one variable
+    return Variable(name, **{_POSITION: size}).rename(**{_POSITION: edge})
 
 
 def structural_source(v: Variable, n: int) -> str | None:
