@@ -466,3 +466,69 @@ def test_embedding_from_dense_keeps_the_tt_svd_error_bound_and_is_exact_at_full_
 def test_bad_embedding_configurations_name_the_fix(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- CP and Tucker from a dense weight --------------------------------------------------------
+
+
+def _low_rank_cp_weight(rank, seed=1):
+    """A (16, 64) weight that is exactly a rank-``rank`` CP layer's, modes (4, 4, 4) -> (2, 2, 4)."""
+    rng = np.random.default_rng(seed)
+    factors = [rng.standard_normal((n, m, rank)) for n, m in ((4, 2), (4, 2), (4, 4))]
+    return np.einsum("aor,bpr,cqr->opqabc", *factors).reshape(16, 64)
+
+
+def test_cp_from_dense_recovers_a_low_rank_weight_and_reports_its_error():
+    w = _low_rank_cp_weight(3)
+    cp = tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=3, bias=np.arange(16.0))
+    assert cp.from_dense_error < 1e-5
+    np.testing.assert_allclose(cp.dense(), w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cp.bias, np.arange(16.0))
+    assert tnn.CPLinear((4, 4, 4), (2, 2, 4), 3, key=jax.random.key(0)).from_dense_error is None
+    coarse = tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=1)
+    actual = np.linalg.norm(coarse.dense() - w) / np.linalg.norm(w)
+    assert 0.05 < coarse.from_dense_error == pytest.approx(actual, rel=1e-4)
+    more = tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=2)
+    assert more.from_dense_error < coarse.from_dense_error
+
+
+def test_cp_from_dense_warns_and_checks_its_input():
+    w = _low_rank_cp_weight(2)
+    with pytest.warns(UserWarning, match="more than the dense weight"):
+        tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=40, iters=2)
+    with pytest.raises(ValueError, match=r"weight must have shape \(out, in\) = \(16, 64\)"):
+        tnn.CPLinear.from_dense(w.T, (4, 4, 4), (2, 2, 4), rank=2)
+    with pytest.raises(ValueError, match="rank must be one positive int"):
+        tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=0)
+    with pytest.raises(ValueError, match="iters must be a non-negative int"):
+        tnn.CPLinear.from_dense(w, (4, 4, 4), (2, 2, 4), rank=2, iters=-1)
+
+
+@pytest.mark.parametrize("tol", [0.05, 0.3, 0.6])
+def test_tucker_from_dense_keeps_the_hosvd_error_bound(tol):
+    rng = np.random.default_rng(2)
+    # a weight with decaying structure, so that the tolerance picks ranks below full
+    u = [np.linalg.qr(rng.standard_normal((m, m)))[0] * (0.4 ** np.arange(m)) for m in (2, 2, 4, 4, 4, 4)]
+    core = rng.standard_normal((2, 2, 4, 4, 4, 4))
+    w = np.einsum("abcdef,pa,qb,rc,id,je,kf->pqrijk", core, *u).reshape(16, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tk = tnn.TuckerLinear.from_dense(w, (4, 4, 4), (2, 2, 4), tol=tol)
+    assert np.linalg.norm(tk.dense() - w) <= tol * np.linalg.norm(w) * (1 + 1e-5)
+    assert len(tk.ranks) == 6
+
+
+def test_tucker_from_dense_is_exact_at_full_rank_and_takes_fixed_ranks():
+    linear = eqx.nn.Linear(64, 16, key=jax.random.key(0))
+    with pytest.warns(UserWarning, match="more than the dense weight"):
+        tk = tnn.TuckerLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4), tol=0.0, bias=linear.bias)
+    np.testing.assert_allclose(tk.dense(), linear.weight, atol=1e-5)
+    np.testing.assert_allclose(tk.bias, linear.bias)
+    assert tnn.TuckerLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4), ranks=2).ranks == (2,) * 6
+    with pytest.warns(UserWarning, match="exceed what the modes allow"):
+        clipped = tnn.TuckerLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4), ranks=3)
+    assert clipped.ranks == (3, 3, 3, 2, 2, 3)
+    with pytest.raises(ValueError, match="exactly one of ranks= .* or tol="):
+        tnn.TuckerLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4))
+    with pytest.raises(ValueError, match="tol must be a non-negative number"):
+        tnn.TuckerLinear.from_dense(linear.weight, (4, 4, 4), (2, 2, 4), tol=-1)

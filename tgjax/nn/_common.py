@@ -7,8 +7,10 @@ import functools
 import math
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._ir.nodes import Expr
 from .._lower.api import Lowered
@@ -159,3 +161,56 @@ class FactoredLinear:
         eye = jnp.eye(self.in_features, dtype=jax.tree_util.tree_leaves(self)[0].dtype)
         columns = jax.vmap(self)(eye)
         return (columns - self.bias if self.bias is not None else columns).T
+
+
+# -- compressing a dense weight (from_dense) ----------------------------------------------
+
+
+def read_dense_weight(weight, in_modes, out_modes, where: str) -> tuple:
+    """``(w, dtype, in_modes, out_modes)``: the ``(out, in)`` weight as a float64 array checked
+    against the modes, and the dtype the layer keeps (the weight's float, else JAX's default)."""
+    in_modes, out_modes = read_modes(in_modes, out_modes, where)
+    w = np.asarray(weight)
+    expected = (math.prod(out_modes), math.prod(in_modes))
+    if w.shape != expected:
+        raise ValueError(
+            f"{where}: weight must have shape (out, in) = {expected} for out_modes {out_modes} and "
+            f"in_modes {in_modes}; got {w.shape}."
+        )
+    floating = np.issubdtype(w.dtype, np.floating)
+    dtype = read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, where)
+    return w.astype(np.float64), dtype, in_modes, out_modes
+
+
+def read_tol(tol, where: str):
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol >= 0):
+        raise ValueError(f"{where}: tol must be a non-negative number; got {tol!r}.")
+    return tol
+
+
+def warn_if_larger(factored: int, dense: int, how: str, where: str, what: str = "the dense weight"):
+    """A ``UserWarning`` where the factors hold more parameters than the dense array they replace."""
+    if factored > dense:
+        warnings.warn(
+            f"{where}: {how} {factored:,} parameters, more than {what}'s {dense:,}; the factored form "
+            f"saves nothing here (raise tol, or give smaller ranks).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def with_bias(layer, bias, dtype, where: str):
+    """``layer`` with ``bias`` (as ``eqx.nn.Linear.bias``) as its bias, checked; unchanged for None."""
+    if bias is None:
+        return layer
+    bias = jnp.asarray(bias, dtype)
+    if bias.shape != (layer.out_features,):
+        raise ValueError(f"{where}: bias must have shape ({layer.out_features},); got {bias.shape}.")
+    return eqx.tree_at(lambda m: m.bias, layer, bias)
+
+
+def kept_by_tol(singular_values: np.ndarray, cut: float) -> int:
+    """The fewest leading singular values (at least one) whose dropped tail has norm at most ``cut``."""
+    tails = np.sqrt(np.cumsum((singular_values ** 2)[::-1]))[::-1]  # tails[j]: the error of keeping j values
+    return max(1, next((j for j in range(1, len(singular_values) + 1)
+                        if j == len(singular_values) or tails[j] <= cut), len(singular_values)))

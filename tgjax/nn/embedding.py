@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from typing import Sequence
 
 import equinox as eqx
@@ -15,7 +14,7 @@ import numpy as np
 from .. import functions as F
 from .._ir.nodes import Variable
 from .._lower.api import Lowered
-from ._common import balanced_factors, clipped, is_int, read_dtype
+from ._common import balanced_factors, clipped, is_int, read_dtype, read_tol, warn_if_larger
 from .tensor_train import _rank_limits, _ranks, _tt_svd
 
 _NAME = "TTEmbedding"
@@ -187,8 +186,7 @@ class TTEmbedding(eqx.Module):
         where = f"{_NAME}.from_dense"
         if (rank is None) == (tol is None):
             raise ValueError(f"{where}: give exactly one of rank= (fixed ranks) or tol= (a relative error).")
-        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
-            raise ValueError(f"{where}: tol must be a non-negative number; got {tol!r}.")
+        tol = read_tol(tol, where)
         w = np.asarray(table)
         if w.ndim != 2 or 0 in w.shape:
             raise ValueError(f"{where}: table must be a 2-D (num_embeddings, embedding_dim) array; got shape {w.shape}.")
@@ -203,15 +201,8 @@ class TTEmbedding(eqx.Module):
         # TT-SVD of the (out, in) matrix, as the linear layer's: here out is the row, in the index
         cores = _tt_svd(padded.T, in_modes, out_modes, fixed, tol)
         found = tuple(c.shape[-1] for c in cores[:-1])
-        factored = sum(c.size for c in cores)
-        if factored > w.size:
-            how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
-            warnings.warn(
-                f"{where}: {how} {factored:,} parameters, more than the table's {w.size:,}; the tensor train "
-                f"saves nothing here (raise tol, or give smaller ranks).",
-                UserWarning,
-                stacklevel=2,
-            )
+        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
+        warn_if_larger(sum(c.size for c in cores), w.size, how, where, what="the table")
         layer = cls(num_embeddings, embedding_dim, in_modes=in_modes, out_modes=out_modes, rank=found,
                     key=jax.random.key(0), dtype=dtype)
         return eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])

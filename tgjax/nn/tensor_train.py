@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Sequence
 
 import equinox as eqx
@@ -12,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._ir.nodes import Variable
-from ._common import FactoredLinear, clipped, factor_std, initial_bias, is_int, read_dtype, read_modes
+from ._common import (FactoredLinear, clipped, factor_std, initial_bias, is_int, kept_by_tol, read_dense_weight, read_dtype,
+                      read_modes, read_tol, warn_if_larger, with_bias)
 
 _NAME = "TensorTrainLinear"
 
@@ -134,41 +134,20 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
             >>> bool(jnp.allclose(tt.dense(), linear.weight, atol=1e-5))
             True
         """
+        where = f"{_NAME}.from_dense"
         if (ranks is None) == (tol is None):
-            raise ValueError(f"{_NAME}.from_dense: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
-        in_modes, out_modes = read_modes(in_modes, out_modes, f"{_NAME}.from_dense")
+            raise ValueError(f"{where}: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
+        w, dtype, in_modes, out_modes = read_dense_weight(weight, in_modes, out_modes, where)
+        tol = read_tol(tol, where)
         d = len(in_modes)
-        w = np.asarray(weight)
-        expected = (math.prod(out_modes), math.prod(in_modes))
-        if w.shape != expected:
-            raise ValueError(
-                f"{_NAME}.from_dense: weight must have shape (out, in) = {expected} for out_modes {out_modes} and "
-                f"in_modes {in_modes}; got {w.shape}."
-            )
-        floating = np.issubdtype(w.dtype, np.floating)
-        dtype = read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, f"{_NAME}.from_dense")
-        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
-            raise ValueError(f"{_NAME}.from_dense: tol must be a non-negative number; got {tol!r}.")
         fixed = None if ranks is None else clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
-        cores = _tt_svd(w.astype(np.float64), in_modes, out_modes, fixed, tol)
+        cores = _tt_svd(w, in_modes, out_modes, fixed, tol)
         found = tuple(c.shape[-1] for c in cores[:-1])
-        factored, dense = sum(c.size for c in cores), w.size
-        if factored > dense:
-            how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
-            warnings.warn(
-                f"{_NAME}.from_dense: {how} {factored:,} parameters, more than the dense weight's {dense:,}; "
-                f"the tensor train saves nothing here (raise tol, or give smaller ranks).",
-                UserWarning,
-                stacklevel=2,
-            )
+        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
+        warn_if_larger(sum(c.size for c in cores), w.size, how, where)
         layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
         layer = eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])
-        if bias is not None:
-            bias = jnp.asarray(bias, dtype)
-            if bias.shape != (layer.out_features,):
-                raise ValueError(f"{_NAME}.from_dense: bias must have shape ({layer.out_features},); got {bias.shape}.")
-            layer = eqx.tree_at(lambda m: m.bias, layer, bias)
-        return layer
+        return with_bias(layer, bias, dtype, where)
 
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
@@ -194,11 +173,7 @@ def _tt_svd(w: np.ndarray, in_modes: tuple, out_modes: tuple, ranks: tuple | Non
     cores, rank, rest = [], 1, t.reshape(-1)
     for k in range(d - 1):
         u, s, vt = np.linalg.svd(rest.reshape(rank * sizes[k], -1), full_matrices=False)
-        if ranks is not None:
-            keep = min(ranks[k], len(s))
-        else:
-            tails = np.sqrt(np.cumsum((s ** 2)[::-1]))[::-1]  # tails[j]: the error of keeping j values
-            keep = max(1, next((j for j in range(1, len(s) + 1) if j == len(s) or tails[j] <= cut), len(s)))
+        keep = min(ranks[k], len(s)) if ranks is not None else kept_by_tol(s, cut)
         cores.append(u[:, :keep].reshape(rank, in_modes[k], out_modes[k], keep))
         rest = s[:keep, None] * vt[:keep]
         rank = keep

@@ -8,9 +8,11 @@ from typing import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._ir.nodes import Variable
-from ._common import FactoredLinear, clipped, initial_bias, read_dtype, read_modes, read_positive_ints
+from ._common import (FactoredLinear, clipped, initial_bias, kept_by_tol, read_dense_weight, read_dtype, read_modes,
+                      read_positive_ints, read_tol, warn_if_larger, with_bias)
 
 _NAME = "TuckerLinear"
 
@@ -92,6 +94,54 @@ class TuckerLinear(FactoredLinear, eqx.Module):
         factors = [_orthonormal(keys[1 + k], m, r, dtype) for k, (m, r) in enumerate(zip(modes, ranks))]
         self.in_factors, self.out_factors = factors[:d], factors[d:]
         self.bias = initial_bias(keys[-1], self.out_features, self.in_features, dtype) if use_bias else None
+
+    @classmethod
+    def from_dense(cls, weight, in_modes, out_modes, ranks=None, *, tol: float | None = None, bias=None):
+        """The Tucker decomposition of a dense ``(out, in)`` weight (as ``eqx.nn.Linear.weight``), by
+        a higher-order SVD.
+
+        The weight, as a tensor of its ``2 d`` modes (input modes first, as
+        ``ranks``), gets one factor matrix per mode: the leading left singular
+        vectors of that mode's unfolding; the core is the weight projected onto
+        them. With ``tol``, each mode keeps the fewest singular vectors whose
+        dropped tail is at most ``tol * ||W||_F / sqrt(2 d)``, so the relative
+        Frobenius error is at most ``tol`` (as TT-SVD's); with ``ranks`` (one
+        int or ``2 d``), those (clipped, with a warning, to the modes). Where the
+        factors hold more parameters than the weight, a ``UserWarning`` says so.
+
+        Examples:
+            >>> w = jnp.outer(jnp.arange(16.0), jnp.ones(64))   # every input mode: rank one
+            >>> tk = tnn.TuckerLinear.from_dense(w, (4, 4, 4), (2, 2, 4), tol=1e-6)
+            >>> tk.ranks, bool(jnp.allclose(tk.dense(), w, atol=1e-4))
+            ((1, 1, 1, 2, 2, 2), True)
+        """
+        where = f"{_NAME}.from_dense"
+        if (ranks is None) == (tol is None):
+            raise ValueError(f"{where}: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
+        w, dtype, in_modes, out_modes = read_dense_weight(weight, in_modes, out_modes, where)
+        tol = read_tol(tol, where)
+        d = len(in_modes)
+        modes = in_modes + out_modes
+        fixed = None if ranks is None else clipped(read_positive_ints(ranks, 2 * d, "ranks", where), modes, _NAME)
+        # W[o_1..o_d, i_1..i_d] as X[i_1..i_d, o_1..o_d]: the layer's order of modes and ranks
+        x = w.reshape(out_modes + in_modes).transpose(tuple(range(d, 2 * d)) + tuple(range(d)))
+        cut = 0.0 if tol is None else tol * float(np.linalg.norm(w)) / math.sqrt(2 * d)
+        factors = []
+        for k in range(2 * d):
+            u, s, _ = np.linalg.svd(np.moveaxis(x, k, 0).reshape(modes[k], -1), full_matrices=False)
+            keep = min(fixed[k], len(s)) if fixed is not None else kept_by_tol(s, cut)
+            factors.append(u[:, :keep])
+        core = x
+        for k, u in enumerate(factors):  # project mode k onto its factor: X x_k U_k^T
+            core = np.moveaxis(np.tensordot(u.T, core, axes=(1, k)), 0, k)
+        found = tuple(u.shape[1] for u in factors)
+        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
+        warn_if_larger(core.size + sum(u.size for u in factors), w.size, how, where)
+        layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
+        arrays = [jnp.asarray(a, dtype) for a in factors]
+        layer = eqx.tree_at(lambda m: (m.core, m.in_factors, m.out_factors), layer,
+                            (jnp.asarray(core, dtype), arrays[:d], arrays[d:]))
+        return with_bias(layer, bias, dtype, where)
 
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
