@@ -13,7 +13,9 @@ every parameter) on a batch of 256, jitted with ``eqx.filter_jit``, against
   for a batch of 256 the one-line einsum does.
 
 ``vs ...`` columns are the other's time divided by tgjax's (above 1: tgjax
-is faster). Run: ``python benchmarks/layers.py [--quick]``.
+is faster). Then a tensor-train embedding (``tnn.TTEmbedding``, 1,000,000 x 64,
+rank 16) against ``jnp.take`` on a dense table of that shape, for a batch of
+4096 lookups. Run: ``python benchmarks/layers.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,31 @@ def main(argv=None):
             for k in (0, 1):  # forward, forward + backward
                 row += [f"{1e3 * ours[k]:.3f}", *(f"{other[k] / ours[k]:.2f}x" for other in (theirs, mapped, dense_times))]
             print("| " + " | ".join(row) + " |")
+    embedding_rows(args.quick)
+
+
+def embedding_rows(quick: bool):
+    """A batch of lookups from a tensor-train embedding against ``jnp.take`` on a dense table of
+    the same shape: forward, and forward + backward (the gradient with respect to the cores, or
+    to the whole table: a dense array of the table's size every step)."""
+    rows, dim, rank, batch = (100_000 if quick else 1_000_000), 64, 16, 4096
+    emb = tnn.TTEmbedding(rows, dim, rank=rank, key=jax.random.key(0))
+    table = jax.random.normal(jax.random.key(1), (rows, dim), jnp.float32)
+    indices = jax.random.randint(jax.random.key(2), (batch,), 0, rows)
+    ours = timings(lambda m, i: jax.vmap(m)(i), emb, indices)
+    theirs = timings(lambda t, i: jnp.take(t, i, axis=0), table, indices)
+    count = parameters(emb)
+    print()
+    print(f"# embedding lookup: {batch} indices, float32")
+    print("| table | params | % table | MB held | fwd ms | vs take | fwd+bwd ms | vs take |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, held, times, ratios in (
+        (f"TTEmbedding {rows:,} x {dim}, modes {emb.in_modes} x {emb.out_modes}, rank {rank}", count, ours,
+         [theirs[k] / ours[k] for k in (0, 1)]),
+        (f"dense table {rows:,} x {dim}, jnp.take", rows * dim, theirs, [1.0, 1.0]),
+    ):
+        print(f"| {name} | {held:,} | {100 * held / (rows * dim):.2f}% | {4 * held / 2**20:.1f} "
+              f"| {1e3 * times[0]:.3f} | {ratios[0]:.2f}x | {1e3 * times[1]:.3f} | {ratios[1]:.2f}x |")
 
 
 if __name__ == "__main__":
