@@ -31,7 +31,7 @@ def pictures() -> dict:
             ('F.sum(F.cross_entropy(X @ W, Y, "c")).grad(W).grad(W).simplify()',
              cross_entropy.grad(W).grad(W).simplify()),
         ]),
-        "explain.svg": tg.draw(tg.explain(tg.Derivative(tg.Derivative(x @ A @ x.rename(i="j"), x), x))),
+        "explain.svg": tg.draw(tg.explain((x @ A @ x.rename(i="j")).grad(x).grad(x))),
     }
 
 

@@ -70,3 +70,25 @@ def test_explain_rejects_what_is_not_an_expression():
 def test_random_derivations(expr, seed):
     vals = values(seed)
     _check_derivation(expr, lambda e: np.asarray(ev(e, vals)))
+
+
+def test_the_derivation_of_a_gradient_names_the_rules_a_reader_uses():
+    # The natural call on a .grad result: derived from the derivative down, one rule at a
+    # time (it showed "input" and one "product rule" step with the whole result).
+    b, h = tg.symbols("b h")
+    X, W = tg.Variable("X", b, i=n), tg.Variable("W", i=n, h=h)
+    loss = F.sum(F.tanh(X @ W) ** 2)
+    names = [name for name, _ in tg.explain(loss.grad(W))]
+    assert names[:5] == ["input", "product rule", "power rule", "chain rule: derivative of tanh", "product rule"]
+    values = {"X": RNG.standard_normal((2, 3)), "W": RNG.standard_normal((3, 4))}
+    _check_derivation(loss.grad(W), lambda e: np.asarray(tg.lower(e)(**values)))
+
+
+def test_the_derivation_of_a_hessian_derives_the_gradient_first():
+    steps = tg.explain(q.grad(x).grad(x))
+    names = [name for name, _ in steps]
+    # the gradient's own derivation and simplification, then the outer derivative's rules
+    assert names[:3] == ["input", "product rule", "product rule"]
+    assert "sum rule" in names and names.count("merge deltas") <= 4
+    assert len(steps) <= 12
+    _check_derivation(q.grad(x).grad(x), lambda e: np.asarray(tg.lower(e, sizes={n: 3})(**VALS)))

@@ -5,8 +5,8 @@ evaluation) and forward accumulation along a direction (a derivative contracted 
 (``_lower/evaluation.grads``, registered as the "grad" pass).
 """
 
-from .derivative import derivative
+from .derivative import derivative, derivative_step
 from .forward import Unsupported, directional
 from .reverse import gradient, gradients
 
-__all__ = ["derivative", "directional", "gradient", "gradients", "Unsupported"]
+__all__ = ["derivative", "derivative_step", "directional", "gradient", "gradients", "Unsupported"]

@@ -27,6 +27,7 @@ from .._ir.nodes import (
     elementwise_product,
     renamed_origin,
 )
+from .._ir.elementwise import exponent
 from .._ir.rename import freshen_inner, mean_over_renamings, rename
 from .._ir.util import fresh_edge
 
@@ -45,15 +46,45 @@ def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
     if not isinstance(x, Variable):
         raise TypeError(f"grad: can only differentiate with respect to a Variable; got {type(x).__name__}.")
     x = x.declared
-    outer = getattr(_calls, "memo", None)
-    _calls.memo = {} if outer is None else outer
+    outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
+    _calls.memo = {} if outer[0] is None else outer[0]
+    _calls.deferred = False
     try:
         return symmetrised(_unconstrained(t, x, new_names), x, new_names)
     finally:
-        _calls.memo = outer
+        _calls.memo, _calls.deferred = outer
 
 
 _calls = threading.local()
+
+
+def derivative_step(t: Expr, x: Variable, new_names: dict) -> tuple:
+    """``(expression, rule)``: one rule of d t / d x applied to ``t``'s outermost node, the
+    derivatives of its children left as ``Derivative`` nodes (a Variable's evaluated: ``x``'s
+    is Deltas, another's zero), and the rule's name (``tg.explain`` shows a derivation step
+    by step). Not for a symmetric ``x``, whose derivative is symmetrised as a whole."""
+    x = x.declared
+    outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
+    _calls.memo, _calls.deferred = {}, True
+    try:
+        return _derivative(t, x, new_names), _rule_of(t)
+    finally:
+        _calls.memo, _calls.deferred = outer
+
+
+def _rule_of(t: Expr) -> str:
+    """The name of the rule that differentiates ``t``'s outermost node."""
+    if isinstance(t, Product):
+        return "product rule"
+    if isinstance(t, Sum):
+        return "sum rule"
+    if isinstance(t, Function) and exponent(t.spec) is not None:
+        return "power rule"
+    if isinstance(t, (Function, AlongEdge)):
+        return f"chain rule: derivative of {t.spec.name}"
+    if isinstance(t, Expectation):
+        return "price theorem"
+    return "derivative of a variable"
 
 
 def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:
@@ -62,7 +93,10 @@ def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:
     A node reached by several paths (a DAG: a layer norm reads its input three
     times, a residual block twice) is differentiated once per call of
     ``derivative``: as a tree, the derivative of n such blocks has 3^n copies.
+    Inside ``derivative_step`` a child's derivative stays a ``Derivative`` node.
     """
+    if getattr(_calls, "deferred", False) and not isinstance(t, Variable) and t.depends_on(x):
+        return Derivative(t, x, new_names)
     key = (id(t), x.key, tuple(new_names.items()))
     entry = _calls.memo.get(key)
     if entry is None:

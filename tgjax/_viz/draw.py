@@ -40,7 +40,7 @@ from .._ir.nodes import (
 )
 from .._ir.rename import freshen_inner, rename
 from .._ir.util import is_fresh
-from .notation import short_names_and_letters
+from .notation import short_names_and_letters, shown
 
 _FONT = 12.0  # px
 _CHAR = 0.6 * _FONT  # the advance of one character of a monospace font
@@ -112,7 +112,7 @@ def draw(expr_or_list, path: str | None = None) -> str:
 def _items(expr_or_list) -> list:
     """``[(title or None, expression)]`` from what ``draw`` was given, checked."""
     if isinstance(expr_or_list, Expr):
-        return [(None, expr_or_list)]
+        return [(None, shown(expr_or_list))]
     if not isinstance(expr_or_list, (list, tuple)) or isinstance(expr_or_list, str):
         raise TypeError(
             f"tg.draw: expected an expression or a list of expressions and (title, expression) pairs; "
@@ -131,7 +131,8 @@ def _items(expr_or_list) -> list:
                 f"tg.draw: item {k} of the list is {item!r}; each item must be an expression "
                 f"or a (title, expression) pair with a string title."
             )
-    return items
+    # a .grad result is drawn as the derivative it stands for, as it prints
+    return [(title, shown(expr)) for title, expr in items]
 
 
 # ---------------------------------------------------------------------------

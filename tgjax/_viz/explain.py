@@ -12,6 +12,7 @@ needs (product rule, chain rule, ...).
 
 from __future__ import annotations
 
+from .._diff import derivative_step
 from .._expectation import closed_form
 from .._ir import along, elementwise
 from .._ir.nodes import (
@@ -45,6 +46,55 @@ def explain(expr: Expr) -> list:
     """
     if not isinstance(expr, Expr):
         raise TypeError(f"tg.explain: expected a tensor expression; got {type(expr).__name__}.")
+    target = expr if expr._stands_for is None else expr._stands_for
+    if isinstance(target, Derivative) and not target.x.symmetric:
+        return _finished(expr, _derivation(target))
+    return _finished(expr, _simplification(expr))
+
+
+def _finished(expr: Expr, steps: list) -> list:
+    """``steps`` from ``("input", expr)``, their last expression ``expr.simplify()`` (a step of its
+    own where a finishing rule gave it, or the steps did not reach it)."""
+    steps = [("input", expr)] + steps[1:]
+    with recording() as applied:
+        final = expr.simplify()
+    finishing = {r.__name__ for r in products.FINISHING_RULES}
+    finished = [_spoken(name) for name, _, _ in applied if name in finishing]
+    if len(steps) == 1 or not (steps[-1][1].edges == final.edges and steps[-1][1] == final):
+        # a finishing rule (a hand-written softmax recognised), or the input was normal already
+        # or its root took no named rule
+        steps.append((finished[0] if finished else "normal form", final))
+    else:
+        steps[-1] = (steps[-1][0], final)
+    return steps
+
+
+def _derivation(d: Derivative) -> list:
+    """The steps of a derivative as a reader derives it: the expression it differentiates
+    first where that holds derivatives itself (a Hessian's gradient, then simplified), then
+    one rule at a time from the outermost node in (product, sum, power and chain rules),
+    then the simplification of the result."""
+    steps = [("input", d)]
+    inner = d.expr
+    # a .grad result (a Hessian's gradient) stands for the derivative it evaluates
+    derived = inner._stands_for if isinstance(inner._stands_for, Derivative) else inner
+    if derived is not inner or any(isinstance(node, Derivative) for node in parents_first([inner])):
+        inner_steps = _finished(inner, _derivation(derived) if isinstance(derived, Derivative) else _simplification(inner))
+        steps += [(name, Derivative(step, d.x, d.new_names)) for name, step in inner_steps[1:]]
+        inner = inner_steps[-1][1]
+    current = Derivative(inner, d.x, d.new_names)
+    while True:
+        node = next((n for n in parents_first([current]) if isinstance(n, Derivative)), None)
+        if node is None:
+            break
+        expanded, rule = derivative_step(node.expr, node.x, node.new_names)
+        current = _with_replaced(current, {id(node): with_order(expanded, node.edges)})
+        steps.append((rule, current))
+    return steps + _simplification(current)[1:]
+
+
+def _simplification(expr: Expr) -> list:
+    """The steps of ``simplified(expr)``, one per node that took a named rule, children first."""
     steps = [("input", expr)]
     done: dict = {}
     # Normal forms are cached on the nodes: a fresh copy is simplified from scratch, so every rule shows.
@@ -64,16 +114,6 @@ def explain(expr: Expr) -> list:
             continue
         done[id(node)] = with_order(normal, node.edges)
         steps.append((_name_of_step(node, names), _with_replaced(copy, done)))
-    with recording() as applied:
-        final = expr.simplify()
-    finishing = {r.__name__ for r in products.FINISHING_RULES}
-    finished = [_spoken(name) for name, _, _ in applied if name in finishing]
-    if len(steps) == 1 or not (steps[-1][1].edges == final.edges and steps[-1][1] == final):
-        # a finishing rule (a hand-written softmax recognised), or the input was normal already
-        # or its root took no named rule
-        steps.append((finished[0] if finished else "normal form", final))
-    else:
-        steps[-1] = (steps[-1][0], final)
     return steps
 
 
@@ -98,7 +138,9 @@ def rule_names() -> set:
     rules = {r for fn in (*elementwise.BUILTINS, *along.BUILTINS, elementwise.power(2)) for r in fn.identities}
     rules |= {*functions.SHARED_RULES, sums.collect_terms, *products.PRODUCT_RULES, *products.FINISHING_RULES}
     rules |= {closed_form.independent_of_the_variable, closed_form.gaussian_polynomial, closed_form.gaussian_exponential}
-    derivative = {"product rule", "sum rule", "chain rule", "price theorem", "derivative of a variable"}
+    derivative = {"product rule", "sum rule", "chain rule", "power rule", "price theorem", "derivative of a variable"}
+    functions_ = {fn.name for fn in (*elementwise.BUILTINS, *along.BUILTINS)}
+    derivative |= {f"chain rule: derivative of {name}" for name in functions_}
     return {_spoken(r.__name__) for r in rules} | derivative | {"input", "normal form"}
 
 
