@@ -182,7 +182,13 @@ def read_dense_weight(weight, in_modes, out_modes, where: str) -> tuple:
     return w.astype(np.float64), dtype, in_modes, out_modes
 
 
-def read_tol(tol, where: str):
+def read_ranks_or_tol(ranks, tol, where: str, ranks_name: str = "ranks"):
+    """``tol``, checked, where exactly one of ``ranks`` (fixed ranks) and ``tol`` (a relative
+    error) is given (``ranks`` is read by the caller, whose spellings differ)."""
+    if (ranks is None) == (tol is None):
+        raise ValueError(
+            f"{where}: give exactly one of {ranks_name}= (fixed ranks) or tol= (a relative error)."
+        )
     if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol >= 0):
         raise ValueError(f"{where}: tol must be a non-negative number; got {tol!r}.")
     return tol

@@ -14,8 +14,8 @@ import numpy as np
 from .. import functions as F
 from .._ir.nodes import Variable
 from .._lower.api import Lowered
-from ._common import balanced_factors, clipped, is_int, read_dtype, read_tol, warn_if_larger
-from .tensor_train import _rank_limits, _ranks, _tt_svd
+from ._common import balanced_factors, clipped, is_int, read_dtype, read_ranks_or_tol, warn_if_larger
+from .tensor_train import _rank_limits, _ranks, _tt_svd, core_edges, network_cores
 
 _NAME = "TTEmbedding"
 # Modes of each size when the caller gives none (as the linear layers split an int).
@@ -78,17 +78,10 @@ def _read_embedding_modes(num_embeddings, embedding_dim, in_modes, out_modes, la
 def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
     """``row[o_1..o_d] = G_1[k_1, o_1, r_1] G_2[r_1, k_2, o_2, r_2] ...``: each core's slice at
     its digit ``k_j`` of the index (``F.take``, lowered to a gather), contracted along the ranks."""
-    d = len(in_modes)
     network = None
-    for k, (n, m) in enumerate(zip(in_modes, out_modes)):
-        edges = {}
-        if k > 0:
-            edges[f"r{k}"] = ranks[k - 1]
-        edges[f"i{k}"] = n
-        edges[f"o{k}"] = m
-        if k < d - 1:
-            edges[f"r{k + 1}"] = ranks[k]
-        piece = F.take(Variable(f"G{k}", **edges), Variable(f"k{k}"), f"i{k}")
+    for k in range(len(in_modes)):
+        core = Variable(f"G{k}", **core_edges(k, in_modes, out_modes, ranks))
+        piece = F.take(core, Variable(f"k{k}"), f"i{k}")
         network = piece if network is None else network @ piece
     return network
 
@@ -184,9 +177,7 @@ class TTEmbedding(eqx.Module):
             (True, (2, 2))
         """
         where = f"{_NAME}.from_dense"
-        if (rank is None) == (tol is None):
-            raise ValueError(f"{where}: give exactly one of rank= (fixed ranks) or tol= (a relative error).")
-        tol = read_tol(tol, where)
+        tol = read_ranks_or_tol(rank, tol, where, ranks_name="rank")
         w = np.asarray(table)
         if w.ndim != 2 or 0 in w.shape:
             raise ValueError(f"{where}: table must be a 2-D (num_embeddings, embedding_dim) array; got shape {w.shape}.")
@@ -214,14 +205,7 @@ class TTEmbedding(eqx.Module):
         for k in reversed(range(len(self.in_modes))):
             digits[f"k{k}"] = index % self.in_modes[k]
             index = index // self.in_modes[k]
-        d = len(self.cores)
-        cores = {}
-        for k, core in enumerate(self.cores):
-            if k == 0:
-                core = core[0]
-            if k == d - 1:
-                core = core[..., 0]
-            cores[f"G{k}"] = core
+        cores = network_cores(self.cores)
         return _lowered(self.in_modes, self.out_modes, self.ranks)(**digits, **cores).reshape(self.embedding_dim)
 
     def dense(self) -> jax.Array:

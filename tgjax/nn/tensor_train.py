@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ir.nodes import Variable
 from ._common import (FactoredLinear, clipped, factor_std, initial_bias, is_int, kept_by_tol, read_dense_weight, read_dtype,
-                      read_modes, read_tol, warn_if_larger, with_bias)
+                      read_modes, read_ranks_or_tol, warn_if_larger, with_bias)
 
 _NAME = "TensorTrainLinear"
 
@@ -43,19 +43,37 @@ def _rank_limits(in_modes: tuple, out_modes: tuple) -> tuple:
     return tuple(min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1:])) for k in range(len(sizes) - 1))
 
 
+def core_edges(k: int, in_modes: tuple, out_modes: tuple, ranks: tuple) -> dict:
+    """The edges of core ``G{k}`` of a network (the end cores without their rank-1 edge):
+    ``r{k}``, ``i{k}``, ``o{k}``, ``r{k+1}``."""
+    edges = {}
+    if k > 0:
+        edges[f"r{k}"] = ranks[k - 1]
+    edges[f"i{k}"] = in_modes[k]
+    edges[f"o{k}"] = out_modes[k]
+    if k < len(in_modes) - 1:
+        edges[f"r{k + 1}"] = ranks[k]
+    return edges
+
+
+def network_cores(cores: list) -> dict:
+    """``G{k}`` -> core ``k`` as the network reads it: the first without its leading rank-1
+    axis, the last without its trailing one."""
+    out = {}
+    for k, core in enumerate(cores):
+        if k == 0:
+            core = core[0]
+        if k == len(cores) - 1:
+            core = core[..., 0]
+        out[f"G{k}"] = core
+    return out
+
+
 def _network(in_modes: tuple, out_modes: tuple, ranks: tuple):
     """``y[o_1..o_d] = x[i_1..i_d] G_1[i_1,o_1,r_1] G_2[r_1,i_2,o_2,r_2] ...`` as a tgjax network."""
-    d = len(in_modes)
     network = Variable("x", **{f"i{k}": n for k, n in enumerate(in_modes)})
-    for k, (n, m) in enumerate(zip(in_modes, out_modes)):
-        edges = {}
-        if k > 0:
-            edges[f"r{k}"] = ranks[k - 1]
-        edges[f"i{k}"] = n
-        edges[f"o{k}"] = m
-        if k < d - 1:
-            edges[f"r{k + 1}"] = ranks[k]
-        network = network @ Variable(f"G{k}", **edges)
+    for k in range(len(in_modes)):
+        network = network @ Variable(f"G{k}", **core_edges(k, in_modes, out_modes, ranks))
     return network
 
 
@@ -135,10 +153,8 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
             True
         """
         where = f"{_NAME}.from_dense"
-        if (ranks is None) == (tol is None):
-            raise ValueError(f"{where}: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
         w, dtype, in_modes, out_modes = read_dense_weight(weight, in_modes, out_modes, where)
-        tol = read_tol(tol, where)
+        tol = read_ranks_or_tol(ranks, tol, where)
         d = len(in_modes)
         fixed = None if ranks is None else clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
         cores = _tt_svd(w, in_modes, out_modes, fixed, tol)
@@ -151,15 +167,8 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
 
     def __call__(self, x: jax.Array, *, key=None) -> jax.Array:
         """``x``: shape ``(prod(in_modes),)``; returns shape ``(prod(out_modes),)``. ``key`` is unused."""
-        d = len(self.in_modes)
-        cores = {}
-        for k, core in enumerate(self.cores):
-            if k == 0:
-                core = core[0]
-            if k == d - 1:
-                core = core[..., 0]
-            cores[f"G{k}"] = core
-        return self._forward(x, _NAME, _network, (self.in_modes, self.out_modes, self.ranks), cores)
+        shape = (self.in_modes, self.out_modes, self.ranks)
+        return self._forward(x, _NAME, _network, shape, network_cores(self.cores))
 
 
 def _tt_svd(w: np.ndarray, in_modes: tuple, out_modes: tuple, ranks: tuple | None, tol: float | None) -> list:

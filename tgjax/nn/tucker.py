@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ir.nodes import Variable
 from ._common import (FactoredLinear, clipped, initial_bias, kept_by_tol, read_dense_weight, read_dtype, read_modes,
-                      read_positive_ints, read_tol, warn_if_larger, with_bias)
+                      read_positive_ints, read_ranks_or_tol, warn_if_larger, with_bias)
 
 _NAME = "TuckerLinear"
 
@@ -116,10 +116,8 @@ class TuckerLinear(FactoredLinear, eqx.Module):
             ((1, 1, 1, 2, 2, 2), True)
         """
         where = f"{_NAME}.from_dense"
-        if (ranks is None) == (tol is None):
-            raise ValueError(f"{where}: give exactly one of ranks= (fixed ranks) or tol= (a relative error).")
         w, dtype, in_modes, out_modes = read_dense_weight(weight, in_modes, out_modes, where)
-        tol = read_tol(tol, where)
+        tol = read_ranks_or_tol(ranks, tol, where)
         d = len(in_modes)
         modes = in_modes + out_modes
         fixed = None if ranks is None else clipped(read_positive_ints(ranks, 2 * d, "ranks", where), modes, _NAME)
