@@ -27,7 +27,6 @@ from .._ir.nodes import (
     elementwise_product,
     renamed_origin,
 )
-from .._ir.elementwise import exponent
 from .._ir.rename import freshen_inner, mean_over_renamings, rename
 from .._ir.util import fresh_edge
 
@@ -58,33 +57,18 @@ def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
 _calls = threading.local()
 
 
-def derivative_step(t: Expr, x: Variable, new_names: dict) -> tuple:
-    """``(expression, rule)``: one rule of d t / d x applied to ``t``'s outermost node, the
-    derivatives of its children left as ``Derivative`` nodes (a Variable's evaluated: ``x``'s
-    is Deltas, another's zero), and the rule's name (``tg.explain`` shows a derivation step
-    by step). Not for a symmetric ``x``, whose derivative is symmetrised as a whole."""
+def derivative_step(t: Expr, x: Variable, new_names: dict) -> Expr:
+    """One rule of d t / d x applied to ``t``'s outermost node, the derivatives of its children
+    left as ``Derivative`` nodes (a Variable's evaluated: ``x``'s is Deltas, another's zero):
+    ``tg.explain`` shows a derivation step by step. Not for a symmetric ``x``, whose
+    derivative is symmetrised as a whole."""
     x = x.declared
     outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
     _calls.memo, _calls.deferred = {}, True
     try:
-        return _derivative(t, x, new_names), _rule_of(t)
+        return _derivative(t, x, new_names)
     finally:
         _calls.memo, _calls.deferred = outer
-
-
-def _rule_of(t: Expr) -> str:
-    """The name of the rule that differentiates ``t``'s outermost node."""
-    if isinstance(t, Product):
-        return "product rule"
-    if isinstance(t, Sum):
-        return "sum rule"
-    if isinstance(t, Function) and exponent(t.spec) is not None:
-        return "power rule"
-    if isinstance(t, (Function, AlongEdge)):
-        return f"chain rule: derivative of {t.spec.name}"
-    if isinstance(t, Expectation):
-        return "price theorem"
-    return "derivative of a variable"
 
 
 def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:

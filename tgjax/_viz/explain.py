@@ -87,9 +87,9 @@ def _derivation(d: Derivative) -> list:
         node = next((n for n in parents_first([current]) if isinstance(n, Derivative)), None)
         if node is None:
             break
-        expanded, rule = derivative_step(node.expr, node.x, node.new_names)
+        expanded = derivative_step(node.expr, node.x, node.new_names)
         current = _with_replaced(current, {id(node): with_order(expanded, node.edges)})
-        steps.append((rule, current))
+        steps.append((_rule_of(node.expr), current))
     return steps + _simplification(current)[1:]
 
 
@@ -144,18 +144,24 @@ def rule_names() -> set:
     return {_spoken(r.__name__) for r in rules} | derivative | {"input", "normal form"}
 
 
-def _derivative_rule(t: Derivative) -> str:
-    """The rule that differentiating ``t.expr`` starts with, by the outermost node of its normal form."""
-    u = simplified(t.expr)
-    if isinstance(u, Product):
+def _rule_of(t: Expr) -> str:
+    """The name of the rule that differentiates ``t``'s outermost node (``derivative_step``)."""
+    if isinstance(t, Product):
         return "product rule"
-    if isinstance(u, Sum):
+    if isinstance(t, Sum):
         return "sum rule"
-    if isinstance(u, (Function, AlongEdge)):
-        return "chain rule"
-    if isinstance(u, Expectation):
+    if isinstance(t, Function) and elementwise.exponent(t.spec) is not None:
+        return "power rule"
+    if isinstance(t, (Function, AlongEdge)):
+        return f"chain rule: derivative of {t.spec.name}"
+    if isinstance(t, Expectation):
         return "price theorem"
     return "derivative of a variable"
+
+
+def _derivative_rule(t: Derivative) -> str:
+    """The rule that differentiating ``t.expr`` starts with, by the outermost node of its normal form."""
+    return _rule_of(simplified(t.expr))
 
 
 def _fresh_copy(t: Expr) -> Expr:
