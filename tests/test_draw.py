@@ -328,3 +328,13 @@ def test_the_readme_pictures_are_what_the_script_draws(tmp_path):
 def test_a_derivation_that_ends_in_a_constant_draws():
     steps = tg.explain(F.sum(F.exp(x)) / F.sum(F.exp(x)))
     assert "1" in _texts(_tree(tg.draw(steps)))
+
+
+def test_an_edge_is_named_once_where_it_crosses_a_frame():
+    # Issue 28 item 10: a line into a frame was named at the border and again inside, at the
+    # end of each term's stub ("— i  — i"). An edge alone on its side of the frame is named
+    # at the border only.
+    x_, A_ = tg.Variable("x", i=n), tg.Variable("A", i=n, j=n)
+    for expr in (F.tanh(A_ @ x_.rename(i="j")) + x_, F.exp(F.tanh(A_ @ x_.rename(i="j") + x_)) * x_):
+        texts = _texts(_tree(tg.draw(expr)))
+        assert texts.count("i") == 1, texts

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 from xml.sax.saxutils import escape
@@ -650,6 +650,11 @@ def _network(t: Expr, ctx: _Context, prefer: dict | None = None) -> _Block:
     free_set = set(free)
     blocks = [_block(f, sides[k], free_set & set(f.edges), ctx) for k, f in enumerate(factors)]
     cells = [plan.cell(k) for k in range(n)]
+    # Inside a frame, a free edge is named where it crosses the frame's border (outside it);
+    # one that leaves by the same side as there, alone on that side, is not named again here.
+    per_side = Counter((prefer or {}).values())
+    quiet = {e for e in free if prefer and e in prefer and per_side[prefer[e]] == 1
+             and sides[holders[e][0]][e] == prefer[e]}
 
     # Lanes: each routed line has its own height in the gap above each row it touches (shorter spans
     # lower), and a line between rows its own column in the left margin.
@@ -661,8 +666,12 @@ def _network(t: Expr, ctx: _Context, prefer: dict | None = None) -> _Block:
     margin_lane = {e: k for k, e in enumerate(between_rows)}
 
     def label_width(k, side):
+        """The room the labels of ``side``'s free edges need (0 where each is quiet: its stub
+        needs room still), None without free edges there."""
         shown = [e for e, s in sides[k].items() if s == side and e in free_set]
-        return max((_width_of(ctx.label(e)) for e in shown), default=None)
+        if not shown:
+            return None
+        return max((_width_of(ctx.label(e)) for e in shown if e not in quiet), default=0.0)
 
     col_w = [0.0] * per_row
     row_h = [0.0] * rows
@@ -738,24 +747,28 @@ def _network(t: Expr, ctx: _Context, prefer: dict | None = None) -> _Block:
         for e in free:
             (k,) = holders[e]
             px, py = port(k, e)
-            side, name = sides[k][e], ctx.label(e)
+            side, name = sides[k][e], "" if e in quiet else ctx.label(e)
             r, c = cells[k]
             if side == "left":
                 end = x0 + col_x[c] - _STUB if one_row else px - _STUB
                 svg.line([(px, py), (end, py)])
-                svg.text(end - 4, py + 0.35 * _FONT, name, "label", "end")
+                if name:
+                    svg.text(end - 4, py + 0.35 * _FONT, name, "label", "end")
             elif side == "right":
                 end = x0 + col_x[c] + col_w[c] + _STUB if one_row else px + _STUB
                 svg.line([(px, py), (end, py)])
-                svg.text(end + 4, py + 0.35 * _FONT, name, "label", "start")
+                if name:
+                    svg.text(end + 4, py + 0.35 * _FONT, name, "label", "start")
             elif side == "bottom":
                 end = y0 + row_y[r] + row_h[r] + _STUB
                 svg.line([(px, py), (px, end)])
-                svg.text(px, end + _FONT, name, "label", "middle")
+                if name:
+                    svg.text(px, end + _FONT, name, "label", "middle")
             else:
                 end = y0 + row_y[r] - _STUB
                 svg.line([(px, py), (px, end)])
-                svg.text(px, end - 4, name, "label", "middle")
+                if name:
+                    svg.text(px, end - 4, name, "label", "middle")
         for k in range(n):
             blocks[k].emit(svg, x0 + at[k][0], y0 + at[k][1])
 
