@@ -33,8 +33,10 @@ def explain(expr: Expr) -> list:
         A list whose first pair is ``("input", expr)`` and whose last
         expression equals ``expr.simplify()``; each step rewrites one node
         of the previous expression by the named rule (``"product rule"``,
-        ``"chain rule"``, ``"merge deltas"``, ``"combine powers"``, ...),
-        and every step has the value of the input.
+        ``"chain rule: derivative of tanh"``, ``"merge deltas"``, ``"combine
+        powers"``, ...), and every step has the value of the input. A
+        derivative (a ``.grad`` result) is derived one rule at a time from its
+        outermost node in, then simplified; a Hessian's gradient first.
 
     Examples:
         >>> x = tg.Variable("x", i=3)
@@ -79,7 +81,8 @@ def _derivation(d: Derivative) -> list:
     # a .grad result (a Hessian's gradient) stands for the derivative it evaluates
     derived = inner._stands_for if isinstance(inner._stands_for, Derivative) else inner
     if derived is not inner or any(isinstance(node, Derivative) for node in parents_first([inner])):
-        inner_steps = _finished(inner, _derivation(derived) if isinstance(derived, Derivative) else _simplification(inner))
+        stepwise = isinstance(derived, Derivative) and not derived.x.symmetric  # a symmetrised one is one step
+        inner_steps = _finished(inner, _derivation(derived) if stepwise else _simplification(inner))
         steps += [(name, Derivative(step, d.x, d.new_names)) for name, step in inner_steps[1:]]
         inner = inner_steps[-1][1]
     current = Derivative(inner, d.x, d.new_names)
