@@ -7,6 +7,7 @@ simplified; ``simplify`` cleans up the Deltas and Zeros it introduces.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -45,16 +46,24 @@ def derivative(t: Expr, x: Variable, new_names: dict) -> Expr:
     if not isinstance(x, Variable):
         raise TypeError(f"grad: can only differentiate with respect to a Variable; got {type(x).__name__}.")
     x = x.declared
-    outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
-    _calls.memo = {} if outer[0] is None else outer[0]
-    _calls.deferred = False
-    try:
+    # within an enclosing call (a Derivative node's rule), its memo is shared
+    outer = getattr(_calls, "memo", None)
+    with _calling({} if outer is None else outer, deferred=False):
         return symmetrised(_unconstrained(t, x, new_names), x, new_names)
-    finally:
-        _calls.memo, _calls.deferred = outer
 
 
 _calls = threading.local()
+
+
+@contextlib.contextmanager
+def _calling(memo: dict, deferred: bool):
+    """``_calls`` set for one call of ``derivative`` or ``derivative_step``, and restored after."""
+    outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
+    _calls.memo, _calls.deferred = memo, deferred
+    try:
+        yield
+    finally:
+        _calls.memo, _calls.deferred = outer
 
 
 def derivative_step(t: Expr, x: Variable, new_names: dict) -> Expr:
@@ -62,13 +71,8 @@ def derivative_step(t: Expr, x: Variable, new_names: dict) -> Expr:
     left as ``Derivative`` nodes (a Variable's evaluated: ``x``'s is Deltas, another's zero):
     ``tg.explain`` shows a derivation step by step. Not for a symmetric ``x``, whose
     derivative is symmetrised as a whole."""
-    x = x.declared
-    outer = getattr(_calls, "memo", None), getattr(_calls, "deferred", False)
-    _calls.memo, _calls.deferred = {}, True
-    try:
-        return _derivative(t, x, new_names)
-    finally:
-        _calls.memo, _calls.deferred = outer
+    with _calling({}, deferred=True):
+        return _derivative(t, x.declared, new_names)
 
 
 def _unconstrained(t: Expr, x: Variable, new_names: dict) -> Expr:

@@ -37,6 +37,15 @@ def balanced_factors(n: int, parts: int) -> tuple:
     return tuple(sorted(factors, reverse=True))
 
 
+def mode_sequence(value):
+    """``value`` as a non-empty tuple of positive ints, or None where it is not one."""
+    try:
+        modes = tuple(value)
+    except TypeError:
+        return None
+    return modes if modes and all(is_int(m) and m > 0 for m in modes) else None
+
+
 def read_modes(in_modes, out_modes, layer: str) -> tuple:
     """``(in_modes, out_modes)`` as tuples of positive ints of one length; an int is split into
     as many balanced factors as the other has modes (both ints: three each)."""
@@ -45,11 +54,8 @@ def read_modes(in_modes, out_modes, layer: str) -> tuple:
             if value <= 0:
                 raise ValueError(f"{layer}: {name} must be positive; got {value}.")
             return value
-        try:
-            modes = tuple(value)
-        except TypeError:
-            modes = None
-        if not modes or not all(is_int(m) and m > 0 for m in modes):
+        modes = mode_sequence(value)
+        if modes is None:
             raise ValueError(
                 f"{layer}: {name} must be a positive int or a non-empty sequence of positive ints, "
                 f"e.g. (4, 8, 8) for 256; got {value!r}."
@@ -177,9 +183,13 @@ def read_dense_weight(weight, in_modes, out_modes, where: str) -> tuple:
             f"{where}: weight must have shape (out, in) = {expected} for out_modes {out_modes} and "
             f"in_modes {in_modes}; got {w.shape}."
         )
+    return w.astype(np.float64), dtype_of_dense(w, where), in_modes, out_modes
+
+
+def dtype_of_dense(w: np.ndarray, where: str):
+    """The dtype a layer made from the dense array ``w`` keeps: ``w``'s float, else JAX's default."""
     floating = np.issubdtype(w.dtype, np.floating)
-    dtype = read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, where)
-    return w.astype(np.float64), dtype, in_modes, out_modes
+    return read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, where)
 
 
 def read_ranks_or_tol(ranks, tol, where: str, ranks_name: str = "ranks"):
@@ -194,8 +204,14 @@ def read_ranks_or_tol(ranks, tol, where: str, ranks_name: str = "ranks"):
     return tol
 
 
+def ranks_found(tol, found: tuple) -> str:
+    """How ``warn_if_larger`` names the ranks: found for a tolerance, or given."""
+    return f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
+
+
 def warn_if_larger(factored: int, dense: int, how: str, where: str, what: str = "the dense weight"):
-    """A ``UserWarning`` where the factors hold more parameters than the dense array they replace."""
+    """A ``UserWarning`` where the factors hold more parameters than the dense array they replace
+    (``how``: what gave them, ``ranks_found``)."""
     if factored > dense:
         warnings.warn(
             f"{where}: {how} {factored:,} parameters, more than {what}'s {dense:,}; the factored form "

@@ -14,7 +14,8 @@ import numpy as np
 from .. import functions as F
 from .._ir.nodes import Variable
 from .._lower.api import Lowered
-from ._common import balanced_factors, clipped, is_int, read_dtype, read_ranks_or_tol, warn_if_larger
+from ._common import (balanced_factors, clipped, dtype_of_dense, is_int, mode_sequence, ranks_found, read_dtype,
+                      read_ranks_or_tol, warn_if_larger)
 from .tensor_train import _rank_limits, _ranks, _tt_svd, core_edges, network_cores
 
 _NAME = "TTEmbedding"
@@ -47,11 +48,8 @@ def _read_embedding_modes(num_embeddings, embedding_dim, in_modes, out_modes, la
     def modes(value, name):
         if value is None:
             return None
-        try:
-            out = tuple(value)
-        except TypeError:
-            out = None
-        if not out or not all(is_int(m) and m > 0 for m in out):
+        out = mode_sequence(value)
+        if out is None:
             raise ValueError(f"{layer}: {name} must be a non-empty sequence of positive ints; got {value!r}.")
         return out
 
@@ -184,16 +182,14 @@ class TTEmbedding(eqx.Module):
         num_embeddings, embedding_dim = w.shape
         in_modes, out_modes = _read_embedding_modes(num_embeddings, embedding_dim, in_modes, out_modes, where)
         d = len(in_modes)
-        floating = np.issubdtype(w.dtype, np.floating)
-        dtype = read_dtype(jax.dtypes.canonicalize_dtype(w.dtype) if floating else None, where)
+        dtype = dtype_of_dense(w, where)
         fixed = None if rank is None else clipped(_ranks(rank, d), _rank_limits(in_modes, out_modes), _NAME)
         padded = np.zeros((math.prod(in_modes), embedding_dim))
         padded[:num_embeddings] = w
         # TT-SVD of the (out, in) matrix, as the linear layer's: here out is the row, in the index
         cores = _tt_svd(padded.T, in_modes, out_modes, fixed, tol)
         found = tuple(c.shape[-1] for c in cores[:-1])
-        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
-        warn_if_larger(sum(c.size for c in cores), w.size, how, where, what="the table")
+        warn_if_larger(sum(c.size for c in cores), w.size, ranks_found(tol, found), where, what="the table")
         layer = cls(num_embeddings, embedding_dim, in_modes=in_modes, out_modes=out_modes, rank=found,
                     key=jax.random.key(0), dtype=dtype)
         return eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ir.nodes import Variable
 from ._common import (FactoredLinear, clipped, factor_std, initial_bias, is_int, kept_by_tol, read_dense_weight, read_dtype,
-                      read_modes, read_ranks_or_tol, warn_if_larger, with_bias)
+                      read_modes, read_ranks_or_tol, ranks_found, warn_if_larger, with_bias)
 
 _NAME = "TensorTrainLinear"
 
@@ -159,8 +159,7 @@ class TensorTrainLinear(FactoredLinear, eqx.Module):
         fixed = None if ranks is None else clipped(_ranks(ranks, d), _rank_limits(in_modes, out_modes), _NAME)
         cores = _tt_svd(w, in_modes, out_modes, fixed, tol)
         found = tuple(c.shape[-1] for c in cores[:-1])
-        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
-        warn_if_larger(sum(c.size for c in cores), w.size, how, where)
+        warn_if_larger(sum(c.size for c in cores), w.size, ranks_found(tol, found), where)
         layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
         layer = eqx.tree_at(lambda m: m.cores, layer, [jnp.asarray(c, dtype) for c in cores])
         return with_bias(layer, bias, dtype, where)

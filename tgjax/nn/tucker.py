@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ir.nodes import Variable
 from ._common import (FactoredLinear, clipped, initial_bias, kept_by_tol, read_dense_weight, read_dtype, read_modes,
-                      read_positive_ints, read_ranks_or_tol, warn_if_larger, with_bias)
+                      read_positive_ints, read_ranks_or_tol, ranks_found, warn_if_larger, with_bias)
 
 _NAME = "TuckerLinear"
 
@@ -133,8 +133,7 @@ class TuckerLinear(FactoredLinear, eqx.Module):
         for k, u in enumerate(factors):  # project mode k onto its factor: X x_k U_k^T
             core = np.moveaxis(np.tensordot(u.T, core, axes=(1, k)), 0, k)
         found = tuple(u.shape[1] for u in factors)
-        how = f"tol={tol} gives ranks {found} and" if tol is not None else f"ranks {found} give"
-        warn_if_larger(core.size + sum(u.size for u in factors), w.size, how, where)
+        warn_if_larger(core.size + sum(u.size for u in factors), w.size, ranks_found(tol, found), where)
         layer = cls(in_modes, out_modes, found, use_bias=bias is not None, dtype=dtype, key=jax.random.key(0))
         arrays = [jnp.asarray(a, dtype) for a in factors]
         layer = eqx.tree_at(lambda m: (m.core, m.in_factors, m.out_factors), layer,
