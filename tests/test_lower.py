@@ -477,13 +477,17 @@ def _random_einsum_steps(count: int, seed: int):
         yield ",".join(terms) + "->" + out, {ch: int(rng.integers(2, 5)) for ch in "abcdef"}
 
 
-def test_the_runtime_einsum_traces_what_jnp_einsum_traces():
+def test_the_runtime_einsum_traces_what_jnp_einsum_traces(monkeypatch):
     # Generated programs call runtime.einsum for each contraction step: the same
     # primitives as jnp.einsum, without its path search and nested jit per call
     # (60% of a 200-layer MLP's trace), and the summed axes listed in the first
     # operand's order (jnp.einsum sorts them by letter, and XLA:CPU then copies an
-    # operand whose summed axes are listed out of order).
+    # operand whose summed axes are listed out of order). The operand order it
+    # changes for XLA:CPU is the next test's.
+    from tgjax._lower import runtime
     from tgjax._lower.runtime import einsum
+
+    monkeypatch.setattr(runtime, "_swapped_faster", lambda *args, **kwargs: False)
 
     def primitives(jaxpr):
         return [(e.primitive.name, tuple(v.aval.shape for v in e.outvars)) for e in jaxpr.jaxpr.eqns]
@@ -499,6 +503,31 @@ def test_the_runtime_einsum_traces_what_jnp_einsum_traces():
             if eqn.primitive.name == "dot_general":
                 (lhs, rhs), _ = eqn.params["dimension_numbers"]  # the first operand's in its order
                 assert list(lhs) == sorted(lhs) or list(rhs) == sorted(rhs), equation
+
+
+def test_the_runtime_einsum_puts_first_the_operand_xla_cpu_multiplies_fast():
+    # A weight's gradient x^T g, x[b, i] and g[b, o]: XLA:CPU ran dot(x, g) -> [i, o] 8x slower
+    # than dot(g, x) -> [o, i] for i = 4096, o = 16 (x's summed axis comes before its kept one).
+    # The program computes the second, writes it out and transposes it: XLA would fold a bare
+    # transpose back into the dot. Where the other operand keeps many entries, nothing changes.
+    from tgjax._lower.runtime import einsum
+
+    rng = np.random.default_rng(0)
+    x, g, h = (rng.standard_normal(shape).astype(np.float32) for shape in ((256, 4096), (256, 16), (256, 512)))
+    for other, swapped in ((g, True), (h, False)):
+        jaxpr = jax.make_jaxpr(lambda a, b: einsum("bi,bo->io", a, b))(x, other)
+        dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+        assert len(dots) == 1  # the order not taken is not traced
+        assert (dots[0].invars[0].aval.shape == other.shape) is swapped
+        np.testing.assert_allclose(einsum("bi,bo->io", x, other), x.T @ other, rtol=1e-4, atol=1e-3)
+    hlo = jax.jit(lambda a, b: einsum("bi,bo->io", a, b)).lower(x, g).compile().as_text()
+    assert "f32[16,4096]{1,0} dot(" in hlo, hlo
+    # under vmap and grad, the same values as jnp
+    batched = jax.vmap(lambda a, b: einsum("bi,bo->io", a, b))(x[None], g[None])
+    np.testing.assert_allclose(batched[0], x.T @ g, rtol=1e-4, atol=1e-3)
+    grad = jax.grad(lambda a: jnp.sum(jnp.sin(einsum("bi,bo->io", a, g))))(x)
+    want = jax.grad(lambda a: jnp.sum(jnp.sin(a.T @ g)))(x)
+    np.testing.assert_allclose(grad, want, rtol=1e-3, atol=1e-3)
 
 
 def test_the_runtime_einsum_promotes_dtypes_and_hands_other_equations_to_jnp():

@@ -578,14 +578,17 @@ def _fresh_inner_names(p: Flat) -> Flat:
 def _scale_sum_factors(p: Flat) -> Flat:
     """Each sum factor keeps one term at weight 1, its scale moved into the weight.
 
-    Which term: the choice for which the whole product's structure hashes
-    least, edge names ignored. The sum's own term order depends on the names
-    of edges it shares with the rest of the product, which are arbitrary
-    inner names, so "the first term" would make ``(a - b) c`` and
-    ``-(b - a) c`` two normal forms. Each sum chooses with every other sum
-    at its own scale (the least of its own structure), never at the scale
+    Which term: the one whose rescaled sum's own structure hashes least, edge
+    names ignored; between choices that tie there, the one for which the
+    whole product's structure hashes least. The sum's own term order depends
+    on the names of edges it shares with the rest of the product, which are
+    arbitrary inner names, so "the first term" would make ``(a - b) c`` and
+    ``-(b - a) c`` two normal forms. Each sum breaks its ties with every other
+    sum at its own scale (the least of its own structure), never at the scale
     it arrived with or chose already: the choices then do not depend on the
-    order of the factors. What structure cannot tell apart, an
+    order of the factors, and the work is linear in the number of sum
+    factors (a deep chain's derivative has one per layer). What structure
+    cannot tell apart, an
     antisymmetric sum ``y[j] δ[m] - y[m] δ[j]`` and its negative (the same
     network with two free edges swapped), the free edge names settle; inner
     names never do. No rule can settle that tie so that the normal form is
@@ -594,20 +597,16 @@ def _scale_sum_factors(p: Flat) -> Flat:
     this one keeps the first, so renaming such a product's free edges can
     give a normal form that is not the renamed one.
 
-    In a product of more than ``_SUM_FACTORS_SCALED_IN_CONTEXT`` sum factors
-    (a deep chain's derivative has one per layer), each sum's own structure
-    decides first and the whole product only between choices that tie
-    there: the whole product's structure for every choice of every factor
-    is quadratic in the product's size.
+    The choice is for canonicity only: lowering does not depend on it (the
+    contraction it plans, and the operand order of each step, are its own).
     """
     sums = [k for k, a in enumerate(p.atoms) if isinstance(a, Sum)]
     options = {k: [(lead, _rescaled(p.atoms[k], lead)) for lead in dict.fromkeys(p.atoms[k].weights)] for k in sums}
     own = {k: _least(options[k], lambda o: _structure_key(o[1])) for k in sums}
     context = [own[k][0][1] if k in own else a for k, a in enumerate(p.atoms)]
-    in_context = len(sums) <= _SUM_FACTORS_SCALED_IN_CONTEXT
     atoms, weight = list(p.atoms), p.weight
     for k in sums:
-        lead, atoms[k] = _least(options[k] if in_context else own[k], _placed(_placed_key, context, k, p.edges))[0]
+        lead, atoms[k] = _least(own[k], _placed(_placed_key, context, k, p.edges))[0]
         weight *= lead
     return p.but(atoms, weight)
 
@@ -637,12 +636,6 @@ def _ratio(w, lead):
     """``w / lead`` tidied; cached, as every scale of every sum factor is tried again in
     each product the sum appears in (SymPy divides in tens of microseconds)."""
     return sympy.Integer(1) if w == lead else tidy_weight(w / lead)
-
-
-# The whole product's structure chooses the scale of each of this many sum factors or fewer.
-# It also decides how a gradient's contractions are grouped in lowering, and XLA:CPU runs
-# one grouping of the tensor-train regression's gradient 1.5x slower than the other.
-_SUM_FACTORS_SCALED_IN_CONTEXT = 4
 
 
 def _structure_key(t):
