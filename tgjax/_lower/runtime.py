@@ -38,12 +38,14 @@ def einsum(equation: str, *operands):
     step, 60% of a 200-layer MLP's trace. This traces the operations
     ``jnp.einsum`` would (a sum of the indices one side alone carries, one
     ``dot_general`` with the operands in the order it picks, a transpose where
-    the result is in another order), with one difference: the summed indices
-    are listed in the order the first operand has them, where ``jnp.einsum``
-    sorts them by letter. XLA:CPU transposes an operand whose summed axes are
-    listed out of its own order; a 4096 -> 16 tensor-train layer copied its
-    whole batch of inputs (0.55 ms against 1.48 ms). Other equations, and
-    arrays that are not floating point, go to ``jnp.einsum``.
+    the result is in another order), with two differences, both for XLA:CPU.
+    The summed indices are listed in the order the first operand has them,
+    where ``jnp.einsum`` sorts them by letter: XLA:CPU transposes an operand
+    whose summed axes are listed out of its own order (a 4096 -> 16
+    tensor-train layer copied its whole batch of inputs: 0.55 ms against
+    1.48 ms). And the operands go in the order XLA:CPU multiplies faster
+    (``_contracted``). Other equations, and arrays that are not floating
+    point, go to ``jnp.einsum``.
     """
     ins, out = equation.split("->")
     terms = ins.split(",")
@@ -75,6 +77,8 @@ def _contracted(a_side, b_side, out: str):
 
     Which operand goes first is ``jnp.einsum``'s choice (``a`` where that gives ``out``'s
     order, else ``b``), except where the other order is faster on CPU (``_swapped_faster``).
+    The order is the same on every backend (choosing per platform would trace both dots
+    into every program); only the copy that keeps XLA from undoing it is CPU's.
     """
     (a, a_names), (b, b_names) = a_side, b_side
     summed = [ch for ch in a_names if ch in b_names and ch not in out]  # in a's order (einsum's docstring)
@@ -120,7 +124,9 @@ def _swapped_faster(first, first_names: str, second, second_names: str, summed, 
     ``transposed_back``."""
     first_kept, first_slow = _layout(first, first_names, summed, batch)
     second_kept, second_slow = _layout(second, second_names, summed, batch)
-    if not first_slow or not any(ch not in summed and ch not in batch for ch in second_names):
+    if not first_slow:
+        return False
+    if not any(ch not in summed and ch not in batch for ch in second_names):
         return False  # a matrix times a vector runs alike either way
     if second_slow:
         return second_kept <= _SMALL_SECOND and second_kept < first_kept
