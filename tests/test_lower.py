@@ -520,8 +520,9 @@ def test_the_runtime_einsum_puts_first_the_operand_xla_cpu_multiplies_fast():
         assert len(dots) == 1  # the order not taken is not traced
         assert (dots[0].invars[0].aval.shape == other.shape) is swapped
         np.testing.assert_allclose(einsum("bi,bo->io", x, other), x.T @ other, rtol=1e-4, atol=1e-3)
-    hlo = jax.jit(lambda a, b: einsum("bi,bo->io", a, b)).lower(x, g).compile().as_text()
-    assert "f32[16,4096]{1,0} dot(" in hlo, hlo
+    if jax.default_backend() == "cpu":  # elsewhere XLA may fold the transpose back: no copy is kept there
+        hlo = jax.jit(lambda a, b: einsum("bi,bo->io", a, b)).lower(x, g).compile().as_text()
+        assert "f32[16,4096]{1,0} dot(" in hlo, hlo
     # under vmap and grad, the same values as jnp
     batched = jax.vmap(lambda a, b: einsum("bi,bo->io", a, b))(x[None], g[None])
     np.testing.assert_allclose(batched[0], x.T @ g, rtol=1e-4, atol=1e-3)
