@@ -528,7 +528,7 @@ def test_the_runtime_einsum_puts_first_the_operand_xla_cpu_multiplies_fast():
     np.testing.assert_allclose(batched[0], x.T @ g, rtol=1e-4, atol=1e-3)
     grad = jax.grad(lambda a: jnp.sum(jnp.sin(einsum("bi,bo->io", a, g))))(x)
     want = jax.grad(lambda a: jnp.sum(jnp.sin(a.T @ g)))(x)
-    np.testing.assert_allclose(grad, want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-3)  # float32 sums of 16 products cancel to ~0.04
 
 
 def test_the_runtime_einsum_promotes_dtypes_and_hands_other_equations_to_jnp():

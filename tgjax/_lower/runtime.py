@@ -126,7 +126,7 @@ def _swapped_faster(first, first_names: str, second, second_names: str, summed, 
     second_kept, second_slow = _layout(second, second_names, summed, batch)
     if not first_slow:
         return False
-    if not any(ch not in summed and ch not in batch for ch in second_names):
+    if second_kept == 1:
         return False  # a matrix times a vector runs alike either way
     if second_slow:
         return second_kept <= _SMALL_SECOND and second_kept < first_kept
