@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import ast
+import gc
 import pathlib
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,10 @@ from hypothesis import given, settings
 import tgjax as tg
 import tgjax.functions as F
 from tgjax._ir import along, elementwise, extrema
+from tgjax._ir import nodes
 from tgjax._ir.nodes import AlongEdge, Function, Product, Sum, rebuilt
+from tgjax._ir.util import NodeTable
+from tgjax._simplify import core, origins
 from tgjax._lower import runtime
 
 from strategies import expressions
@@ -213,12 +218,58 @@ NODES = {
 def test_nodes_are_frozen(kind):
     node = NODES[kind]
     before = hash(node)
-    for field in ("edges", "name", "factors", "terms", "weights", "spec", "input", "axes", "size", "_shape"):
+    for field in ("edges", "name", "factors", "terms", "weights", "spec", "input", "axes", "size", "_shape", "stands_for"):
         with pytest.raises(AttributeError, match="immutable"):
             setattr(node, field, None)
     with pytest.raises(TypeError):
         node.shape["i"] = 5
     assert hash(node) == before
+
+
+def test_a_node_caches_only_what_follows_from_its_own_data():
+    # its hash, and the signature, graph and variables that equality reads; a normal
+    # form or the Variables a simplified expression lost belong to the simplify pass
+    assert nodes._CACHES == {"_hash", "_sig", "_graph", "_vars"}
+    slots = {s for cls in Product.__mro__ for s in getattr(cls, "__slots__", ())}
+    assert not slots & {"_simplified", "_stands_for", "_origins"}
+    hessian = F.sum(x * x).grad(x).grad(x)
+    normal = hessian.simplify()  # 2 I: x is gone, but lowering still reads its size
+    assert x not in normal.variables() and [v.name for v in origins(normal)] == ["x"]
+    assert core.has_normal_form(normal) and not core.has_normal_form(F.sum(x * x) + 7)
+
+
+def test_a_pass_table_entry_lives_exactly_as_long_as_its_node():
+    table = NodeTable()
+    t, u = F.tanh(x), F.exp(x)
+    table.set(t, "its value")
+    table.set(u, u)  # a value that is the node itself does not keep it alive
+    assert table.get(t) == "its value" and table.get(u) is u and t in table
+    assert table.get(F.tanh(x)) is None  # an equal node is another node
+    freed = weakref.ref(u)
+    del u
+    gc.collect()
+    assert freed() is None and len(table._entries) == 1
+
+
+def test_normal_forms_are_freed_with_their_expressions():
+    # (a .grad result's sweep is remembered for a few expressions: simplified alone here)
+    gc.collect()
+    before = len(core._NORMAL_FORMS._entries)
+    y, B = tg.Variable("y", i), tg.Variable("B", i=i, j=i)
+    normal = F.sum(F.tanh(B @ y) * F.exp(B @ y) + F.sum(y * y)).simplify()
+    assert len(core._NORMAL_FORMS._entries) > before
+    del y, B, normal
+    gc.collect()
+    assert len(core._NORMAL_FORMS._entries) <= before
+
+
+def test_a_gradient_stands_for_its_derivative_as_data():
+    g = F.sum(F.tanh(A @ x)).grad(x)
+    assert isinstance(g, Product) and isinstance(g.stands_for, tg.Derivative) and g.stands_for.x is x
+    renamed = g.rename(i="k")
+    assert renamed.stands_for == g.stands_for.rename(i="k")
+    # a product rebuilt over other factors no longer equals the derivative: it stands for nothing
+    assert g.func(*(2 * f for f in g.factors)).stands_for is None
 
 
 def test_derivative_new_names_are_read_only():

@@ -51,9 +51,11 @@ def _merge_shapes(parts, where: str) -> dict:
     return shape
 
 
-# Slots that hold what is computed about a node, not what it is: set once,
-# after construction, by the passes that compute them.
-_CACHES = frozenset({"_hash", "_sig", "_graph", "_simplified", "_vars", "_stands_for", "_origins"})
+# Slots that cache what follows from a node's own data alone (its hash, the
+# signature and graph that equality compares, its variables): set once, after
+# construction, when first asked for. What a pass computes about a node (its
+# normal form, say) is kept in that pass's own table (``util.NodeTable``).
+_CACHES = frozenset({"_hash", "_sig", "_graph", "_vars"})
 
 _set = object.__setattr__
 
@@ -83,9 +85,12 @@ class Expr:
         True
     """
 
-    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_simplified", "_vars", "_depth", "_stands_for", "_origins")
+    __slots__ = ("edges", "_shape", "_hash", "_sig", "_graph", "_vars", "_depth", "__weakref__")
 
     args: tuple = ()
+    # The unevaluated Derivative this node evaluates (a ``.grad`` result's), else None:
+    # only a Product built to stand for one has it (``Product(..., stands_for=d)``).
+    stands_for = None
     # NumPy must hand ``array * expr`` to Expr.__rmul__, not build an object array.
     __array_ufunc__ = None
 
@@ -93,8 +98,6 @@ class Expr:
         _set(self, "edges", tuple(edges))
         _set(self, "_shape", MappingProxyType(dict(shape)))
         for cache in _CACHES:
-            # _stands_for: an equal expression whose normal form is this one's (see Expr.grad);
-            # _origins: Variables it was derived from but no longer mentions (lowering reads sizes from them)
             _set(self, cache, None)
         # levels of nodes below and including this one: passes recurse this deep
         if depth is None:
@@ -714,11 +717,17 @@ class Product(Expr):
     """A tensor network: an edge name shared by two factors is contracted, the rest stay free.
 
     ``edges`` is the free edges in order of first appearance, unless given.
+
+    ``stands_for``: the unevaluated Derivative this product evaluates (a
+    ``.grad`` result is its reverse sweep's value, a product of one factor,
+    standing for the derivative): its normal form is the derivative's, it
+    prints as the derivative, and lowering may take the derivative from
+    another form. A product rebuilt over new factors stands for nothing.
     """
 
-    __slots__ = ("factors",)
+    __slots__ = ("factors", "stands_for")
 
-    def __init__(self, factors, edges=None, where: str = "product"):
+    def __init__(self, factors, edges=None, where: str = "product", stands_for=None):
         factors = tuple(factors)
         counts = Counter(e for f in factors for e in f.edges)
         crowded = sorted(e for e, n in counts.items() if n > 2)
@@ -734,7 +743,11 @@ class Product(Expr):
         if edges is not None:
             assert sorted(edges) == sorted(free), f"internal error: Product edge order {edges} is not a permutation of {free}"
             free = list(edges)
+        assert stands_for is None or set(stands_for.edges) == set(free), (
+            f"internal error: a product with edges {free} cannot stand for a derivative with edges {stands_for.edges}"
+        )
         _set(self, "factors", factors)
+        _set(self, "stands_for", stands_for)
         self._init(free, {e: shape[e] for e in free})
 
     @property
@@ -1143,7 +1156,7 @@ def _contents(expr: Expr) -> tuple:
         names: dict = {}
         averaged: set = set()
         indices: set = set()
-        for node in parents_first([expr if expr._stands_for is None else expr._stands_for]):
+        for node in parents_first([expr if expr.stands_for is None else expr.stands_for]):
             if isinstance(node, Variable):
                 names.setdefault(node.name, {})[node.key] = node
             elif isinstance(node, Expectation):

@@ -62,8 +62,8 @@ def rename_in(t: Expr, mapping: dict, memo: dict) -> Expr:
 
 
 def _carry_caches(t: Expr, result: Expr, mapping: dict):
-    """What a rename cannot change: the structure's signature (its ports relabelled), the
-    variables, and the unevaluated derivative a ``.grad`` result stands for.
+    """What a rename cannot change: the structure's signature (its ports relabelled) and the
+    variables.
 
     Without this every renamed copy, and every copy inside it, is hashed again
     from scratch: quadratic in depth for the chains a derivative renames.
@@ -74,9 +74,6 @@ def _carry_caches(t: Expr, result: Expr, mapping: dict):
         result._sig = relabelled(t._sig, mapping)
     if t._vars is not None and result._vars is None:
         result._vars = t._vars
-    if t._stands_for is not None and result._stands_for is None:
-        # a derivative's normal form follows it through renaming, so == implies equal normal forms
-        result._stands_for = rename(t._stands_for, mapping)
 
 
 @functools.singledispatch
@@ -136,7 +133,9 @@ def _(t: Product, mapping):
     t = freshen_inner(t, set(mapping.values()))
     free = set(t.edges)
     factors = [rename(f, {e: mapping[e] for e in f.edges if e in mapping and e in free}) for f in t.factors]
-    return Product(factors, edges=_new_order(t, mapping))
+    # a derivative's normal form follows it through renaming, so == implies equal normal forms
+    stands_for = None if t.stands_for is None else rename(t.stands_for, mapping)
+    return Product(factors, edges=_new_order(t, mapping), stands_for=stands_for)
 
 
 @_rename.register
@@ -270,23 +269,27 @@ def rebuilt_sharing(roots, rebuild, copy, lazy=(Function, Sum)) -> list:
     return [memo[id(t)] for t in roots]
 
 
-def with_views(exprs) -> tuple:
+def with_views(exprs, same_value=None) -> tuple:
     """``exprs`` with every renamed copy of a function replaced by a view of the function it
     was renamed from: the same values, as a DAG that shares each function once, which the
-    passes of lowering walk in time linear in the expression."""
+    passes of lowering walk in time linear in the expression.
 
-    def keeping_caches(node, args):
+    ``same_value(node, new)`` is called for each node rebuilt, so that a later
+    pass can carry over what it knows of ``node`` (its normal form) to ``new``,
+    which has the same value and edges."""
+
+    def keeping_meaning(node, args):
         new = rebuilt(node, args)
         if new is not node:
-            # the same value with the same edges: what it stands for and its normal form hold
-            # (a nested .grad result keeps its derivative, and is not simplified again)
-            for cache in ("_stands_for", "_simplified", "_origins"):
-                if getattr(new, cache) is None:
-                    setattr(new, cache, getattr(node, cache))
+            if node.stands_for is not None:
+                # a nested .grad result keeps its derivative
+                new = Product(new.factors, edges=new.edges, stands_for=node.stands_for)
+            if same_value is not None:
+                same_value(node, new)
         return new
 
     # A renamed sum stays a sum of renamed terms: lowering's factoring finds the work its
     # terms share with other nodes through them, not through a view of the whole sum (a
     # post-layer-norm block's loss and gradients: 1.062x JAX's FLOPs so, 1.075x as views).
-    return tuple(rebuilt_sharing(exprs, keeping_caches, lambda node, origin: view(origin, node.renamed_from[1]),
+    return tuple(rebuilt_sharing(exprs, keeping_meaning, lambda node, origin: view(origin, node.renamed_from[1]),
                                  lazy=(Function,)))

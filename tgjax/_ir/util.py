@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import weakref
 from fractions import Fraction
 
 import sympy
@@ -99,6 +100,56 @@ def as_weight(value, where: str) -> sympy.Expr:
         return value
     hint = " To use an array, declare a tg.Variable and pass the array when calling the lowered function." if hasattr(value, "shape") else ""
     raise TypeError(f"{where}: expected a scalar (int, float or sympy number); got {value!r} of type {type(value).__name__}.{hint}")
+
+
+class NodeTable:
+    """What one pass has computed about nodes, keyed by node identity; an entry lives no
+    longer than its node.
+
+    A pass's memo across calls (the normal form of every node simplified) that
+    is the pass's own, not a slot on the node: a node holds its data and a
+    cached hash, nothing else. An entry never keeps its node alive. With
+    ``weak_values`` it keeps its value (a node) alive no longer either: a value
+    that refers back to its key (a lazily renamed copy keeps the memo of the
+    rename that made it) would otherwise keep both alive for good; the pass
+    holds what it still needs while it runs.
+    """
+
+    _ITSELF = object()
+
+    def __init__(self, weak_values: bool = False):
+        self.weak_values = weak_values
+        self._entries: dict = {}  # id -> (weak reference to the node, value)
+
+    def get(self, node, default=None):
+        """The value remembered for ``node``, else ``default``."""
+        entry = self._entries.get(id(node))
+        if entry is None or entry[0]() is not node:
+            return default
+        value = entry[1]
+        if value is self._ITSELF:
+            return node
+        if self.weak_values:
+            value = value()
+            return default if value is None else value
+        return value
+
+    def __contains__(self, node) -> bool:
+        return self.get(node, self._ITSELF) is not self._ITSELF
+
+    def set(self, node, value):
+        """Remember ``value`` for ``node`` (until ``node``, or a weak value, is freed)."""
+        key = id(node)
+        if value is node:
+            value = self._ITSELF
+        elif self.weak_values:
+            value = weakref.ref(value)
+        self._entries[key] = (weakref.KeyedRef(node, self._forget, key), value)
+
+    def _forget(self, ref):
+        entry = self._entries.get(ref.key)
+        if entry is not None and entry[0] is ref:
+            del self._entries[ref.key]
 
 
 class IdentityCache:

@@ -19,6 +19,7 @@ from .._ir.sizes import complete_sizes, convolution_triples
 from .._ir.structural import is_structural
 from .._ir.walk import parents_first
 from .._logging import listed, shapes_text, stage
+from .._simplify import origins
 from . import runtime
 from .evaluation import by_symmetry_forms, evaluation_forms, normal_forms, on_normal_forms
 from .program import build, parameter
@@ -182,8 +183,8 @@ class Lowered:
         self._masks = _mask_variables(shared)
         # what the expressions were derived from (a .grad's unevaluated derivative, a
         # simplified expression's input) but no longer mention: sizes only
-        derived = [t._stands_for for t in outputs if t._stands_for is not None]
-        derived += [v for t in outputs for v in (t._origins or ())]
+        derived = [t.stands_for for t in outputs if t.stands_for is not None]
+        derived += [v for t in outputs for v in origins(t)]
         self.size_sources = {
             v.name: v for v in _variables(tuple(derived), "tg.lower").values() if v.name not in self.variables
         } if derived else {}

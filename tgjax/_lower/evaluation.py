@@ -33,7 +33,7 @@ from .._ir.rename import rename, sharing_args, view, with_views
 from .._ir.util import IdentityCache, fresh_edge
 from .._ir.walk import parents_first
 from .._logging import logger, stage
-from .._simplify import OverBudget, budget, simplify
+from .._simplify import OverBudget, budget, share_normal_form, simplify
 from .._simplify.finish import finished_product
 
 # Beyond this many distinct nodes, simplifying costs more than it can save. The budget
@@ -66,7 +66,7 @@ def written_form(t: Expr) -> Expr:
     """``t`` as written, every Derivative node evaluated by reverse accumulation, a softmax
     written by hand recognised (``_softmax_recognised``) and every logarithm in its stable
     form; a ``.grad`` result is one already."""
-    if t._stands_for is not None:
+    if t.stands_for is not None:
         return t
     return _WRITTEN.get(t, lambda: _written(t))
 
@@ -87,7 +87,7 @@ def _written(t: Expr, walk: _Walk | None = None) -> Expr:
     # linear in the expression (a deep derivative's normal form copies the chain below
     # each partial)
     walk = walk or _Walk()
-    viewed, = with_views([t])
+    viewed, = with_views([t], same_value=share_normal_form)
     for node in reversed(parents_first([viewed])):
         walk.memo[id(node)] = _rebuilt(node, walk)
     return walk.memo[id(viewed)]
@@ -102,7 +102,7 @@ def by_symmetry_forms(exprs, nodes: list):
     if not any(_second_derivative_factor(node) for node in nodes):
         return None  # most expressions have no such product
     walk = _Walk(by_symmetry=True)
-    forms = tuple(t if t._stands_for is not None else _written(t, walk) for t in exprs)
+    forms = tuple(t if t.stands_for is not None else _written(t, walk) for t in exprs)
     return _closed(forms) if walk.used_symmetry else None
 
 
@@ -123,12 +123,7 @@ def grads(t: Expr, xs, names: list) -> list:
     with stage("derivative", f"{len(wanted)} variable(s) of an expression of {t._depth} levels"):
         swept = gradients(base, [d.x for d in wanted], [d.new_names for d in wanted])
     out = []
-    for d, g in zip(wanted, swept):
-        # A fresh node, so that marking it never touches one of t's nodes.
-        result = Product([g], edges=d.edges)
-        result._stands_for = d
-        out.append(result)
-    return out
+    return [Product([g], edges=d.edges, stands_for=d) for d, g in zip(wanted, swept)]
 
 
 register_pass("grad", grads)
@@ -180,13 +175,13 @@ def on_normal_forms(exprs, nodes: list):
     normal form of a loss, the same form of a gradient for a Hessian). So a
     loss and its gradients share the loss's normal form.
     """
-    if not any(isinstance(t._stands_for, Derivative) for t in exprs):
+    if not any(t.stands_for is not None for t in exprs):
         return None  # every output is plain: this candidate would be the normal forms again
     memo: dict = {}
 
     def form(t: Expr) -> Expr:
         if id(t) not in memo:
-            d = t._stands_for
+            d = t.stands_for
             if isinstance(d, Derivative):
                 g, = gradients(form(d.expr), [d.x], [d.new_names])
                 memo[id(t)] = (t, Product([g], edges=d.edges))
@@ -224,7 +219,7 @@ def as_derivative(t: Expr):
     """The derivative ``t`` is (a Derivative node) or stands for (a ``.grad`` result), else None."""
     if isinstance(t, Derivative):
         return t
-    return t._stands_for if isinstance(t._stands_for, Derivative) else None
+    return t.stands_for
 
 
 def second_derivative(t: Expr):

@@ -21,7 +21,7 @@ from .._ir.identity import canonical_names, sort_key
 from .._ir import nodes
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum, Variable, Zero, renamed_origin
 from .._ir.rename import rename
-from .._ir.util import exact_number
+from .._ir.util import NodeTable, exact_number
 
 
 class OverBudget(Exception):
@@ -67,23 +67,46 @@ def spend(units: int):
         _budget.left = left - units
 
 
+# The normal form of every node simplified (a normal form is its own), while both live:
+# this pass's memo across calls, so that a subexpression shared by several expressions
+# is normalised once. The outermost call holds every normal form it computes.
+_NORMAL_FORMS = NodeTable(weak_values=True)
+
+
 def simplified(t: Expr) -> Expr:
-    """Normal form of ``t`` with the same edge set (the order may differ); cached on the node."""
-    if t._simplified is None and getattr(_alike, "table", None) is None:
-        _alike.table = {}  # the outermost call owns the table of simplified_alike
+    """Normal form of ``t`` with the same edge set (the order may differ); remembered for ``t``."""
+    known = _NORMAL_FORMS.get(t)
+    if known is not None:
+        return known
+    if getattr(_alike, "table", None) is None:
+        # the outermost call owns the table of simplified_alike, and holds its normal forms
+        _alike.table, _alike.held = {}, []
         try:
             return simplified(t)
         finally:
-            _alike.table = None
-    if t._simplified is None:
-        spend(1)
-        result = simplify_node(t if t._stands_for is None else t._stands_for)
-        assert set(result.edges) == set(t.edges), (
-            f"internal error: simplify changed the edges {t.edges} into {result.edges} for {type(t).__name__}"
-        )
-        result._simplified = result
-        t._simplified = result
-    return t._simplified
+            _alike.table = _alike.held = None
+    spend(1)
+    result = simplify_node(t if t.stands_for is None else t.stands_for)
+    assert set(result.edges) == set(t.edges), (
+        f"internal error: simplify changed the edges {t.edges} into {result.edges} for {type(t).__name__}"
+    )
+    _NORMAL_FORMS.set(result, result)
+    _NORMAL_FORMS.set(t, result)
+    _alike.held.append(result)
+    return result
+
+
+def has_normal_form(t: Expr) -> bool:
+    """Whether ``t``'s normal form has been computed (and is remembered)."""
+    return t in _NORMAL_FORMS
+
+
+def share_normal_form(node: Expr, copy: Expr):
+    """Let ``copy``, a new node with ``node``'s value and edges, have ``node``'s normal form
+    where that is known (a lowering pass that rebuilds a DAG keeps what was simplified)."""
+    known = _NORMAL_FORMS.get(node)
+    if known is not None and copy not in _NORMAL_FORMS:
+        _NORMAL_FORMS.set(copy, known)
 
 
 def not_simplified(t: Expr) -> bool:
@@ -96,7 +119,7 @@ def not_simplified(t: Expr) -> bool:
     renamed = renamed_origin(t)
     if renamed is not None:
         t = renamed[0]
-    return t._simplified is None and t._stands_for is None
+    return t not in _NORMAL_FORMS and t.stands_for is None
 
 
 def renamed_normal_form(t: Expr) -> Expr:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .._ir.nodes import Expr, Product, rebuilt, variables_in
 from .._ir.rename import rebuilt_sharing, rename
+from .._ir.util import NodeTable
 from .._logging import stage
 from .._ir.walk import parents_first
 from .core import recording_now, report, simplified, with_order
@@ -30,19 +31,29 @@ def simplify(t: Expr) -> Expr:
     return remember_origins(with_order(result, t.edges), t)
 
 
+# For a result of ``simplify`` or ``expand``: the Variables of its input that it no longer
+# mentions (lowering still reads their sizes from the arrays given for them).
+_ORIGINS = NodeTable()
+
+
 def remember_origins(result: Expr, t: Expr) -> Expr:
     """``result`` (derived from ``t``) remembering the Variables of ``t`` it no longer mentions,
     so that lowering still reads their sizes from the arrays given for them (the Hessian of
     ``sum(x^2)`` is ``2 I``, sized by ``x``). A node that ``t`` itself contains is shared
     with other expressions and is left alone."""
-    before = {v.key: v for v in (*variables_in([t]), *(t._origins or ()))}
-    if t._stands_for is not None:
-        before.update({v.key: v for v in variables_in([t._stands_for])})
+    before = {v.key: v for v in (*variables_in([t]), *origins(t))}
+    if t.stands_for is not None:
+        before.update({v.key: v for v in variables_in([t.stands_for])})
     kept = {u.key for u in variables_in([result])}
     lost = tuple(v for key, v in before.items() if key not in kept)
-    if lost and result._origins is None and all(result is not node for node in parents_first([t])):
-        result._origins = lost
+    if lost and result not in _ORIGINS and all(result is not node for node in parents_first([t])):
+        _ORIGINS.set(result, lost)
     return result
+
+
+def origins(t: Expr) -> tuple:
+    """The Variables ``t`` was simplified from but no longer mentions (``remember_origins``)."""
+    return _ORIGINS.get(t, ())
 
 
 def _finished(t: Expr) -> Expr:

@@ -48,7 +48,7 @@ def explain(expr: Expr) -> list:
     """
     if not isinstance(expr, Expr):
         raise TypeError(f"tg.explain: expected a tensor expression; got {type(expr).__name__}.")
-    target = expr if expr._stands_for is None else expr._stands_for
+    target = expr if expr.stands_for is None else expr.stands_for
     if isinstance(target, Derivative) and not target.x.symmetric:
         return _finished(expr, _derivation(target))
     return _finished(expr, _simplification(expr))
@@ -79,7 +79,7 @@ def _derivation(d: Derivative) -> list:
     steps = [("input", d)]
     inner = d.expr
     # a .grad result (a Hessian's gradient) stands for the derivative it evaluates
-    derived = inner._stands_for if isinstance(inner._stands_for, Derivative) else inner
+    derived = inner.stands_for if inner.stands_for is not None else inner
     if derived is not inner or any(isinstance(node, Derivative) for node in parents_first([inner])):
         stepwise = isinstance(derived, Derivative) and not derived.x.symmetric  # a symmetrised one is one step
         inner_steps = _finished(inner, _derivation(derived) if stepwise else _simplification(inner))
@@ -102,7 +102,7 @@ def _simplification(expr: Expr) -> list:
     done: dict = {}
     # Normal forms are cached on the nodes: a fresh copy is simplified from scratch, so every rule shows.
     # A result of .grad stands for its unevaluated derivative, whose evaluation is what simplify shows.
-    copy = _fresh_copy(expr if expr._stands_for is None else expr._stands_for)
+    copy = _fresh_copy(expr if expr.stands_for is None else expr.stands_for)
     for node in reversed(parents_first([copy])):
         if isinstance(node, (Variable, Delta, Zero, Convolution)):
             continue

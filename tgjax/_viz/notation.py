@@ -34,7 +34,7 @@ def shown(t: Expr) -> Expr:
     """What the notation shows for ``t``: the derivative a ``.grad`` result stands for (its
     evaluation form is backpropagation's network of Deltas, which says little to a reader
     until ``.simplify()`` gives the normal form), else ``t``."""
-    return t._stands_for if isinstance(t._stands_for, Derivative) else t
+    return t.stands_for if t.stands_for is not None else t
 
 
 def short_names(t: Expr, depth: int | None = None) -> dict:
