@@ -857,13 +857,34 @@ def test_a_loop_reading_an_array_in_place_and_transposed_reads_a_relaid_copy():
 
 
 def test_only_an_array_read_in_two_layouts_by_one_statement_is_relaid():
-    from tgjax._lower.program import _separate_self_reads
+    # the reads are data of the step (tokens in its template); only writing the source spells them
+    from tgjax._lower.emit import statement
+    from tgjax._lower.steps import Read, Steps
 
-    assert _separate_self_reads("A + A.transpose((1, 0))") == "A + relaid(A, (1, 0))"
-    assert _separate_self_reads("t3.transpose((1, 0, 2)) * t3.transpose((2, 1, 0))") == (
-        "relaid(t3, (1, 0, 2)) * relaid(t3, (2, 1, 0))")
-    for alone in ("t1 * t2.transpose((1, 0))", "A1 + A.transpose((1, 0))", "2 * A.transpose((1, 0)) - A.transpose((1, 0))"):
-        assert _separate_self_reads(alone) == alone
+    def written(*parts):
+        steps = Steps()
+        template = " ".join(steps.read(*p) if isinstance(p, tuple) else p for p in parts)
+        step = steps.steps[steps.add(template, None, 0, 0)]
+        return step, statement(step)[len(step.name) + 3:]
+
+    step, code = written(("A",), "+", ("A", (1, 0)))
+    assert code == "A + relaid(A, (1, 0))" and step.reads == (Read("A"), Read("A", (1, 0)))
+    _, code = written(("t3",), "*", ("t3", (1, 0, 2)), "*", ("t3", (2, 1, 0)))
+    assert code == "t3 * relaid(t3, (1, 0, 2)) * relaid(t3, (2, 1, 0))"
+    for parts, alone in [((("t1",), "*", ("t2", (1, 0))), "t1 * t2.transpose((1, 0))"),
+                         ((("A1",), "+", ("A", (1, 0))), "A1 + A.transpose((1, 0))"),
+                         (("2 *", ("A", (1, 0)), "-", ("A", (1, 0))), "2 * A.transpose((1, 0)) - A.transpose((1, 0))")]:
+        assert written(*parts)[1] == alone
+
+
+def test_a_step_reads_a_statement_only_through_a_token():
+    from tgjax._lower.steps import Steps
+
+    steps = Steps()
+    first = steps.add(f"jnp.tanh({steps.read('x')})", None, 1, 1, elementwise=True)
+    with pytest.raises(AssertionError, match="read by name"):
+        steps.add(f"{first} + 1", None, 1, 1)
+    assert steps.add(f"jnp.tanh({steps.read('x')})", None, 1, 1) == first  # the same step, shared
 
 
 @pytest.mark.parametrize("shape, perm", [((4, 3), (1, 0)), ((600, 500), (1, 0)), ((80, 70, 60), (2, 0, 1))])

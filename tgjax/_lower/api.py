@@ -279,9 +279,9 @@ class Lowered:
         # benchmarks have measured longest, then derivatives on normal forms.
         candidates = [forms for forms in (self.normal, self.on_normal) if forms is not None] + [self.evaluated]
         candidates += [self.by_symmetry] if self.by_symmetry is not None else []
-        built = [build(forms, env, as_tuple=not self._single, mapped=self._mapped, comments=comments)
-                 for forms in candidates]
-        return min(built, key=lambda program: program[3])[:3]
+        # compared by their steps' estimated cost: only the one kept is written as source
+        best = min((build(forms, env, mapped=self._mapped) for forms in candidates), key=lambda built: built.cost)
+        return best.source(as_tuple=not self._single, comments=comments), best.inputs, best.extra_globals
 
     def _shapes_key(self, arrays, given: dict) -> tuple:
         """What picks a program: the shapes and dtypes of the inputs (a dtype the checks in

@@ -46,7 +46,7 @@ def absorb_convolutions(operands, convolutions, free, sizes: dict, program):
             operands.append((v.name, v.edges))
             continue
         name, edges = operands.pop(k)
-        code, new_legs = _window_code(c, name, edges.index(leg), leg, sizes)
+        code, new_legs = _window_code(c, program.read(name), edges.index(leg), leg, sizes)
         new_edges = _windowed_edges(edges, leg, new_legs, sizes, deltas)
         # a gather: every window element read and written once
         n = math.prod(sizes[e] for e in new_edges)
@@ -157,7 +157,8 @@ def _window_legs(c, leg: str, sizes: dict) -> tuple:
 
 
 def _window_code(c, name: str, axis: int, leg: str, sizes: dict):
-    """The ``window(...)`` call contracting convolution ``c`` with array ``name`` on ``leg``; and the new legs in order."""
+    """The ``window(...)`` call contracting convolution ``c`` with the array ``name`` reads (a
+    step's read token) on ``leg``; and the new legs in order."""
     p, q = legs = _window_legs(c, leg, sizes)
     if leg == c.input_edge:
         # R[p, q] = T[p + q]
@@ -193,7 +194,7 @@ def convolve_pairs(operands, convolutions, deltas, free, sizes: dict, program):
                 if not any(c is g for g in joining):
                     outside.update(c.edges)
             group_free = [e for e in dict.fromkeys(ea + eb + tuple(e for c in joining for e in c.edges)) if e in outside]
-            found = convolution_call(operands[i], operands[j], joining, group_free, sizes)
+            found = convolution_call(operands[i], operands[j], joining, group_free, sizes, program.read)
             if found is None:
                 continue
             code, edges = found
@@ -222,10 +223,11 @@ def _legs_volume(convolutions, edges, sizes) -> int:
     return math.prod(sizes[e] for c in convolutions for e in c.edges if e in edges)
 
 
-def convolution_call(first, second, convolutions, free, sizes):
+def convolution_call(first, second, convolutions, free, sizes, read):
     """One ``lax.conv_general_dilated`` for operands ``first`` and ``second`` (name, edges)
     and the convolution tensors between them: (code, output edges), or None. ``free``: the edges
-    the group passes on to the rest of the network.
+    the group passes on to the rest of the network; ``read(name, perm)``: the code reading an
+    operand, transposed by ``perm`` (``Program.read``).
 
     Each convolution joins the two operands: one carries a leg, the other
     another, the third leg is an output. If one operand ``A`` carries input
@@ -270,7 +272,7 @@ def convolution_call(first, second, convolutions, free, sizes):
     def grouped(name, edges, groups):
         order = [e for g in groups for e in g]
         perm = tuple(edges.index(e) for e in order)
-        text = name if perm == tuple(range(len(edges))) else f"{name}.transpose({perm})"
+        text = read(name, None if perm == tuple(range(len(edges))) else perm)
         shape = tuple(math.prod(sizes[e] for e in g) if len(g) != 1 else sizes[g[0]] for g in groups)
         if shape != tuple(sizes[e] for e in order):
             text = f"{text}.reshape({shape})"

@@ -65,8 +65,9 @@ def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict
             elements = 1
             for e in out:
                 elements *= sizes[e]
-            name = program.emit(f"jnp.take({table}, {index.name}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)",
-                                "take: rows picked by an integer index", elements=elements)
+            rows, picks = program.read(table), program.read(index.name)
+            code = f"jnp.take({rows}, {picks}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)"
+            name = program.emit(code, "take: rows picked by an integer index", elements=elements)
             operands[holders[0]] = (name, out)
         else:
             left.append(lookup)

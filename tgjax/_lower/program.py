@@ -1,9 +1,11 @@
-"""Building the program: a DAG of steps with shared subexpressions, emitted as JAX source.
+"""Building the program: the lowering rules, from expressions to a DAG of steps.
 
 Each distinct subexpression (equal as API.md defines it: up to inner edge
-names and axis order) gets one statement; every later use reads its variable,
+names and axis order) gets one step; every later use reads its array,
 transposed when it needs another axis order. Products become planned einsum
 steps (``contract.py``), sums weighted additions, functions one JAX call.
+The steps are data (``steps.py``); their cost is ``cost.py``'s and their
+source ``emit.py``'s, written once for the candidate program chosen.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import functools
 import itertools
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 import sympy
@@ -25,11 +26,14 @@ from .._ir.structural import is_structural, structural_source
 from .._ir.walk import parents_first
 from .._viz.notation import to_string
 from . import runtime
-from .contract import MAPPED_BATCH, plan
+from .contract import plan
 from .convolution import absorb_convolutions, convolve_pairs
+from .cost import einsum_cost, program_cost
+from .emit import Comment, source
 from .factor import factor_all
 from .lookup import selector
 from .network import distributed, network
+from .steps import Steps, mark_long_chains
 
 
 @dataclass(frozen=True)
@@ -41,41 +45,30 @@ class Value:
 
 
 class Program:
-    """Statements of one generated function, at fixed sizes."""
+    """The steps of one generated function at fixed sizes, and what lowering knows while
+    it builds them (the value of each subexpression, the pairwise contractions done)."""
 
     def __init__(self, env: dict, mapped=()):
         self.env = env          # size symbol -> int
-        # the values that depend on a mapped input (one example of a batch that
-        # jax.vmap maps over): products are ordered for a batch of them (contract.py)
-        self.mapped = {parameter(n) for n in mapped}
-        self.lines = []          # generated statements, with comment lines
+        # the steps, and the values that depend on a mapped input (one example of a batch
+        # that jax.vmap maps over): products are ordered for a batch of them (contract.py)
+        self.steps = Steps(mapped={parameter(n) for n in mapped})
+        self.mapped = self.steps.mapped
         self.numbering = Numbering()
         self.memo = {}           # value number -> Value, its edges given as port positions
         self.inputs = {}         # variable name -> None, in first-use order
         self.extra_globals = {}  # callables that have no jnp spelling
-        self.statements = {}     # statement key -> variable name, for sharing identical steps
         self.pairs = {}          # pairwise contraction (canonical letters) -> (name, output letters)
         self.partners = {}       # operand name -> names it was contracted with in a remembered pair
-        self.reads = {}          # statement name -> the statement names it reads, in emission order
-        self.line_of = {}        # statement name -> its index in self.lines
-        self.elementwise = set()  # the statements that are elementwise in what they read
-        self.flops = 0           # estimated FLOPs of the statements emitted (as XLA counts them)
-        self.written = 0         # elements written by them
         self._sizes = {}          # size expression -> int
         # id of a product -> whether it is thin / dissolves into its consumer
         # (network.py); ids stay valid because self.numbering keeps every lowered node
         self.thin = {}
         self.dissolves = {}
         self.fused = set()       # along_key of inputs whose softmax and logsumexp are both needed
-        self._count = 0
         self._numbers: dict = {}  # weight -> its source text (``number``)
 
-    # -- names and sizes ---------------------------------------------------
-    def new_name(self) -> str:
-        name = f"t{self._count}"
-        self._count += 1
-        return name
-
+    # -- sizes and numbers -------------------------------------------------
     def size(self, s) -> int:
         if isinstance(s, int):
             return s
@@ -112,59 +105,23 @@ class Program:
             n *= self.size(s)
         return n
 
-    @property
-    def cost(self) -> int:
-        """What the program is estimated to cost: work plus memory traffic."""
-        return self.flops + self.written
+    # -- steps -------------------------------------------------------------
+    def read(self, name: str, perm: tuple | None = None) -> str:
+        """The token by which a step's template reads array ``name`` (through ``perm``)."""
+        return self.steps.read(name, perm)
 
-    def emit(self, code: str, comment: str | None = None, key=None, flops: int = 0, elements: int = 0,
-             elementwise: bool = False) -> str:
-        """Append ``name = code``; an identical statement emitted before is reused instead.
+    def emit(self, code: str, comment=None, key=None, flops: int = 0, elements: int = 0,
+             elementwise: bool = False, expands: bool = False) -> str:
+        """The name of a step computing ``code`` (a template over reads, ``read``); an identical
+        step added before (same ``key``, by default the code) is reused instead.
 
-        ``flops`` and ``elements`` (of the result) feed the program's cost estimate;
-        ``elementwise``: whether each entry of the result reads only the same entry of
-        what the statement reads (``materialize_long_chains``).
+        ``flops`` and ``elements`` (of the result) are its estimated cost
+        (``cost.py``); ``comment``: a text or a ``Comment`` saying what it
+        computes; ``elementwise`` and ``expands`` as ``steps.Step`` says.
         """
-        key = key or code
-        if key in self.statements:
-            return self.statements[key]
-        batched = bool(self.mapped) and not self.mapped.isdisjoint(re.findall(r"\b\w+\b", code))
-        # A statement on one example of a mapped batch runs once per example: candidate
-        # programs of a layer are compared at the batch the contraction order is planned for.
-        self.flops += flops * (MAPPED_BATCH if batched else 1)
-        self.written += elements * (MAPPED_BATCH if batched else 1)
-        if comment:
-            self.lines.append(comment if callable(comment) else _Comment(lambda: comment))
-        code = _separate_self_reads(code)
-        name = self.new_name()
-        self.line_of[name] = len(self.lines)
-        self.lines.append(f"{name} = {code}")
-        self.reads[name] = tuple(dict.fromkeys(_STATEMENT.findall(code)))
-        if elementwise:
-            self.elementwise.add(name)
-        self.statements[key] = name
-        if batched:
-            self.mapped.add(name)
-        return name
-
-    def materialize_long_chains(self, results):
-        """Pass through ``runtime.materialized`` every statement that ends a chain of
-        ``_LONG_CHAIN`` or more elementwise statements and is read at least twice (by
-        statements or as a result): XLA:CPU would recompute the chain in each reader."""
-        uses = Counter(results)
-        for reads in self.reads.values():
-            uses.update(reads)
-        chain = {}
-        for name, reads in self.reads.items():
-            length = 0
-            if name in self.elementwise:
-                own = _LONG_CHAIN if _EXPANDED_BY_XLA.search(self.lines[self.line_of[name]]) else 1
-                length = own + max((chain[r] for r in reads), default=0)
-            if length >= _LONG_CHAIN and uses[name] >= 2:
-                k = self.line_of[name]
-                self.lines[k] = f"{name} = materialized({self.lines[k][len(name) + 3:]})"
-                length = 0
-            chain[name] = length
+        if comment is not None and not callable(comment):
+            comment = Comment(lambda text=comment: text)
+        return self.steps.add(code, key, flops, elements, elementwise=elementwise, expands=expands, comment=comment)
 
     # -- sharing pairwise contractions between products ---------------------
     def remember_pair(self, equation: str, operands, name: str):
@@ -219,76 +176,26 @@ class Program:
         return Value(found.name, tuple(ports[k] for k in found.edges))
 
     def aligned(self, t: Expr, order) -> str:
-        """Source text for ``t``'s array with axes in ``order``."""
+        """The read of ``t``'s array with axes in ``order``, as a token for a step's template."""
         v = self.value(t)
         order = tuple(order)
         if v.edges == order:
-            return v.name
-        perm = tuple(v.edges.index(e) for e in order)
-        return f"{v.name}.transpose({perm})"
+            return self.read(v.name)
+        return self.read(v.name, tuple(v.edges.index(e) for e in order))
 
 
-# Statements a generated program names (t0, t1, ...; parameter() keeps inputs off these names).
-_STATEMENT = re.compile(r"\bt\d+\b")
-# The elementwise statements in a row that a program lets XLA recompute in each reader
-# (materialize_long_chains): 6 and 4 measured alike on the post-layer-norm stack, 6 better at 2 blocks.
-_LONG_CHAIN = 6
 # Functions XLA expands into a long elementwise chain of their own (erfc: two polynomials,
-# an exponential and four selects, some 60 operations), each counted as a long chain: a
-# GELU's Phi(u), read by its value and its gradient, was computed twice (a third of a
-# two-block post-layer-norm transformer's step beyond JAX's, which computes it once).
+# an exponential and four selects, some 60 operations), each step calling one counted as a
+# long chain (``steps.mark_long_chains``): a GELU's Phi(u), read by its value and its
+# gradient, was computed twice (a third of a two-block post-layer-norm transformer's step
+# beyond JAX's, which computes it once). Read off the function's own JAX source.
 _EXPANDED_BY_XLA = re.compile(r"\blax\.(?:erfc|erf|erf_inv|lgamma|digamma|igamma|igammac|bessel_i0e|bessel_i1e)\(")
 
-# A name, and the transpose it is read through if any.
-_READ = re.compile(r"\b(\w+)(?:\.transpose\((\([\d, ]*\))\))?")
 
-
-def _separate_self_reads(code: str) -> str:
-    """``code`` with every transposed read of an array that it also reads in another
-    layout spelled ``relaid(x, perm)`` instead of ``x.transpose(perm)``.
-
-    One statement is (at least) one fused XLA loop, and XLA:CPU runs a loop that
-    reads the same array in place and transposed 10 to 40 times slower than a
-    plain addition (``runtime.relaid``); the symmetric part ``A + A^T`` of a
-    Hessian is the common case.
-    """
-    if ".transpose(" not in code:
-        return code
-    layouts: dict = {}
-    for m in _READ.finditer(code):
-        layouts.setdefault(m.group(1), set()).add(m.group(2))
-    twice = {name for name, seen in layouts.items() if len(seen) > 1}
-
-    def read(m):
-        name, perm = m.groups()
-        return f"relaid({name}, {perm})" if perm and name in twice else m.group(0)
-
-    return _READ.sub(read, code) if twice else code
-
-
-class _Comment:
-    """A comment line of the generated source, written only where the source is shown
-    (``tg.to_source``): the program that is run needs none, and printing every
-    statement's expression took a third of a 200-layer MLP's planning."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text):
-        self.text = text  # a function returning the comment's text
-
-    def __call__(self) -> str:
-        return f"# {_short(self.text())}"
-
-
-def _describe(t: Expr, prefix: str = "") -> _Comment:
+def _describe(t: Expr, prefix: str = "") -> Comment:
     """A comment for the statement computing ``t``: its top levels only (a DAG
     printed whole as a tree can be far larger than the program)."""
-    return _Comment(lambda: prefix + to_string(t, depth=4))
-
-
-def _short(text: str, limit: int = 110) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return Comment(lambda: prefix + to_string(t, depth=4))
 
 
 @functools.singledispatch
@@ -393,8 +300,15 @@ def _(t: Function, program):
     order = _function_order(t, program)
     args = [program.aligned(u, order) for u in t.inputs]
     n = program.elements(t)
-    return Value(program.emit(function_call(t.spec, args, program), _describe(t), flops=n, elements=n, elementwise=True),
+    code = function_call(t.spec, args, program)
+    return Value(program.emit(code, _describe(t), flops=n, elements=n, elementwise=True, expands=_expands(t.spec)),
                  order)
+
+
+def _expands(fn) -> bool:
+    """Whether XLA expands ``fn`` into a long elementwise chain of its own (``_EXPANDED_BY_XLA``)."""
+    own = fn.source(*(f"x{k}" for k in range(fn.arity)))
+    return own is not None and _EXPANDED_BY_XLA.search(own) is not None
 
 
 def _function_order(t: Function, program: Program) -> tuple:
@@ -418,11 +332,12 @@ def _(t: AlongEdge, program):
         # softmax and logsumexp of one input: one call computes both from the same exponentials
         along = math.prod(program.size(t.input._shape[a]) for a in t.axes)
         both = program.emit(
-            f"softmax_logsumexp({v.name}, {axis_argument(positions)})", _describe(t.input, "softmax and logsumexp of "),
-            flops=6 * n, elements=n + n // along,
+            f"softmax_logsumexp({program.read(v.name)}, {axis_argument(positions)})",
+            _describe(t.input, "softmax and logsumexp of "), flops=6 * n, elements=n + n // along,
         )
-        return Value(program.emit(f"{both}[{0 if t.spec is softmax else 1}]"), edges)
-    return Value(program.emit(t.spec.source(v.name, positions), _describe(t), flops=5 * n, elements=program.elements(t)), edges)
+        return Value(program.emit(f"{program.read(both)}[{0 if t.spec is softmax else 1}]"), edges)
+    code = t.spec.source(program.read(v.name), positions)
+    return Value(program.emit(code, _describe(t), flops=5 * n, elements=program.elements(t)), edges)
 
 
 def function_call(fn, args, program) -> str:
@@ -476,16 +391,16 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatter, pro
         elements *= sizes[e]
     rows = _emitted(p, weight, "the rows to add, per index entry", elements, program)
     order = [rows.edges.index(e) for e in index_edges + rest]
-    text = rows.name if order == sorted(order) else f"{rows.name}.transpose({tuple(order)})"
+    text = program.read(rows.name, None if order == sorted(order) else tuple(order))
     shape = (sizes[edge],) + tuple(sizes[e] for e in rest)
-    code = f"jnp.zeros({shape}, dtype).at[{index.name}.astype(jnp.int32)].add({text})"
+    code = f"jnp.zeros({shape}, dtype).at[{program.read(index.name)}.astype(jnp.int32)].add({text})"
     return Value(program.emit(code, "scatter-add: rows added where the integer index points", flops=elements,
                               elements=program.elements(t)), (edge,) + rest)
 
 
 def _emitted(p, weight, comment, elements: int, program) -> Value:
     """The steps of plan ``p`` emitted, then its broadcasts, diagonals and scale (``comment``:
-    a text or a ``_Comment`` for the first step)."""
+    a text or a ``Comment`` for the first step)."""
     # Steps are named as they are emitted; identical steps of other products
     # (the same operands, the same equation up to index letters) are shared.
     renamed = {}
@@ -494,23 +409,24 @@ def _emitted(p, weight, comment, elements: int, program) -> Value:
         note = comment if len(p.steps) == 1 else (
             _step_comment(comment, f"  [step {k + 1}/{len(p.steps)}]") if k == 0 else f"[step {k + 1}/{len(p.steps)}]")
         operands = [renamed.get(a, a) for a in step.operands]
-        product = _product_code(step.equation, operands)
-        code = product or f"einsum({step.equation!r}, {', '.join(operands)})"
+        product = _product_code(step.equation, operands, program)
+        code = product or f"einsum({step.equation!r}, {', '.join(map(program.read, operands))})"
         key = ("einsum", _canonical_equation(step.equation), tuple(operands))
-        step_flops, step_elements = _step_cost(step.equation, p.letter_sizes)
+        step_flops, step_elements = einsum_cost(step.equation, p.letter_sizes)
         renamed[step.out] = program.emit(code, note, key=key, flops=step_flops, elements=step_elements,
                                          elementwise=product is not None)
         program.remember_pair(step.equation, operands, renamed[step.out])
         if step.out == p.result:
             result = renamed[step.out]
-    code = result if result is not None else "jnp.ones((), dtype)"
+    plain = None if result is None else program.read(result)
+    code = plain or "jnp.ones((), dtype)"
     for kind, axis, n, _ in p.post:
         fn = "broadcast_axis" if kind == "broadcast" else "embed_diagonal"
         code = f"{fn}({code}, {axis}, {n})"
     scale = sympy.sympify(weight * p.scale)
     if scale != 1:
         code = f"{program.number(scale)} * {code}"
-    if code != result:
+    if code != plain:
         # A broadcast is free under jit (XLA fuses it into its consumer); a
         # diagonal or a scale writes the array.
         n = elements if scale != 1 or any(kind != "broadcast" for kind, *_ in p.post) else 0
@@ -521,13 +437,13 @@ def _emitted(p, weight, comment, elements: int, program) -> Value:
     return Value(name, tuple(p.labels))
 
 
-def _step_comment(comment, suffix: str) -> _Comment:
-    """``comment`` (a text or a ``_Comment``) with ``suffix`` added."""
+def _step_comment(comment, suffix: str) -> Comment:
+    """``comment`` (a text or a ``Comment``) with ``suffix`` added."""
     text = comment.text if callable(comment) else (lambda: comment)
-    return _Comment(lambda: text() + suffix)
+    return Comment(lambda: text() + suffix)
 
 
-def _product_code(equation: str, operands) -> str | None:
+def _product_code(equation: str, operands, program: Program) -> str | None:
     """An einsum that sums over nothing, as a broadcast multiplication (``t3 * t5[:, None]``).
 
     It is the same array, but a plain multiply is what XLA fuses best, and
@@ -538,47 +454,17 @@ def _product_code(equation: str, operands) -> str | None:
     terms = ins.split(",")
     if len(terms) != 2 or len(set(out)) != len(out) or set("".join(terms)) != set(out):
         return None
+    if any(len(set(term)) != len(term) for term in terms):
+        return None  # a diagonal
     parts = []
     for term, name in zip(terms, operands):
-        if len(set(term)) != len(term):
-            return None  # a diagonal
         ordered = [c for c in out if c in term]
-        if ordered != list(term):
-            name = f"{name}.transpose({tuple(term.index(c) for c in ordered)})"
+        read = program.read(name, None if ordered == list(term) else tuple(term.index(c) for c in ordered))
         if len(ordered) == len(out):
-            parts.append(name)
+            parts.append(read)
         else:
-            parts.append(f"{name}[{', '.join(':' if c in term else 'None' for c in out)}]")
+            parts.append(f"{read}[{', '.join(':' if c in term else 'None' for c in out)}]")
     return " * ".join(parts)
-
-
-def _step_cost(equation: str, letter_sizes: dict) -> tuple[int, int]:
-    """FLOPs and output elements of one einsum step, counted as XLA counts them:
-    a multiply and an add for every index combination of a contraction, a
-    multiply per element of a product that sums nothing. An index that only
-    one of several operands carries, and the output lacks, is summed out of
-    that operand first (as ``jnp.einsum`` does), an add per element."""
-
-    def size(letters) -> int:
-        n = 1
-        for ch in set(letters):
-            n *= letter_sizes.get(ch, 1)
-        return n
-
-    ins, out = equation.split("->")
-    terms = ins.split(",")
-    flops = 0
-    if len(terms) > 1:
-        for k, term in enumerate(terms):
-            others = "".join(terms[:k] + terms[k + 1:]) + out
-            alone = "".join(ch for ch in term if ch not in others)
-            if alone:
-                flops += size(term)
-                terms[k] = "".join(ch for ch in term if ch in others)
-    combinations = size("".join(terms))
-    elements = size(out)
-    summed = combinations > elements
-    return flops + (2 if summed else 1) * combinations, elements
 
 
 def _letter_map(letters) -> dict:
@@ -610,12 +496,27 @@ def parameter(name: str) -> str:
     return name
 
 
-def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "program", mapped=(),
-          comments: bool = True):
-    """Source text, inputs and globals of one function computing every output at sizes ``env``,
-    and its estimated cost (``Program.cost``). ``mapped``: names of the inputs that are one
-    example of a batch (``Program.mapped``). ``comments``: whether each statement is preceded
-    by a comment saying what it computes (for a reader; the program run needs none)."""
+@dataclass
+class Built:
+    """One candidate program, as steps: the inputs it reads (variable names, in first-use
+    order), its results (reads), the callables it needs, and its estimated cost."""
+
+    steps: Steps
+    results: tuple
+    inputs: list
+    extra_globals: dict
+    cost: int
+
+    def source(self, as_tuple: bool = False, function_name: str = "program", comments: bool = True) -> str:
+        """The function's source (``comments``: each statement preceded by a comment saying
+        what it computes, for a reader; the program run needs none)."""
+        params = [parameter(n) for n in self.inputs]
+        return source(self.steps, self.results, params, function_name, as_tuple, comments)
+
+
+def build(outputs, env: dict, mapped=()) -> Built:
+    """The program computing every output at sizes ``env``. ``mapped``: names of the inputs
+    that are one example of a batch (``Program.mapped``)."""
     program = Program(env, mapped)
     outputs = factor_all(outputs, program.size)
     # Functions first, innermost first: the products inside them (a forward
@@ -627,17 +528,6 @@ def build(outputs, env: dict, as_tuple: bool = False, function_name: str = "prog
         # (a one-hot is lowered where it is used: most become gathers, lookup.py)
         if isinstance(t, (Function, AlongEdge)) and selector(t) is None:
             program.value(t)
-    results = [program.aligned(t, t.edges) for t in outputs]
-    program.materialize_long_chains(_STATEMENT.findall(" ".join(results)))
-    inputs = list(program.inputs)
-    params = [parameter(n) for n in inputs]
-    header = [f"def {function_name}({', '.join(params)}):"]
-    # a comment is a _Comment, written here only where asked for
-    lines = [line() if callable(line) else line for line in program.lines if comments or not callable(line)]
-    body = [f"dtype = jnp.result_type(float{''.join(', ' + n for n in params)})", *lines]
-    if len(results) == 1 and not as_tuple:
-        body.append(f"return {results[0]}")
-    else:
-        body.append(f"return ({', '.join(results)},)")
-    source = "\n".join(header + ["    " + line for line in body]) + "\n"
-    return source, inputs, dict(program.extra_globals), program.cost
+    results = program.steps.reads_of("".join(program.aligned(t, t.edges) for t in outputs))
+    mark_long_chains(program.steps, results)
+    return Built(program.steps, results, list(program.inputs), dict(program.extra_globals), program_cost(program.steps))

@@ -196,7 +196,7 @@ def materialized(x):
     activations, a 12-block post-layer-norm transformer's loss and gradient
     1.3-1.4x JAX's time (JAX's own program does the same). The generated
     program passes the end of a long elementwise chain that several statements
-    read through this (``Program.materialize_long_chains``): 0.7x JAX's time.
+    read through this (``steps.mark_long_chains``): 0.7x JAX's time.
     A conditional (``relaid``) is what XLA:CPU does not fuse through.
     """
     if x.size == 0:
