@@ -6,7 +6,10 @@ Rows so far:
 - an embedding model: token ids looked up in a table (``F.take``, a gather;
   its gradient a scatter-add), a tanh layer, cross-entropy against integer
   labels (``F.one_hot``), against ``table[ids]`` and ``jax.nn.one_hot`` under
-  ``jax.value_and_grad``.
+  ``jax.value_and_grad``;
+- a conv net: two 3x3 convolutions (``tg.Convolution``) with a 2x2 mean pool
+  between them (``F.mean_pool`` on each spatial edge), against
+  ``lax.conv_general_dilated`` and a reshape-and-mean pool.
 
 Columns as in gradients.py: times, ``tg/jax`` (tgjax time / JAX time) and
 ``flops tg/jax`` (XLA cost-analysis FLOPs of the compiled programs).
@@ -24,6 +27,7 @@ import jax
 jax.config.update("jax_enable_x64", False)
 
 import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tgjax as tg  # noqa: E402
@@ -70,10 +74,61 @@ def embedding_model(table, batch=256, seq=16, vocab=10_000, dim=64, classes=32):
               *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
 
 
+def pooled_conv_net(table, batch=64, channels=8, side=24, filters=16, classes=10):
+    """Two 3x3 convolutions, relu after each, a 2x2 mean pool (``F.mean_pool`` on each spatial
+    edge), a dense head and cross-entropy: the peer's conv net, with pooling written as a JAX
+    user writes it (a reshape and ``mean``) and as a tgjax user does."""
+    b, c, h, w, kh, kw, h1, w1, h2, w2, o, o2, k = tg.symbols("b c h w kh kw h1 w1 h2 w2 o o2 k")
+    x, labels = tg.Variable("x", b, c, h, w), tg.Variable("labels", b)
+    K1, K2 = tg.Variable("K1", o, c, kh, kw), tg.Variable("K2", o2, o, kh, kw)
+    y = F.relu(x @ tg.Convolution(h, kh, h1) @ tg.Convolution(w, kw, w1) @ K1)          # (b, h1, w1, o)
+    z = F.relu(y @ tg.Convolution(h1, kh, h2) @ tg.Convolution(w1, kw, w2) @ K2)         # (b, h2, w2, o2)
+    pooled = F.mean_pool(F.mean_pool(z, "h2", 2, "hp"), "w2", 2, "wp")                  # (b, hp, wp, o2)
+    Wd = tg.Variable("Wd", o2=o2, hp=pooled.shape["hp"], wp=pooled.shape["wp"], k=k)
+    logits = pooled @ Wd                                                                 # (b, k)
+    loss = F.mean(F.cross_entropy(logits, F.one_hot(labels, "k", k), "k"))
+    side2 = side - 4
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad([K1, K2, Wd])])
+    values = {"x": jnp.asarray(rng.standard_normal((batch, channels, side, side)), jnp.float32),
+              "labels": jnp.asarray(rng.integers(0, classes, batch), jnp.int32),
+              "K1": jnp.asarray(rng.standard_normal((filters, channels, 3, 3)) * (9 * channels) ** -0.5, jnp.float32),
+              "K2": jnp.asarray(rng.standard_normal((filters, filters, 3, 3)) * (9 * filters) ** -0.5, jnp.float32),
+              "Wd": jnp.asarray(rng.standard_normal((filters, side2 // 2, side2 // 2, classes)) * (filters * (side2 // 2) ** 2) ** -0.5,
+                                jnp.float32)}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_loss(params, x, labels):
+        y = jax.nn.relu(lax.conv_general_dilated(x, params["K1"], (1, 1), "VALID"))    # (b, o, h1, w1)
+        z = jax.nn.relu(lax.conv_general_dilated(y, params["K2"], (1, 1), "VALID"))    # (b, o2, h2, w2)
+        n, o_, s1, s2 = z.shape
+        pooled = z.reshape(n, o_, s1 // 2, 2, s2 // 2, 2).mean(axis=(3, 5))
+        logits = jnp.einsum("bohw,ohwk->bk", pooled, params["Wd"])
+        return -jnp.mean(jnp.sum(jax.nn.one_hot(labels, classes) * jax.nn.log_softmax(logits, axis=1), axis=1))
+
+    vg = jax.jit(jax.value_and_grad(jax_loss))
+    params = {n: values[n] for n in ("K1", "K2", "Wd")}
+
+    def jax_all():
+        value, grads = vg(params, values["x"], values["labels"])
+        return value, grads["K1"], grads["K2"], grads["Wd"]
+
+    arrays, env = fn._bind(values, {})
+    source, inputs, jitted = fn._program(env)
+    by_name = dict(zip(fn.variables, arrays))
+    ours_flops = flops(jitted.lower(*[by_name[n] for n in inputs]).compile())
+    ratio = ours_flops / max(flops(vg.lower(params, values["x"], values["labels"]).compile()), 1.0)
+    err = max_rel_error(fn(values), jax_all())
+    table.add(f"conv net, 2x2 F.mean_pool (b={batch}, {channels}x{side}x{side}, {filters} 3x3 filters x2)",
+              *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
+
+
 def main(quick: bool = False):
     table = Table("Peer workloads: tgjax vs the JAX a user writes", "jax", flops=True, width=62)
     table.header()
     embedding_model(table, **({"batch": 64, "vocab": 1000} if quick else {}))
+    pooled_conv_net(table, **({"batch": 8} if quick else {}))
     return table.summary()
 
 

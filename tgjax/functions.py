@@ -22,7 +22,7 @@ __all__ = [
     "sum", "mean", "exp", "log", "sqrt", "pow", "tanh", "sigmoid", "relu", "abs", "softplus",
     "sign", "sin", "cos", "log1p", "expm1", "maximum", "minimum", "symmetrize", "max", "min",
     "dot", "frobenius2", "softmax", "log_softmax", "logsumexp", "cross_entropy", "trace", "inverse", "det",
-    "elementwise", "gelu", "erf", "where", "layer_norm", "one_hot", "take",
+    "elementwise", "gelu", "erf", "where", "layer_norm", "one_hot", "take", "mean_pool", "max_pool", "concat",
 ]
 
 
@@ -808,6 +808,110 @@ def take(table: Expr, index: Expr, edge: str) -> Expr:
         )
     picked = one_hot(index, edge, table.shape[edge])
     return Product([picked, table], edges=index.edges + tuple(e for e in table.edges if e != edge), where="F.take")
+
+
+def mean_pool(t: Expr, edge: str, window: int, new_edge: str) -> Expr:
+    """The mean of each run of ``window`` entries along ``edge`` (non-overlapping windows, a
+    remainder shorter than a window dropped): ``new_edge``, of size ``size // window``, takes
+    ``edge``'s place among ``t``'s edges (it may keep its name). The windows are looked up
+    (``F.take``: a gather, and a scatter-add for the derivative), so no pooling matrix is
+    ever multiplied.
+
+    Examples:
+        >>> h = tg.symbols("h")
+        >>> x = tg.Variable("x", h)
+        >>> tg.lower(F.mean_pool(x, "h", 2, "h2"))(x=np.array([1.0, 3.0, 5.0, 7.0, 9.0])).tolist()
+        [2.0, 6.0]
+    """
+    return _pooled(t, edge, window, new_edge, mean, "F.mean_pool")
+
+
+def max_pool(t: Expr, edge: str, window: int, new_edge: str) -> Expr:
+    """The largest of each run of ``window`` entries along ``edge``, as ``F.mean_pool`` takes
+    their mean; its derivative goes to the largest entry of each window (``F.max``'s).
+
+    Examples:
+        >>> h = tg.symbols("h")
+        >>> x = tg.Variable("x", h)
+        >>> tg.lower(F.max_pool(x, "h", 2, "h2"))(x=np.array([1.0, 3.0, 7.0, 5.0])).tolist()
+        [3.0, 7.0]
+    """
+    return _pooled(t, edge, window, new_edge, max, "F.max_pool")
+
+
+def _pooled(t: Expr, edge: str, window: int, new_edge: str, reduce, where: str) -> Expr:
+    """``reduce`` over each window of ``window`` entries along ``edge`` of ``t``."""
+    from ._ir.structural import window_positions
+
+    t = _tensor(t, where)
+    if edge not in t._shape:
+        raise ValueError(f"{where}: edge {edge!r} is not an edge of the tensor; its edges are {list(t.edges)}.")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"{where}: window must be a positive int (entries per window); got {window!r}.")
+    if not isinstance(new_edge, str) or (new_edge != edge and new_edge in t._shape):
+        raise ValueError(
+            f"{where}: new_edge must be a name for the pooled edge that the tensor does not already use "
+            f"(or {edge!r} itself); got {new_edge!r}, and the tensor's edges are {list(t.edges)}."
+        )
+    inner = _unused_name("window", t.edges + (new_edge,))
+    # the windows' edge, under another name while the table still has ``edge``
+    outer = new_edge if new_edge != edge else _unused_name(new_edge, t.edges + (inner,))
+    positions = window_positions(sympy.floor(t._shape[edge] / window), window, outer, inner)
+    pooled = reduce(take(t, positions, edge), inner)
+    order = tuple(outer if e == edge else e for e in t.edges)
+    return Product([pooled], edges=order, where=where).rename(**{outer: new_edge})
+
+
+def concat(tensors, edge: str) -> Expr:
+    """The tensors joined along ``edge``: each has it, and the result's ``edge`` is as long as
+    theirs together, the first tensor's entries first. Their other edges must be the same
+    edges with the same sizes; the result has the first tensor's edge order. Each part is
+    looked up into place (``F.take`` at positions the program computes: a gather, and for
+    the derivative a scatter-add of the part's slice of the cotangent).
+
+    Examples:
+        >>> a, b = tg.Variable("a", i=2), tg.Variable("b", i=3)
+        >>> tg.lower(F.concat([a, b], "i"))(a=np.array([1.0, 2.0]), b=np.array([3.0, 4.0, 5.0])).tolist()
+        [1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    from ._ir.structural import part_positions
+
+    if isinstance(tensors, Expr) or not isinstance(tensors, (list, tuple)) or not tensors:
+        raise TypeError(f"F.concat: expected a non-empty list of tensor expressions; got {tensors!r}.")
+    tensors = [_tensor(t, "F.concat") for t in tensors]
+    first = tensors[0]
+    for k, t in enumerate(tensors):
+        if edge not in t._shape:
+            raise ValueError(f"F.concat: tensor {k} has no edge {edge!r} to join along; its edges are {list(t.edges)}.")
+        others = {e: s for e, s in t.shape.items() if e != edge}
+        expected = {e: s for e, s in first.shape.items() if e != edge}
+        if others != expected:
+            raise ValueError(
+                f"F.concat: tensor {k} has edges {dict(t.shape)} and tensor 0 {dict(first.shape)}; apart from "
+                f"{edge!r} they must have the same edges with the same sizes."
+            )
+    if len(tensors) == 1:
+        return first
+    total = sympy.Add(*(t._shape[edge] for t in tensors))
+    joining = _unused_name(edge, first.edges)  # the joined edge, under another name while the parts have ``edge``
+    parts, start = [], sympy.Integer(0)
+    for t in tensors:
+        length = t._shape[edge]
+        parts.append(take(t, part_positions(total, start, length, joining), edge))
+        start += length
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part
+    order = tuple(joining if e == edge else e for e in first.edges)
+    return Product([joined], edges=order, where="F.concat").rename(**{joining: edge})
+
+
+def _unused_name(base: str, taken) -> str:
+    """``base``, with ``_`` appended while it is in ``taken``."""
+    name = base
+    while name in taken:
+        name += "_"
+    return name
 
 
 def layer_norm(t: Expr, edges: str | Iterable[str], eps: float = 1e-5) -> Expr:

@@ -37,9 +37,10 @@ from .._simplify import OverBudget, budget, share_normal_form, simplify
 from .._simplify.finish import finished_product
 
 # Beyond this many distinct nodes, simplifying costs more than it can save. The budget
-# below cannot replace it: without it (measured, session 16) a 200-layer MLP's normal form
-# exceeds Python's recursion depth (the simplifier recurses through the expression), and a
-# 12-block post-layer-norm stack's spends 1.5 s before it goes over budget.
+# below cannot replace it (measured, session 17, benchmarks/README.md): a unit of simplifier
+# work takes 20-40 us on the benchmark models but 50-230 us on large ones, so even a flat
+# 3,000 units spends 0.3-0.7 s on a 12-block transformer before it is given up, and 2,000
+# + 5 per node lets the derivatives-on-normal-forms candidate run 1.4-3 s.
 NORMAL_FORM_NODE_LIMIT = 600
 # Work (``_simplify.budget`` units: nodes built and normalised, atoms and terms read) the
 # simplifier may spend on each normal-form candidate, in all and per node of the

@@ -52,10 +52,11 @@ def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict
     """``operands`` with each lookup whose edge meets exactly one operand (and no Delta, and is
     not free) fused with it into ``jnp.take``, and the lookups left over (the dense one-hot
     then). ``lookups``: (one-hot node, its renaming into the network, index Value, index
-    edges, edge), edge names as in the network; ``sizes``: the network's edge sizes."""
+    edges, edge, the renaming of its edges where views joined them), edge names as in the
+    network; ``sizes``: the network's edge sizes."""
     left = []
     for lookup in lookups:
-        _, _, index, index_edges, edge = lookup
+        _, _, index, index_edges, edge, _ = lookup
         holders = [k for k, (_, edges) in enumerate(operands) if edge in edges]
         if (len(holders) == 1 and edge not in free and not any(edge in d for d in deltas)
                 and operands[holders[0]][1].count(edge) == 1 and not set(index_edges) & set(operands[holders[0]][1])):
@@ -74,18 +75,20 @@ def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict
     return operands, left
 
 
-def scattered_lookup(operands: list, deltas: list, free: set, lookups: list):
-    """The one lookup (of ``gathered``'s leftovers) whose edge is free and met by nothing else,
-    and whose index edges the other operands carry and contract: the product is then a
-    scatter-add of the rest into the rows the index picks (the lowering of the product
-    does it). None where there is no such single lookup."""
-    if len(lookups) != 1:
-        return None
-    lookup = lookups[0]
-    _, _, _, index_edges, edge = lookup
+def scattered_lookups(operands: list, deltas: list, free: set, lookups: list) -> tuple:
+    """The lookups (``gathered``'s leftovers, all of them) when each one's edge is free and met
+    by nothing else, and its index edges (apart from every other's) are carried and
+    contracted by the other operands, or spread along by a ones vector (a pooling's
+    windows, each entry of a window given the same cotangent): the product is then a
+    scatter-add of the rest into the entries the indices pick, one axis per lookup (a 2-D
+    pooling's gradient has two). An empty tuple where they are not all such."""
     carried = {e for _, edges in operands for e in edges}
-    if (edge in free and edge not in carried and not any(edge in d for d in deltas)
-            and not set(index_edges) & free and set(index_edges) <= carried
-            and not any(e in d for d in deltas for e in index_edges)):
-        return lookup
-    return None
+    spread = {d[0] for d in deltas if len(d) == 1}
+    joined = {e for d in deltas if len(d) > 1 for e in d}
+    seen: set = set()
+    for _, _, _, index_edges, edge, _ in lookups:
+        if (edge not in free or edge in carried or any(edge in d for d in deltas) or set(index_edges) & free
+                or not set(index_edges) <= carried | spread or set(index_edges) & (joined | seen)):
+            return ()
+        seen.update(index_edges)
+    return tuple(lookups)

@@ -20,7 +20,7 @@ import sympy
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum
 from .._ir.rename import rename
 from .._ir.util import UnionFind, fresh_edge
-from .lookup import gathered, scattered_lookup, selector
+from .lookup import gathered, scattered_lookups, selector
 
 
 def _is_thin(t: Expr, program) -> bool:
@@ -52,7 +52,7 @@ def _dissolved(t: Product, program) -> list:
 
 def network(t: Product, program):
     """The operands, Deltas, convolutions and edge sizes of the network ``t`` contracts,
-    the scalar weight it carries, and a one-hot to add the rest into (``lookup.py``) or None.
+    the scalar weight it carries, and the one-hots to add the rest into (``lookup.py``), if any.
 
     Nested products that are thin or expanding (``_dissolves``) are dissolved
     into it, their inner edges renamed apart, and so are scaled terms (a sum
@@ -80,19 +80,32 @@ def network(t: Product, program):
         elif (found := selector(f)) is not None:
             index, edge = found
             value = program.value(index)
-            lookups.append((f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge)))
+            lookups.append((f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge), {}))
         else:
             v = program.value(f)
             operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
+    if lookups:
+        # a lookup meets its table and the rest through the views' renaming Deltas: joined first
+        operands, deltas, convolutions, lookups = _joined_with_lookups(operands, deltas, convolutions, lookups, t)
     operands, lookups = gathered(operands, deltas, set(t.edges), lookups, sizes, program)
-    scatter = scattered_lookup(operands, deltas, set(t.edges), lookups) if not convolutions else None
-    for lookup in lookups:
-        if lookup is not scatter:  # the dense one-hot, same value
-            f, names = lookup[:2]
+    scatters = scattered_lookups(operands, deltas, set(t.edges), lookups) if not convolutions else ()
+    if not scatters:
+        for f, names, *_, joined in lookups:  # the dense one-hot, same value
             v = program.value(f)
-            operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
+            operands.append((v.name, tuple(joined.get(names.get(e, e), names.get(e, e)) for e in v.edges)))
     operands, deltas, convolutions = _joined(operands, deltas, convolutions, set(t.edges))
-    return operands, deltas, convolutions, sizes, weight, scatter
+    return operands, deltas, convolutions, sizes, weight, scatters
+
+
+def _joined_with_lookups(operands, deltas, convolutions, lookups, t: Product):
+    """``_joined``, the lookups' edges taken as ends too and renamed with the rest; each lookup
+    gains the renaming of its own edges (for the dense one-hot, where it stays one)."""
+    ends = [(None, (*own, edge)) for _, _, _, own, edge, _ in lookups]
+    joined, deltas, convolutions = _joined(operands + ends, deltas, convolutions, set(t.edges))
+    renamed = []
+    for (f, names, value, own, edge, _), (_, edges) in zip(lookups, joined[len(operands):]):
+        renamed.append((f, names, value, edges[:-1], edges[-1], dict(zip((*own, edge), edges))))
+    return joined[:len(operands)], deltas, convolutions, renamed
 
 
 def _joined(operands, deltas, convolutions, free: set):

@@ -162,7 +162,7 @@ class Program:
         if isinstance(t, Variable):
             if is_structural(t.name):  # computed here, not passed in (tg.causal_mask)
                 sizes = [self.size(s) for _, s in t.decl]
-                return Value(self.emit(structural_source(t, sizes[0]), t.name, elements=math.prod(sizes)), t.edges)
+                return Value(self.emit(structural_source(t, self.size), t.name, elements=math.prod(sizes)), t.edges)
             self.inputs.setdefault(t.name, None)
             return Value(parameter(t.name), t.edges)
         # Memoise on the value number: the same work often appears inside
@@ -364,25 +364,27 @@ def _(t: Product, program):
     spread = distributed(t, program)
     if spread is not None:
         return program.value(spread)
-    operands, deltas, convolutions, sizes, weight, scatter = network(t, program)
+    operands, deltas, convolutions, sizes, weight, scatters = network(t, program)
     if convolutions:
         operands, convolutions = convolve_pairs(operands, convolutions, deltas, t.edges, sizes, program)
     if convolutions:
         operands, joins = absorb_convolutions(operands, convolutions, t.edges, sizes, program)
         deltas.extend(joins)
-    if scatter is not None:
-        return _scatter_add(t, operands, deltas, sizes, weight, scatter, program)
+    if scatters:
+        return _scatter_add(t, operands, deltas, sizes, weight, scatters, program)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, t.edges, sizes, lambda: next(placeholders), known=program,
              mapped=program.mapped)
     return _emitted(p, weight, _describe(t), program.elements(t), program)
 
 
-def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatter, program) -> Value:
-    """``t``, whose one-hot factor's edge is free (``lookup.scattered_lookup``): the rest of the
-    network contracted keeping the index edges, then added into the rows the index picks."""
-    _, _, index, index_edges, edge = scatter
-    rest = tuple(e for e in t.edges if e != edge)
+def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatters, program) -> Value:
+    """``t``, whose one-hot factors' edges are free (``lookup.scattered_lookups``): the rest of
+    the network contracted keeping the index edges, then added into the entries the indices
+    pick, one leading axis per one-hot."""
+    edges = tuple(edge for _, _, _, _, edge, _ in scatters)
+    index_edges = tuple(e for _, _, _, own, _, _ in scatters for e in own)
+    rest = tuple(e for e in t.edges if e not in edges)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, index_edges + rest, sizes, lambda: next(placeholders), known=program,
              mapped=program.mapped)
@@ -392,10 +394,17 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatter, pro
     rows = _emitted(p, weight, "the rows to add, per index entry", elements, program)
     order = [rows.edges.index(e) for e in index_edges + rest]
     text = program.read(rows.name, None if order == sorted(order) else tuple(order))
-    shape = (sizes[edge],) + tuple(sizes[e] for e in rest)
-    code = f"jnp.zeros({shape}, dtype).at[{program.read(index.name)}.astype(jnp.int32)].add({text})"
+    indices = []
+    for _, _, index, own, _, _ in scatters:
+        picks = f"{program.read(index.name)}.astype(jnp.int32)"
+        if len(scatters) > 1:
+            # each index spread along the others' index edges, which numpy's indexing broadcasts
+            picks += f".reshape({tuple(sizes[e] if e in own else 1 for e in index_edges)})"
+        indices.append(picks)
+    shape = tuple(sizes[e] for e in edges + rest)
+    code = f"jnp.zeros({shape}, dtype).at[{', '.join(indices)}].add({text})"
     return Value(program.emit(code, "scatter-add: rows added where the integer index points", flops=elements,
-                              elements=program.elements(t)), (edge,) + rest)
+                              elements=program.elements(t)), edges + rest)
 
 
 def _emitted(p, weight, comment, elements: int, program) -> Value:
