@@ -57,21 +57,27 @@ def embedding_model(table, batch=256, seq=16, vocab=10_000, dim=64, classes=32):
         logits = pooled @ params["W"]
         return -jnp.mean(jnp.sum(jax.nn.one_hot(labels, classes) * jax.nn.log_softmax(logits, axis=1), axis=1))
 
+    _row(table, f"embedding model (b={batch}, seq {seq}, vocab {vocab:,}, d={dim}, {classes} classes)",
+         fn, values, compile_s, jax_loss, ["E", "W"], ["ids", "labels"])
+
+
+def _row(table, name, fn, values, compile_s, jax_loss, params, data):
+    """Time ``fn`` (loss, then the gradients of ``params`` in order) against
+    ``jax.value_and_grad(jax_loss)(params dict, *data arrays)`` and add the row."""
     vg = jax.jit(jax.value_and_grad(jax_loss))
-    params = {"E": values["E"], "W": values["W"]}
+    arguments = ({n: values[n] for n in params}, *(values[n] for n in data))
 
     def jax_all():
-        value, grads = vg(params, values["ids"], values["labels"])
-        return value, grads["E"], grads["W"]
+        value, grads = vg(*arguments)
+        return (value, *(grads[n] for n in params))
 
     arrays, env = fn._bind(values, {})
     source, inputs, jitted = fn._program(env)
     by_name = dict(zip(fn.variables, arrays))
     ours_flops = flops(jitted.lower(*[by_name[n] for n in inputs]).compile())
-    ratio = ours_flops / max(flops(vg.lower(params, values["ids"], values["labels"]).compile()), 1.0)
+    ratio = ours_flops / max(flops(vg.lower(*arguments).compile()), 1.0)
     err = max_rel_error(fn(values), jax_all())
-    table.add(f"embedding model (b={batch}, seq {seq}, vocab {vocab:,}, d={dim}, {classes} classes)",
-              *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
+    table.add(name, *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
 
 
 def pooled_conv_net(table, batch=64, channels=8, side=24, filters=16, classes=10):
@@ -107,21 +113,8 @@ def pooled_conv_net(table, batch=64, channels=8, side=24, filters=16, classes=10
         logits = jnp.einsum("bohw,ohwk->bk", pooled, params["Wd"])
         return -jnp.mean(jnp.sum(jax.nn.one_hot(labels, classes) * jax.nn.log_softmax(logits, axis=1), axis=1))
 
-    vg = jax.jit(jax.value_and_grad(jax_loss))
-    params = {n: values[n] for n in ("K1", "K2", "Wd")}
-
-    def jax_all():
-        value, grads = vg(params, values["x"], values["labels"])
-        return value, grads["K1"], grads["K2"], grads["Wd"]
-
-    arrays, env = fn._bind(values, {})
-    source, inputs, jitted = fn._program(env)
-    by_name = dict(zip(fn.variables, arrays))
-    ours_flops = flops(jitted.lower(*[by_name[n] for n in inputs]).compile())
-    ratio = ours_flops / max(flops(vg.lower(params, values["x"], values["labels"]).compile()), 1.0)
-    err = max_rel_error(fn(values), jax_all())
-    table.add(f"conv net, 2x2 F.mean_pool (b={batch}, {channels}x{side}x{side}, {filters} 3x3 filters x2)",
-              *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
+    _row(table, f"conv net, 2x2 F.mean_pool (b={batch}, {channels}x{side}x{side}, {filters} 3x3 filters x2)",
+         fn, values, compile_s, jax_loss, ["K1", "K2", "Wd"], ["x", "labels"])
 
 
 def main(quick: bool = False):
