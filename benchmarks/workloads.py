@@ -9,7 +9,10 @@ Rows so far:
   ``jax.value_and_grad``;
 - a conv net: two 3x3 convolutions (``tg.Convolution``) with a 2x2 mean pool
   between them (``F.mean_pool`` on each spatial edge), against
-  ``lax.conv_general_dilated`` and a reshape-and-mean pool.
+  ``lax.conv_general_dilated`` and a reshape-and-mean pool;
+- the peer's residual MLP (6 blocks of ``h + tanh(h W + b)``) and RNN (16 steps,
+  shared weights), mean squared error;
+- its Hessian rows: ``x^T A x``, logsumexp and a tanh layer, against ``jax.hessian``.
 
 Columns as in gradients.py: times, ``tg/jax`` (tgjax time / JAX time) and
 ``flops tg/jax`` (XLA cost-analysis FLOPs of the compiled programs).
@@ -117,11 +120,113 @@ def pooled_conv_net(table, batch=64, channels=8, side=24, filters=16, classes=10
          fn, values, compile_s, jax_loss, ["K1", "K2", "Wd"], ["x", "labels"])
 
 
+def normal(*shape, scale=1.0):
+    return jnp.asarray(rng.standard_normal(shape) * scale, jnp.float32)
+
+
+def residual_mlp(table, batch=256, dim=128, blocks=6):
+    """The peer's MLP: ``h = h + tanh(h W_i + b_i)`` for 6 blocks, a linear readout, mean squared error."""
+    b, d = tg.symbols("b d")
+    x, y = tg.Variable("x", b, d), tg.Variable("y", b)
+    Ws = [tg.Variable(f"W{i}", din=d, d=d) for i in range(blocks)]
+    bs = [tg.Variable(f"b{i}", d) for i in range(blocks)]
+    w_out = tg.Variable("w_out", d)
+    h = x
+    for W, bias in zip(Ws, bs):
+        h = h + F.tanh(h.rename(d="din") @ W + bias)
+    loss = F.mean((h @ w_out - y) ** 2)
+    params = [*Ws, *bs, w_out]
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad(params)])
+    values = {"x": normal(batch, dim), "y": normal(batch), "w_out": normal(dim, scale=dim**-0.5),
+              **{f"W{i}": normal(dim, dim, scale=dim**-0.5) for i in range(blocks)},
+              **{f"b{i}": normal(dim, scale=0.1) for i in range(blocks)}}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_loss(p, x, y):
+        h = x
+        for i in range(blocks):
+            h = h + jnp.tanh(h @ p[f"W{i}"] + p[f"b{i}"])
+        return jnp.mean((h @ p["w_out"] - y) ** 2)
+
+    _row(table, f"residual MLP ({blocks} blocks, b={batch}, d={dim}, tanh, MSE)", fn, values, compile_s,
+         jax_loss, [v.name for v in params], ["x", "y"])
+
+
+def rnn(table, batch=64, seq=16, dim=64):
+    """The peer's RNN: ``h_t = tanh(x_t Wx + h_{t-1} Wh + b)`` with the weights shared by all
+    steps, a linear readout of the last state, mean squared error. The inputs are one
+    Variable per step, as the peer writes them; JAX reads them as one array."""
+    b, d = tg.symbols("b d")
+    xs = [tg.Variable(f"x{t}", b, d) for t in range(seq)]
+    y = tg.Variable("y", b)
+    Wx, Wh, bias, w_out = tg.Variable("Wx", din=d, d=d), tg.Variable("Wh", din=d, d=d), tg.Variable("bias", d), tg.Variable("w_out", d)
+    h = F.tanh(xs[0].rename(d="din") @ Wx + bias)
+    for x in xs[1:]:
+        h = F.tanh(x.rename(d="din") @ Wx + h.rename(d="din") @ Wh + bias)
+    loss = F.mean((h @ w_out - y) ** 2)
+    params = [Wx, Wh, bias, w_out]
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad(params)])
+    sequence = normal(batch, seq, dim)
+    values = {"y": normal(batch), "Wx": normal(dim, dim, scale=dim**-0.5), "Wh": normal(dim, dim, scale=dim**-0.5),
+              "bias": normal(dim, scale=0.1), "w_out": normal(dim, scale=dim**-0.5), "xs": sequence,
+              **{f"x{t}": sequence[:, t] for t in range(seq)}}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_loss(p, xs, y):
+        h = jnp.tanh(xs[:, 0] @ p["Wx"] + p["bias"])
+        for t in range(1, seq):
+            h = jnp.tanh(xs[:, t] @ p["Wx"] + h @ p["Wh"] + p["bias"])
+        return jnp.mean((h @ p["w_out"] - y) ** 2)
+
+    _row(table, f"RNN ({seq} steps, b={batch}, d={dim}, shared weights)", fn, values, compile_s,
+         jax_loss, [v.name for v in params], ["xs", "y"])
+
+
+def hessian_row(table, name, expr, x, values, jax_f):
+    """The Hessian of scalar ``expr`` with respect to ``x``, against ``jax.hessian(jax_f)`` (a
+    function of ``x``'s array and the others by keyword)."""
+    start = time.perf_counter()
+    sizes = {size: dim for v in expr.variables() for (_, size), dim in zip(v.decl, values[v.name].shape)}
+    fn = tg.lower(expr.grad(x).grad(x), sizes=sizes)
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+    others = {k: v for k, v in values.items() if k != x.name}
+    hess = jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
+    arrays, env = fn._bind(values, {})
+    source, inputs, jitted = fn._program(env)
+    by_name = dict(zip(fn.variables, arrays))
+    ratio = flops(jitted.lower(*[by_name[n] for n in inputs]).compile()) / max(flops(hess.lower(values[x.name]).compile()), 1.0)
+    err = max_rel_error(fn(values), hess(values[x.name]))
+    table.add(name, *paired_times(lambda: hess(values[x.name]), lambda: fn(values)), compile_s, err, ratio)
+
+
+def second_order_rows(table, quadratic=512, small=64):
+    """The peer's Hessian rows: ``x^T A x`` (the Hessian is ``A + A^T``), logsumexp
+    (``diag(p) - p p^T``) and a tanh layer ``sum(tanh(x W1) * W2)`` with respect to ``x``."""
+    n, m = tg.symbols("n m")
+    x, A = tg.Variable("x", i=n), tg.Variable("A", i=n, j=n)
+    hessian_row(table, f"x^T A x Hessian (n={quadratic})", x @ A @ x.rename(i="j"), x,
+                {"x": normal(quadratic), "A": normal(quadratic, quadratic)}, lambda x, A: x @ A @ x)
+    hessian_row(table, f"logsumexp Hessian (n={small})", F.logsumexp(x, "i"), x, {"x": normal(small)},
+                lambda x: jax.scipy.special.logsumexp(x))
+    W1, W2 = tg.Variable("W1", i=n, j=m), tg.Variable("W2", j=m)
+    hessian_row(table, f"tanh-layer Hessian (n={small}, m={small})", F.sum(F.tanh(x @ W1) * W2), x,
+                {"x": normal(small), "W1": normal(small, small, scale=small**-0.5), "W2": normal(small)},
+                lambda x, W1, W2: jnp.sum(jnp.tanh(x @ W1) * W2))
+
+
 def main(quick: bool = False):
     table = Table("Peer workloads: tgjax vs the JAX a user writes", "jax", flops=True, width=62)
     table.header()
     embedding_model(table, **({"batch": 64, "vocab": 1000} if quick else {}))
     pooled_conv_net(table, **({"batch": 8} if quick else {}))
+    residual_mlp(table, **({"batch": 32} if quick else {}))
+    rnn(table, **({"batch": 8, "seq": 4} if quick else {}))
+    second_order_rows(table, **({"quadratic": 64, "small": 16} if quick else {}))
     return table.summary()
 
 

@@ -10,7 +10,7 @@ symmetric part ``A + A^T`` of a Hessian is the common case); a step marked
 
 from __future__ import annotations
 
-from .steps import _TOKEN, Read, Step, Steps
+from .steps import TOKEN, Read, Step, Steps
 
 
 class Comment:
@@ -50,7 +50,7 @@ def statement(step: Step) -> str:
         r = next(reads)
         return spelled(r, apart=len(layouts[r.name]) > 1)
 
-    code = _TOKEN.sub(spell, step.template)
+    code = TOKEN.sub(spell, step.template)
     return f"{step.name} = materialized({code})" if step.materialized else f"{step.name} = {code}"
 
 

@@ -50,7 +50,7 @@ class Step:
 
 
 # A read's token in a template: a character no JAX source contains, the read's number, the same.
-_TOKEN = re.compile("\x00(\\d+)\x00")
+TOKEN = re.compile("\x00(\\d+)\x00")
 # A statement's name (t0, t1, ...): never written bare into a template (``Steps.add`` checks).
 _STATEMENT = re.compile(r"\bt\d+\b")
 
@@ -76,7 +76,7 @@ class Steps:
 
     def reads_of(self, template: str) -> tuple:
         """The reads a template's tokens stand for, in order (repeats kept)."""
-        return tuple(self._reads[int(k)] for k in _TOKEN.findall(template))
+        return tuple(self._reads[int(k)] for k in TOKEN.findall(template))
 
     def add(self, template: str, key, flops: int, elements: int, **flags) -> str:
         """The name of the step computing ``template``: an identical one added before (same
