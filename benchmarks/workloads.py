@@ -12,6 +12,9 @@ Rows so far:
   ``lax.conv_general_dilated`` and a reshape-and-mean pool;
 - the peer's residual MLP (6 blocks of ``h + tanh(h W + b)``) and RNN (16 steps,
   shared weights), mean squared error;
+- its Gaussian process marginal likelihood (``F.inverse``, ``F.det``) and minGPT step
+  (gpt-nano: embeddings by ``F.take``, causal attention, tanh GELU, cross-entropy on a
+  window of positions);
 - its Hessian rows: ``x^T A x``, logsumexp and a tanh layer, against ``jax.hessian``.
 
 Columns as in gradients.py: times, ``tg/jax`` (tgjax time / JAX time) and
@@ -22,6 +25,7 @@ Run: python benchmarks/workloads.py [--quick]
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -186,6 +190,105 @@ def rnn(table, batch=64, seq=16, dim=64):
          jax_loss, [v.name for v in params], ["xs", "y"])
 
 
+def gp_marginal_likelihood(table, points=128):
+    """The peer's Gaussian process step: the negative log marginal likelihood
+    ``(y^T K^-1 y + log|K|) / 2n`` of an RBF kernel ``K = sf^2 exp(-(x_i - x_j)^2 / 2 l^2) + sn^2 I``
+    over 1-D inputs, and its gradients with respect to the three log-hyperparameters.
+    JAX: the same formula with ``jnp.linalg.solve`` and ``slogdet`` under ``jax.value_and_grad``."""
+    n = tg.symbols("n")
+    X, y = tg.Variable("X", n), tg.Variable("y", n)
+    loglen, logsf, logsn = tg.Variable("loglen"), tg.Variable("logsf"), tg.Variable("logsn")
+    gap = X - X.rename(n="m")
+    K = F.exp(2 * logsf) * F.exp(-(gap * gap) / (2 * F.exp(2 * loglen))) + F.exp(2 * logsn) * tg.Delta(n, "n", "m")
+    nlml = ((F.inverse(K, ("n", "m")) @ y) @ y.rename(n="m") + F.log(F.det(K, ("n", "m")))) / (2 * points)
+    params = [loglen, logsf, logsn]
+    start = time.perf_counter()
+    fn = tg.lower([nlml, *nlml.grad(params)])
+    xs = jnp.asarray(rng.uniform(-3, 3, points), jnp.float32)
+    values = {"X": xs, "y": jnp.sin(2 * xs) + 0.5 * xs + 0.1 * normal(points),
+              "loglen": jnp.float32(0.0), "logsf": jnp.float32(0.0), "logsn": jnp.float32(-1.0)}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_nlml(p, X, y):
+        gap = X[:, None] - X[None, :]
+        K = jnp.exp(2 * p["logsf"]) * jnp.exp(-gap**2 / (2 * jnp.exp(2 * p["loglen"]))) + jnp.exp(2 * p["logsn"]) * jnp.eye(points)
+        return (y @ jnp.linalg.solve(K, y) + jnp.linalg.slogdet(K)[1]) / (2 * points)
+
+    _row(table, f"GP marginal likelihood (n={points}, RBF, 3 hyperparameters)", fn, values, compile_s,
+         jax_nlml, ["loglen", "logsf", "logsn"], ["X", "y"])
+
+
+def min_gpt(table, batch=64, seq=11, dim=48, heads=3, blocks=3, vocab=3, window=5):
+    """The peer's minGPT step (gpt-nano on its sorting task): token ids looked up (``F.take``)
+    plus learned positions, pre-LN blocks (layer norms with their affine part, causal
+    attention with ``tg.causal_mask``, a tanh-form GELU MLP, biases), a final layer norm, a
+    bias-free head, cross-entropy on the last ``seq - window`` positions (a 0/1 weight per
+    position, as the peer passes it). Loss and all gradients; no optimizer update."""
+    b, s, t, d, h, e, f, v = tg.symbols("b s t d h e f v")
+    ids, targets, weight = tg.Variable("ids", b, s), tg.Variable("targets", b, s), tg.Variable("weight", s)
+    mask = tg.causal_mask(s, "s", "t")
+    params = {"wte": tg.Variable("wte", v, d), "wpe": tg.Variable("wpe", s, d), "head": tg.Variable("head", d, v),
+              "gf": tg.Variable("gf", d), "bf": tg.Variable("bf", d)}
+
+    def affine_norm(x, k):
+        return F.layer_norm(x, "d") * params[f"g{k}"] + params[f"b{k}"]
+
+    x = F.take(params["wte"], ids, "v") + params["wpe"]                                  # (b, s, d)
+    for k in range(blocks):
+        params |= {f"W{w}{k}": tg.Variable(f"W{w}{k}", d, h, e) for w in "qkv"}
+        params |= {f"c{w}{k}": tg.Variable(f"c{w}{k}", h, e) for w in "qkv"}
+        params |= {f"Wo{k}": tg.Variable(f"Wo{k}", h, e, d), f"co{k}": tg.Variable(f"co{k}", d),
+                   f"W1{k}": tg.Variable(f"W1{k}", d, f), f"c1{k}": tg.Variable(f"c1{k}", f),
+                   f"W2{k}": tg.Variable(f"W2{k}", f, d), f"c2{k}": tg.Variable(f"c2{k}", d)}
+        params |= {f"g{k}a": tg.Variable(f"g{k}a", d), f"b{k}a": tg.Variable(f"b{k}a", d),
+                   f"g{k}m": tg.Variable(f"g{k}m", d), f"b{k}m": tg.Variable(f"b{k}m", d)}
+        a = affine_norm(x, f"{k}a")
+        q = a @ params[f"Wq{k}"] + params[f"cq{k}"]                                       # (b, s, h, e)
+        kk, vv = ((a @ params[f"W{w}{k}"] + params[f"c{w}{k}"]).rename(s="t") for w in "kv")
+        scores = F.where(mask, F.dot(q, kk, "e") / math.sqrt(dim // heads), -1e9)  # (b, s, h, t)
+        x = x + F.dot(F.softmax(scores, "t"), vv, "t") @ params[f"Wo{k}"] + params[f"co{k}"]
+        m = F.gelu(affine_norm(x, f"{k}m") @ params[f"W1{k}"] + params[f"c1{k}"], approximate=True)
+        x = x + m @ params[f"W2{k}"] + params[f"c2{k}"]
+    logits = affine_norm(x, "f") @ params["head"]                                         # (b, s, v)
+    losses = F.cross_entropy(logits, F.one_hot(targets, "v", v), "v")                    # (b, s)
+    loss = F.sum(losses * weight) / (batch * (seq - window))
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad(list(params.values()))])
+    digits = rng.integers(0, vocab, (batch, seq))
+    values = {"ids": jnp.asarray(digits, jnp.int32), "targets": jnp.asarray(np.roll(digits, -1, 1), jnp.int32),
+              "weight": jnp.asarray(np.arange(seq) >= window, jnp.float32)}
+    fan = {"d": dim, "f": 4 * dim, "h": dim}
+    shapes = {"wte": (vocab, dim), "wpe": (seq, dim), "head": (dim, vocab)}
+    for name, var in params.items():
+        shape = shapes.get(name) or tuple({"d": dim, "h": heads, "e": dim // heads, "f": 4 * dim}[str(sz)] for _, sz in var.decl)
+        scale = fan.get(str(var.decl[0][1]), 1) ** -0.5 if len(shape) > 1 else 0.02
+        values[name] = 1.0 + normal(*shape, scale=0.02) if name[0] == "g" else normal(*shape, scale=scale)
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+    causal = np.tril(np.ones((seq, seq), bool))
+
+    def jax_loss(p, ids, targets, weight):
+        def norm(x, k):
+            mu = x.mean(-1, keepdims=True)
+            return (x - mu) / jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * p[f"g{k}"] + p[f"b{k}"]
+
+        x = p["wte"][ids] + p["wpe"]
+        for k in range(blocks):
+            a = norm(x, f"{k}a")
+            q, kk, vv = (jnp.einsum("bsd,dhe->bshe", a, p[f"W{w}{k}"]) + p[f"c{w}{k}"] for w in "qkv")
+            scores = jnp.where(causal[:, None, :], jnp.einsum("bshe,bthe->bsht", q, kk) / math.sqrt(dim // heads), -1e9)
+            x = x + jnp.einsum("bsht,bthe,hed->bsd", jax.nn.softmax(scores, -1), vv, p[f"Wo{k}"]) + p[f"co{k}"]
+            m = jax.nn.gelu(norm(x, f"{k}m") @ p[f"W1{k}"] + p[f"c1{k}"], approximate=True)
+            x = x + m @ p[f"W2{k}"] + p[f"c2{k}"]
+        logits = norm(x, "f") @ p["head"]
+        losses = -jnp.sum(jax.nn.one_hot(targets, vocab) * jax.nn.log_softmax(logits, -1), -1)
+        return jnp.sum(losses * weight) / (batch * (seq - window))
+
+    _row(table, f"minGPT ({blocks} blocks, {heads} heads, d={dim}, b={batch}, seq {seq}, vocab {vocab})", fn, values,
+         compile_s, jax_loss, list(params), ["ids", "targets", "weight"])
+
+
 def hessian_row(table, name, expr, x, values, jax_f):
     """The Hessian of scalar ``expr`` with respect to ``x``, against ``jax.hessian(jax_f)`` (a
     function of ``x``'s array and the others by keyword)."""
@@ -226,6 +329,8 @@ def main(quick: bool = False):
     pooled_conv_net(table, **({"batch": 8} if quick else {}))
     residual_mlp(table, **({"batch": 32} if quick else {}))
     rnn(table, **({"batch": 8, "seq": 4} if quick else {}))
+    gp_marginal_likelihood(table, **({"points": 32} if quick else {}))
+    min_gpt(table, **({"batch": 8} if quick else {}))
     second_order_rows(table, **({"quadratic": 64, "small": 16} if quick else {}))
     return table.summary()
 
