@@ -15,7 +15,11 @@ Rows so far:
 - its Gaussian process marginal likelihood (``F.inverse``, ``F.det``) and minGPT step
   (gpt-nano: embeddings by ``F.take``, causal attention, tanh GELU, cross-entropy on a
   window of positions);
-- its Hessian rows: ``x^T A x``, logsumexp and a tanh layer, against ``jax.hessian``.
+- its diffusion step (schedule and time embedding looked up by integer timesteps) and
+  linear VAE (the reconstruction term an exact ``tg.Expectation``);
+- its second-order rows: the Newton step of logistic regression (loss, gradient and
+  Hessian, ``second_order.newton_row``), and the Hessians of ``x^T A x``, logsumexp and a
+  tanh layer, against ``jax.hessian``.
 
 Columns as in gradients.py: times, ``tg/jax`` (tgjax time / JAX time) and
 ``flops tg/jax`` (XLA cost-analysis FLOPs of the compiled programs).
@@ -40,6 +44,7 @@ import numpy as np  # noqa: E402
 import tgjax as tg  # noqa: E402
 import tgjax.functions as F  # noqa: E402
 from harness import Table, flops, max_rel_error, paired_times  # noqa: E402
+from second_order import newton_row  # noqa: E402  (the Newton step, as second_order.py times it)
 
 rng = np.random.default_rng(0)
 
@@ -289,6 +294,78 @@ def min_gpt(table, batch=64, seq=11, dim=48, heads=3, blocks=3, vocab=3, window=
          compile_s, jax_loss, list(params), ["ids", "targets", "weight"])
 
 
+def diffusion_step(table, batch=128, dim=64, steps=100, blocks=3):
+    """The peer's DDPM step: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with the schedule and
+    a learned time embedding looked up by integer timesteps (``F.take``), 3 residual tanh
+    blocks and a readout predicting the noise, mean squared error."""
+    b, d, T = tg.symbols("b d T")
+    x0, eps, t = tg.Variable("x0", b, d), tg.Variable("eps", b, d), tg.Variable("t", b)
+    abar, temb = tg.Variable("abar", T), tg.Variable("temb", T, d)
+    Ws = [tg.Variable(f"W{i}", din=d, d=d) for i in range(blocks)]
+    bs = [tg.Variable(f"b{i}", d) for i in range(blocks)]
+    w_out = tg.Variable("w_out", din=d, d=d)
+    picked = F.take(abar, t, "T")                                                         # (b,)
+    h = F.sqrt(picked) * x0 + F.sqrt(1 - picked) * eps + F.take(temb, t, "T")
+    for W, bias in zip(Ws, bs):
+        h = h + F.tanh(h.rename(d="din") @ W + bias)
+    loss = F.mean((h.rename(d="din") @ w_out - eps) ** 2)
+    params = [temb, *Ws, *bs, w_out]
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad(params)])
+    betas = np.linspace(1e-4, 0.02, steps)
+    values = {"x0": normal(batch, dim), "eps": normal(batch, dim), "t": jnp.asarray(rng.integers(0, steps, batch), jnp.int32),
+              "abar": jnp.asarray(np.cumprod(1 - betas), jnp.float32), "temb": normal(steps, dim, scale=0.1),
+              "w_out": normal(dim, dim, scale=dim**-0.5), **{f"W{i}": normal(dim, dim, scale=dim**-0.5) for i in range(blocks)},
+              **{f"b{i}": normal(dim, scale=0.1) for i in range(blocks)}}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_loss(p, x0, eps, t, abar):
+        ab = abar[t][:, None]
+        h = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * eps + p["temb"][t]
+        for i in range(blocks):
+            h = h + jnp.tanh(h @ p[f"W{i}"] + p[f"b{i}"])
+        return jnp.mean((h @ p["w_out"] - eps) ** 2)
+
+    _row(table, f"diffusion step (b={batch}, d={dim}, {steps} timesteps, {blocks} blocks)", fn, values, compile_s,
+         jax_loss, [v.name for v in params], ["x0", "eps", "t", "abar"])
+
+
+def linear_vae(table, points=1024, dim=16, latent=2, noise=0.1):
+    """The peer's linear VAE: encoder mean ``x We``, a per-coordinate posterior std
+    ``exp(logs)``, linear decoder, fixed observation noise. The ELBO's reconstruction term is
+    an exact ``tg.Expectation`` over the latent; the KL is the closed form. JAX: the same
+    ELBO with the expectation worked out by hand, as a JAX user who wants it exact must."""
+    b, x_, l = tg.symbols("b x l")
+    x, z = tg.Variable("x", b, x_), tg.Variable("z", b, l)
+    We, logs, Wd, bd = tg.Variable("We", x_, l), tg.Variable("logs", l), tg.Variable("Wd", l, x_), tg.Variable("bd", x_)
+    mu = x @ We                                                                           # (b, l)
+    covar = tg.Delta(b, "b", "b2") * (tg.Delta(l, "l", "l2") * F.exp(2 * logs))
+    error = x - z @ Wd - bd
+    reconstruction = tg.Expectation(-F.sum(error * error) / (2 * noise**2), z, mu=mu, covar=covar,
+                                    covar_names={"b": "b2", "l": "l2"})
+    kl = 0.5 * F.sum(mu * mu + F.exp(2 * logs) - 2 * logs - 1)
+    loss = -(reconstruction - kl) / points
+    params = [We, logs, Wd, bd]
+    start = time.perf_counter()
+    fn = tg.lower([loss, *loss.grad(params)])
+    values = {"x": normal(points, latent) @ normal(latent, dim) + 0.1 * normal(points, dim),
+              "We": normal(dim, latent, scale=0.05), "logs": normal(latent, scale=0.1),
+              "Wd": normal(latent, dim, scale=0.05), "bd": normal(dim, scale=0.1)}
+    jax.block_until_ready(fn(values))
+    compile_s = time.perf_counter() - start
+
+    def jax_loss(p, x):
+        mu = x @ p["We"]
+        variance = jnp.exp(2 * p["logs"])
+        expected_error = jnp.sum((x - mu @ p["Wd"] - p["bd"]) ** 2) + x.shape[0] * jnp.sum(variance[:, None] * p["Wd"] ** 2)
+        kl = 0.5 * jnp.sum(mu**2 + variance - 2 * p["logs"] - 1)
+        return (expected_error / (2 * noise**2) + kl) / points
+
+    _row(table, f"linear VAE, exact ELBO by tg.Expectation (n={points}, d={dim}, latent {latent})", fn, values,
+         compile_s, jax_loss, [v.name for v in params], ["x"])
+
+
 def hessian_row(table, name, expr, x, values, jax_f):
     """The Hessian of scalar ``expr`` with respect to ``x``, against ``jax.hessian(jax_f)`` (a
     function of ``x``'s array and the others by keyword)."""
@@ -331,6 +408,9 @@ def main(quick: bool = False):
     rnn(table, **({"batch": 8, "seq": 4} if quick else {}))
     gp_marginal_likelihood(table, **({"points": 32} if quick else {}))
     min_gpt(table, **({"batch": 8} if quick else {}))
+    diffusion_step(table, **({"batch": 16} if quick else {}))
+    linear_vae(table, **({"points": 64} if quick else {}))
+    newton_row(table, **({"batch": 256, "d": 32} if quick else {}))
     second_order_rows(table, **({"quadratic": 64, "small": 16} if quick else {}))
     return table.summary()
 
