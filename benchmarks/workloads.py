@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import tgjax as tg  # noqa: E402
 import tgjax.functions as F  # noqa: E402
 from harness import Table, flops, max_rel_error, paired_times  # noqa: E402
-from second_order import newton_row  # noqa: E402  (the Newton step, as second_order.py times it)
+from second_order import _compiled_flops, newton_row  # noqa: E402  (the Newton step, as second_order.py times it)
 
 rng = np.random.default_rng(0)
 
@@ -83,11 +83,7 @@ def _row(table, name, fn, values, compile_s, jax_loss, params, data):
         value, grads = vg(*arguments)
         return (value, *(grads[n] for n in params))
 
-    arrays, env = fn._bind(values, {})
-    source, inputs, jitted = fn._program(env)
-    by_name = dict(zip(fn.variables, arrays))
-    ours_flops = flops(jitted.lower(*[by_name[n] for n in inputs]).compile())
-    ratio = ours_flops / max(flops(vg.lower(*arguments).compile()), 1.0)
+    ratio = _compiled_flops(fn, values) / max(flops(vg.lower(*arguments).compile()), 1.0)
     err = max_rel_error(fn(values), jax_all())
     table.add(name, *paired_times(jax_all, lambda: fn(values)), compile_s, err, ratio)
 
@@ -376,10 +372,7 @@ def hessian_row(table, name, expr, x, values, jax_f):
     compile_s = time.perf_counter() - start
     others = {k: v for k, v in values.items() if k != x.name}
     hess = jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
-    arrays, env = fn._bind(values, {})
-    source, inputs, jitted = fn._program(env)
-    by_name = dict(zip(fn.variables, arrays))
-    ratio = flops(jitted.lower(*[by_name[n] for n in inputs]).compile()) / max(flops(hess.lower(values[x.name]).compile()), 1.0)
+    ratio = _compiled_flops(fn, values) / max(flops(hess.lower(values[x.name]).compile()), 1.0)
     err = max_rel_error(fn(values), hess(values[x.name]))
     table.add(name, *paired_times(lambda: hess(values[x.name]), lambda: fn(values)), compile_s, err, ratio)
 

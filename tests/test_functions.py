@@ -931,6 +931,8 @@ def test_pooling_errors_name_the_problem():
             F.max_pool(x, "h", window, "h2")
     with pytest.raises(ValueError, match="new_edge must be a name .* not already use"):
         F.mean_pool(x, "h", 2, "b")
+    with pytest.raises(ValueError, match="window 4 is longer than edge 'h', which has 3 entries"):
+        F.max_pool(tg.Variable("y", h=3), "h", 4, "h2")
 
 
 def test_concat_joins_along_an_edge_as_jnp_concatenate():
@@ -949,6 +951,11 @@ def test_concat_joins_along_an_edge_as_jnp_concatenate():
     for ours, theirs in zip(outputs, (ref(av, ev), *jax.grad(ref, argnums=(0, 1))(av, ev))):
         close(ours, theirs)
     assert F.concat([a], "i") is a
+    # parts of sizes whose names would read alike (n + 1, n - 1) stay different parts
+    first = F.concat([tg.Variable("p", i=n + 1), tg.Variable("q", i=c)], "i")
+    F.concat([tg.Variable("r", i=n - 1), tg.Variable("s", i=c)], "i")
+    np.testing.assert_array_equal(tg.lower(first, sizes={n: 2, c: 2})(p=np.arange(3.0), q=np.array([10.0, 20.0])),
+                                  [0.0, 1.0, 2.0, 10.0, 20.0])
     with pytest.raises(ValueError, match="tensor 1 has no edge 'i'"):
         F.concat([a, tg.Variable("u", b)], "i")
     with pytest.raises(ValueError, match="same edges with the same sizes"):

@@ -853,10 +853,13 @@ def _pooled(t: Expr, edge: str, window: int, new_edge: str, reduce, where: str) 
             f"{where}: new_edge must be a name for the pooled edge that the tensor does not already use "
             f"(or {edge!r} itself); got {new_edge!r}, and the tensor's edges are {list(t.edges)}."
         )
+    size = t._shape[edge]
+    if size.is_number and window > size:
+        raise ValueError(f"{where}: window {window} is longer than edge {edge!r}, which has {size} entries.")
     inner = _unused_name("window", t.edges + (new_edge,))
     # the windows' edge, under another name while the table still has ``edge``
     outer = new_edge if new_edge != edge else _unused_name(new_edge, t.edges + (inner,))
-    positions = window_positions(sympy.floor(t._shape[edge] / window), window, outer, inner)
+    positions = window_positions(sympy.floor(size / window), window, outer, inner)
     pooled = reduce(take(t, positions, edge), inner)
     order = tuple(outer if e == edge else e for e in t.edges)
     return Product([pooled], edges=order, where=where).rename(**{outer: new_edge})

@@ -743,8 +743,8 @@ class Product(Expr):
         if edges is not None:
             assert sorted(edges) == sorted(free), f"internal error: Product edge order {edges} is not a permutation of {free}"
             free = list(edges)
-        assert stands_for is None or set(stands_for.edges) == set(free), (
-            f"internal error: a product with edges {free} cannot stand for a derivative with edges {stands_for.edges}"
+        assert stands_for is None or (isinstance(stands_for, Derivative) and set(stands_for.edges) == set(free)), (
+            f"internal error: a product with edges {free} cannot stand for {stands_for!r}"
         )
         _set(self, "factors", factors)
         _set(self, "stands_for", stands_for)

@@ -123,7 +123,7 @@ def freshen_inner(t: Product, avoid: set) -> Product:
         return t
     fresh = {e: fresh_edge() for e in clash}
     factors = [rename(f, {e: fresh[e] for e in f.edges if e in fresh}) for f in t.factors]
-    return Product(factors, edges=t.edges)
+    return Product(factors, edges=t.edges, stands_for=t.stands_for)
 
 
 @_rename.register

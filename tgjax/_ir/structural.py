@@ -16,7 +16,7 @@ import re
 import sympy
 
 from .nodes import Variable
-from .util import as_size
+from .util import as_size, stable_hash
 
 # reserved variable name -> (the JAX source of its array, given its first size ``n``; the
 # other sizes the source reads, by name)
@@ -52,7 +52,7 @@ def causal_mask(size, row: str, col: str) -> Variable:
     if not all(isinstance(e, str) for e in (row, col)) or row == col:
         raise ValueError(f"tg.causal_mask: row and col must be two different edge names; got {row!r} and {col!r}.")
     name = _PREFIX + _spelled(size)
-    _SOURCES[name] = ("jnp.tril(jnp.ones(({n}, {n}), dtype))", {})
+    _register(name, "jnp.tril(jnp.ones(({n}, {n}), dtype))", {})
     # declared on fixed edge names, then renamed: masks of one size on other edges (two
     # attention layers) are then one variable, as lowering requires of one name
     return Variable(name, **{_ROW: size, _COL: size}).rename(**{_ROW: row, _COL: col})
@@ -63,7 +63,7 @@ def positions(size, edge: str) -> Variable:
     compares an integer index with it)."""
     size = as_size(size, "positions")
     name = _IOTA_PREFIX + _spelled(size)
-    _SOURCES[name] = ("jnp.arange({n}).astype(dtype)", {})
+    _register(name, "jnp.arange({n}).astype(dtype)", {})
     # declared on a fixed edge name, then renamed (as the causal mask): two lookups of one
     # size along different edges share the one variable
     return Variable(name, **{_POSITION: size}).rename(**{_POSITION: edge})
@@ -74,7 +74,7 @@ def window_positions(count, window: int, edge: str, within: str) -> Variable:
     ``p < count`` (along ``edge``): the windows of a pooling, looked up with ``F.take``."""
     count = as_size(count, "window positions")
     name = f"{_WINDOWS_PREFIX}{window}_{_spelled(count)}"
-    _SOURCES[name] = (f"(jnp.arange({{n}})[:, None] * {window} + jnp.arange({window})[None, :]).astype(dtype)", {})
+    _register(name, f"(jnp.arange({{n}})[:, None] * {window} + jnp.arange({window})[None, :]).astype(dtype)", {})
     return Variable(name, **{_ROW: count, _COL: window}).rename(**{_ROW: edge, _COL: within})
 
 
@@ -84,7 +84,8 @@ def part_positions(size, start, length, edge: str) -> Variable:
     a concatenation, looked up with ``F.take`` (a lookup out of range is a zero)."""
     size, length, start = as_size(size, "part positions"), as_size(length, "part positions"), sympy.sympify(start)
     name = f"{_PART_PREFIX}from_{_spelled(start)}_length_{_spelled(length)}_of_{_spelled(size)}"
-    _SOURCES[name] = (
+    _register(
+        name,
         "jnp.where((jnp.arange({n}) >= {start}) & (jnp.arange({n}) < {start} + {length}), "
         "jnp.arange({n}) - {start}, {length}).astype(dtype)",
         {"start": start, "length": length},
@@ -93,8 +94,17 @@ def part_positions(size, start, length, edge: str) -> Variable:
 
 
 def _spelled(size) -> str:
-    """A size as part of a Python name."""
-    return re.sub(r"\W", "_", str(size))
+    """A size as part of a Python name, one name per size: where characters had to be
+    replaced (``n + 1`` and ``n - 1`` both read ``n___1``), a hash of the size's text follows."""
+    text = str(size)
+    spelled = re.sub(r"\W", "_", text)
+    return spelled if spelled == text else f"{spelled}_{stable_hash(text) % 16**8:08x}"
+
+
+def _register(name: str, source: str, sizes: dict):
+    """Remember the source of the structural tensor ``name``; a name means one tensor."""
+    entry = (source, sizes)
+    assert _SOURCES.setdefault(name, entry) == entry, f"internal error: structural tensor {name!r} defined twice"
 
 
 def structural_source(v: Variable, size_of) -> str | None:

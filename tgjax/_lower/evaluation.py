@@ -21,7 +21,7 @@ normal forms: each expression's normal form (``normal_forms``), and the
 derivatives taken by reverse accumulation from the normal form of what they
 differentiate (``on_normal_forms``), which has merged what the expression
 as written repeats. It keeps the program with the lowest estimated cost
-(``Program.cost``).
+(``cost.program_cost``).
 """
 
 from __future__ import annotations

@@ -9,18 +9,34 @@ one-hot is recognised instead (``selector``):
 - where its ``edge`` meets exactly one other operand (the table), the pair is
   ``jnp.take(table, index, axis)``: the forward lookup;
 - where its ``edge`` is free and its index edges are contracted with the rest
-  (the table's gradient, ``one_hot^T g``), the rest is contracted keeping the
-  index edges, then added into the rows the index picks
-  (``.at[index].add``): the scatter-add of backpropagation.
+  (the table's gradient, ``one_hot^T g``), or spread along by a ones vector (a
+  pooling window's entries, given the window's cotangent), the rest is
+  contracted keeping the index edges, then added into the rows the index picks
+  (``.at[index].add``): the scatter-add of backpropagation. Several such
+  one-hots in one product (a 2-D pooling's gradient) are one scatter-add with
+  an index per axis.
 
 Any other use keeps the dense one-hot, which has the same value.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .._ir.elementwise import equal
 from .._ir.nodes import Delta, Expr, Function, Product
 from .._ir.structural import is_positions
+
+
+class Lookup(NamedTuple):
+    """A one-hot in a product's network, edge names as in the network."""
+
+    node: Expr          # the one-hot (``F.one_hot(index, edge, size)`` as built)
+    names: dict         # its renaming into the network
+    index: object       # the index's Value
+    index_edges: tuple  # the index's edges
+    edge: str           # the edge it picks along
+    joined: dict        # the renaming of its edges where views' Deltas joined them
 
 
 def _core(u: Expr):
@@ -51,12 +67,10 @@ def selector(f: Expr):
 def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict, program) -> tuple[list, list]:
     """``operands`` with each lookup whose edge meets exactly one operand (and no Delta, and is
     not free) fused with it into ``jnp.take``, and the lookups left over (the dense one-hot
-    then). ``lookups``: (one-hot node, its renaming into the network, index Value, index
-    edges, edge, the renaming of its edges where views joined them), edge names as in the
-    network; ``sizes``: the network's edge sizes."""
+    then). ``lookups``: the network's ``Lookup``s; ``sizes``: its edge sizes."""
     left = []
     for lookup in lookups:
-        _, _, index, index_edges, edge, _ = lookup
+        index, index_edges, edge = lookup.index, lookup.index_edges, lookup.edge
         holders = [k for k, (_, edges) in enumerate(operands) if edge in edges]
         if (len(holders) == 1 and edge not in free and not any(edge in d for d in deltas)
                 and operands[holders[0]][1].count(edge) == 1 and not set(index_edges) & set(operands[holders[0]][1])):
@@ -86,7 +100,8 @@ def scattered_lookups(operands: list, deltas: list, free: set, lookups: list) ->
     spread = {d[0] for d in deltas if len(d) == 1}
     joined = {e for d in deltas if len(d) > 1 for e in d}
     seen: set = set()
-    for _, _, _, index_edges, edge, _ in lookups:
+    for lookup in lookups:
+        index_edges, edge = lookup.index_edges, lookup.edge
         if (edge not in free or edge in carried or any(edge in d for d in deltas) or set(index_edges) & free
                 or not set(index_edges) <= carried | spread or set(index_edges) & (joined | seen)):
             return ()

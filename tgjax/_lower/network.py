@@ -20,7 +20,7 @@ import sympy
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum
 from .._ir.rename import rename
 from .._ir.util import UnionFind, fresh_edge
-from .lookup import gathered, scattered_lookups, selector
+from .lookup import Lookup, gathered, scattered_lookups, selector
 
 
 def _is_thin(t: Expr, program) -> bool:
@@ -80,7 +80,7 @@ def network(t: Product, program):
         elif (found := selector(f)) is not None:
             index, edge = found
             value = program.value(index)
-            lookups.append((f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge), {}))
+            lookups.append(Lookup(f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge), {}))
         else:
             v = program.value(f)
             operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))
@@ -90,9 +90,10 @@ def network(t: Product, program):
     operands, lookups = gathered(operands, deltas, set(t.edges), lookups, sizes, program)
     scatters = scattered_lookups(operands, deltas, set(t.edges), lookups) if not convolutions else ()
     if not scatters:
-        for f, names, *_, joined in lookups:  # the dense one-hot, same value
-            v = program.value(f)
-            operands.append((v.name, tuple(joined.get(names.get(e, e), names.get(e, e)) for e in v.edges)))
+        for lookup in lookups:  # the dense one-hot, same value
+            v = program.value(lookup.node)
+            named = (lookup.names.get(e, e) for e in v.edges)
+            operands.append((v.name, tuple(lookup.joined.get(e, e) for e in named)))
     operands, deltas, convolutions = _joined(operands, deltas, convolutions, set(t.edges))
     return operands, deltas, convolutions, sizes, weight, scatters
 
@@ -100,11 +101,12 @@ def network(t: Product, program):
 def _joined_with_lookups(operands, deltas, convolutions, lookups, t: Product):
     """``_joined``, the lookups' edges taken as ends too and renamed with the rest; each lookup
     gains the renaming of its own edges (for the dense one-hot, where it stays one)."""
-    ends = [(None, (*own, edge)) for _, _, _, own, edge, _ in lookups]
+    ends = [(None, (*lookup.index_edges, lookup.edge)) for lookup in lookups]
     joined, deltas, convolutions = _joined(operands + ends, deltas, convolutions, set(t.edges))
     renamed = []
-    for (f, names, value, own, edge, _), (_, edges) in zip(lookups, joined[len(operands):]):
-        renamed.append((f, names, value, edges[:-1], edges[-1], dict(zip((*own, edge), edges))))
+    for lookup, (_, edges) in zip(lookups, joined[len(operands):]):
+        before = (*lookup.index_edges, lookup.edge)
+        renamed.append(lookup._replace(index_edges=edges[:-1], edge=edges[-1], joined=dict(zip(before, edges))))
     return joined[:len(operands)], deltas, convolutions, renamed
 
 

@@ -382,8 +382,8 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatters, pr
     """``t``, whose one-hot factors' edges are free (``lookup.scattered_lookups``): the rest of
     the network contracted keeping the index edges, then added into the entries the indices
     pick, one leading axis per one-hot."""
-    edges = tuple(edge for _, _, _, _, edge, _ in scatters)
-    index_edges = tuple(e for _, _, _, own, _, _ in scatters for e in own)
+    edges = tuple(lookup.edge for lookup in scatters)
+    index_edges = tuple(e for lookup in scatters for e in lookup.index_edges)
     rest = tuple(e for e in t.edges if e not in edges)
     placeholders = (f"%{k}" for k in itertools.count())
     p = plan(operands, deltas, index_edges + rest, sizes, lambda: next(placeholders), known=program,
@@ -395,14 +395,16 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatters, pr
     order = [rows.edges.index(e) for e in index_edges + rest]
     text = program.read(rows.name, None if order == sorted(order) else tuple(order))
     indices = []
-    for _, _, index, own, _, _ in scatters:
-        picks = f"{program.read(index.name)}.astype(jnp.int32)"
+    for lookup in scatters:
+        own = lookup.index_edges
+        picks = f"{program.read(lookup.index.name)}.astype(jnp.int32)"
         if len(scatters) > 1:
             # each index spread along the others' index edges, which numpy's indexing broadcasts
             picks += f".reshape({tuple(sizes[e] if e in own else 1 for e in index_edges)})"
         indices.append(picks)
     shape = tuple(sizes[e] for e in edges + rest)
-    code = f"jnp.zeros({shape}, dtype).at[{', '.join(indices)}].add({text})"
+    # an index out of range (outside a concatenation's part) adds nothing, as its lookup picks zeros
+    code = f"jnp.zeros({shape}, dtype).at[{', '.join(indices)}].add({text}, mode='drop')"
     return Value(program.emit(code, "scatter-add: rows added where the integer index points", flops=elements,
                               elements=program.elements(t)), edges + rest)
 

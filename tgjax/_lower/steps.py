@@ -85,7 +85,8 @@ class Steps:
         found = self._by_key.get(key)
         if found is not None:
             return found
-        assert not _STATEMENT.search(template), f"internal error: a statement read by name, not by token: {template!r}"
+        if _STATEMENT.search(template):
+            raise RuntimeError(f"internal error: a step reads a statement by name, not by token: {template!r}")
         reads = self.reads_of(template)
         name = f"t{len(self.steps)}"
         batched = any(r.name in self.mapped for r in reads)

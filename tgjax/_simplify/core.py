@@ -11,6 +11,7 @@ Normal form:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import threading
@@ -69,8 +70,13 @@ def spend(units: int):
 
 # The normal form of every node simplified (a normal form is its own), while both live:
 # this pass's memo across calls, so that a subexpression shared by several expressions
-# is normalised once. The outermost call holds every normal form it computes.
+# is normalised once. The outermost call holds every normal form it computes, and the
+# last _KEPT_NORMAL_FORMS computed stay held (a value can refer back to its key, through
+# a lazily renamed copy's rename memo, so holding every one for as long as its key lives
+# would keep both alive for good).
 _NORMAL_FORMS = NodeTable(weak_values=True)
+_KEPT_NORMAL_FORMS = 4096
+_recent = collections.deque(maxlen=_KEPT_NORMAL_FORMS)
 
 
 def simplified(t: Expr) -> Expr:
@@ -93,6 +99,7 @@ def simplified(t: Expr) -> Expr:
     _NORMAL_FORMS.set(result, result)
     _NORMAL_FORMS.set(t, result)
     _alike.held.append(result)
+    _recent.append(result)
     return result
 
 
@@ -137,7 +144,7 @@ def simplified_alike(t: Expr) -> Expr:
     ``simplified`` call that equals ``t`` up to the names of its free edges.
 
     For a node a rule builds afresh (a sum over an edge pushed into a sum
-    factor's terms), the cache on the node never hits: in a layer-norm stack
+    factor's terms), the memo by node (``_NORMAL_FORMS``) never hits: in a layer-norm stack
     the mean of each block's input pushes the sum into the block below, and
     that into the one below it, each time anew (quadratic in depth)."""
     table = getattr(_alike, "table", None)
@@ -206,8 +213,8 @@ def recording():
 
     Yields a list that fills with ``(rule name, before, after)``: the node the
     rule matched (its children already in normal form) and what it became.
-    Simplified forms are cached on the nodes, so only work done inside the
-    block is recorded.
+    Normal forms are remembered per node (``_NORMAL_FORMS``), so only work done
+    inside the block is recorded.
 
     Examples:
         >>> with recording() as steps:

@@ -100,7 +100,8 @@ def _simplification(expr: Expr) -> list:
     """The steps of ``simplified(expr)``, one per node that took a named rule, children first."""
     steps = [("input", expr)]
     done: dict = {}
-    # Normal forms are cached on the nodes: a fresh copy is simplified from scratch, so every rule shows.
+    # Normal forms are remembered per node (core._NORMAL_FORMS): a fresh copy is simplified from
+    # scratch, so every rule shows.
     # A result of .grad stands for its unevaluated derivative, whose evaluation is what simplify shows.
     copy = _fresh_copy(expr if expr.stands_for is None else expr.stands_for)
     for node in reversed(parents_first([copy])):
