@@ -814,8 +814,8 @@ def mean_pool(t: Expr, edge: str, window: int, new_edge: str) -> Expr:
     """The mean of each run of ``window`` entries along ``edge`` (non-overlapping windows, a
     remainder shorter than a window dropped): ``new_edge``, of size ``size // window``, takes
     ``edge``'s place among ``t``'s edges (it may keep its name). The windows are looked up
-    (``F.take``: a gather, and a scatter-add for the derivative), so no pooling matrix is
-    ever multiplied.
+    (``F.take`` of window positions, which lowering reads as a reshape into windows, and
+    the derivative as the reverse reshape), so no pooling matrix is ever multiplied.
 
     Examples:
         >>> h = tg.symbols("h")

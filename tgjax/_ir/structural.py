@@ -24,6 +24,7 @@ _SOURCES: dict = {}
 _PREFIX = "tg_causal_mask_"
 _IOTA_PREFIX = "tg_positions_"
 _WINDOWS_PREFIX = "tg_windows_"
+_WINDOWS: dict = {}  # the name of a pooling's window positions -> its window
 _PART_PREFIX = "tg_part_"
 # the edges structural tensors are declared on (renamed to the caller's)
 _ROW, _COL, _POSITION = "tg_row", "tg_col", "tg_position"
@@ -74,6 +75,7 @@ def window_positions(count, window: int, edge: str, within: str) -> Variable:
     ``p < count`` (along ``edge``): the windows of a pooling, looked up with ``F.take``."""
     count = as_size(count, "window positions")
     name = f"{_WINDOWS_PREFIX}{window}_{_spelled(count)}"
+    _WINDOWS[name] = window
     _register(name, f"(jnp.arange({{n}})[:, None] * {window} + jnp.arange({window})[None, :]).astype(dtype)", {})
     return Variable(name, **{_ROW: count, _COL: window}).rename(**{_ROW: edge, _COL: within})
 
@@ -115,6 +117,12 @@ def structural_source(v: Variable, size_of) -> str | None:
         return None
     template, sizes = entry
     return template.format(n=size_of(v.decl[0][1]), **{k: size_of(s) for k, s in sizes.items()})
+
+
+def window_of(name: str) -> int | None:
+    """The window of a pooling's window positions named ``name`` (lowering reads a lookup
+    of them as a reshape of the table), else None."""
+    return _WINDOWS.get(name)
 
 
 def is_structural(name: str) -> bool:

@@ -37,6 +37,7 @@ class Lookup(NamedTuple):
     index_edges: tuple  # the index's edges
     edge: str           # the edge it picks along
     joined: dict        # the renaming of its edges where views' Deltas joined them
+    window: int | None = None  # where the index is a pooling's window positions, its window
 
 
 def _core(u: Expr):
@@ -81,8 +82,14 @@ def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict
             for e in out:
                 elements *= sizes[e]
             rows, picks = program.read(table), program.read(index.name)
-            code = f"jnp.take({rows}, {picks}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)"
-            name = program.emit(code, "take: rows picked by an integer index", elements=elements)
+            if lookup.window is not None:
+                # a pooling's windows: the table's entries, cut into windows, read in place
+                count = sizes[index_edges[0]]
+                code = f"windows({rows}, {axis}, {count}, {lookup.window})"
+                name = program.emit(code, "windows: the entries along an edge cut into windows")
+            else:
+                code = f"jnp.take({rows}, {picks}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)"
+                name = program.emit(code, "take: rows picked by an integer index", elements=elements)
             operands[holders[0]] = (name, out)
         else:
             left.append(lookup)

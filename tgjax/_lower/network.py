@@ -19,6 +19,7 @@ import sympy
 
 from .._ir.nodes import Convolution, Delta, Expr, Product, Sum
 from .._ir.rename import rename
+from .._ir.structural import window_of
 from .._ir.util import UnionFind, fresh_edge
 from .lookup import Lookup, gathered, scattered_lookups, selector
 
@@ -80,7 +81,8 @@ def network(t: Product, program):
         elif (found := selector(f)) is not None:
             index, edge = found
             value = program.value(index)
-            lookups.append(Lookup(f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge), {}))
+            lookups.append(Lookup(f, names, value, tuple(names.get(e, e) for e in value.edges), names.get(edge, edge), {},
+                                  window_of(getattr(index, "name", ""))))
         else:
             v = program.value(f)
             operands.append((v.name, tuple(names.get(e, e) for e in v.edges)))

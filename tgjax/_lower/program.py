@@ -394,6 +394,16 @@ def _scatter_add(t: Product, operands, deltas, sizes: dict, weight, scatters, pr
     rows = _emitted(p, weight, "the rows to add, per index entry", elements, program)
     order = [rows.edges.index(e) for e in index_edges + rest]
     text = program.read(rows.name, None if order == sorted(order) else tuple(order))
+    if all(lookup.window is not None for lookup in scatters):
+        # a pooling's windows put back: each (window, entry) pair of axes is one run of the
+        # edge, padded with zeros where a remainder was dropped
+        runs = tuple(math.prod(sizes[e] for e in lookup.index_edges) for lookup in scatters)
+        code = f"{text}.reshape({runs + tuple(sizes[e] for e in rest)})"
+        pads = [(0, sizes[lookup.edge] - n) for lookup, n in zip(scatters, runs)]
+        if any(after for _, after in pads):
+            code = f"jnp.pad({code}, {tuple(pads) + ((0, 0),) * len(rest)})"
+        return Value(program.emit(code, "windows put back in place along their edges", elements=program.elements(t)),
+                     tuple(lookup.edge for lookup in scatters) + rest)
     indices = []
     for lookup in scatters:
         own = lookup.index_edges

@@ -247,6 +247,14 @@ def window(x, axis: int, pad: int, start: int, step: int, count: int, length: in
     return jnp.take(x, index, axis=axis, mode="clip")
 
 
+def windows(x, axis: int, count: int, window: int):
+    """The first ``count * window`` entries of ``x`` along ``axis`` as ``count`` windows of
+    ``window`` entries (two axes in its place): a pooling's windows, a view XLA fuses into
+    the reduction that reads it, where a gather would copy them."""
+    x = lax.slice_in_dim(x, 0, count * window, axis=axis)
+    return x.reshape(x.shape[:axis] + (count, window) + x.shape[axis + 1:])
+
+
 def conv_indicator(n: int, k: int, m: int, dtype):
     """The dense convolution tensor ``[i = j + o]`` of shape (n, k, m); only for a
     convolution that no operand touches (an output, or one contracted with nothing)."""
@@ -302,6 +310,7 @@ HELPERS = {
     "relaid": relaid,
     "materialized": materialized,
     "window": window,
+    "windows": windows,
     "conv_indicator": conv_indicator,
 }
 MODULES = {"jax": jax, "jnp": jnp, "lax": lax}
