@@ -23,8 +23,10 @@ def normal(*shape, scale=1.0):
     return jnp.asarray(rng.standard_normal(shape) * scale, jnp.float32)
 
 
-def case(table, name, expr, x, values, jax_f):
-    """Time the Hessian of scalar ``expr`` wrt Variable ``x`` both ways."""
+def lowered_hessian(expr, x, values, jax_f):
+    """The Hessian of scalar ``expr`` wrt Variable ``x`` both ways: (tgjax's lowered function,
+    its symbolic work plus first call in seconds, the jitted ``jax.hessian`` of ``jax_f``, a
+    function of ``x``'s array and the other values by keyword)."""
     start = time.perf_counter()
     # The Hessian may not mention every input (ridge: only X), so fix the sizes from f's inputs.
     sizes = {size: dim for v in expr.variables() for (_, size), dim in zip(v.decl, values[v.name].shape)}
@@ -32,7 +34,12 @@ def case(table, name, expr, x, values, jax_f):
     jax.block_until_ready(fn(values))
     compile_s = time.perf_counter() - start
     others = {k: v for k, v in values.items() if k != x.name}
-    hess = jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
+    return fn, compile_s, jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
+
+
+def case(table, name, expr, x, values, jax_f):
+    """Time the Hessian of scalar ``expr`` wrt Variable ``x`` both ways."""
+    fn, compile_s, hess = lowered_hessian(expr, x, values, jax_f)
     ours, theirs = fn(values), hess(values[x.name])
     table.add(name, *paired_times(lambda: hess(values[x.name]), lambda: fn(values)), compile_s, max_rel_error(ours, theirs))
 

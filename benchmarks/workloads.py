@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import tgjax as tg  # noqa: E402
 import tgjax.functions as F  # noqa: E402
 from harness import Table, flops, max_rel_error, paired_times  # noqa: E402
+from hessians import lowered_hessian  # noqa: E402
 from second_order import _compiled_flops, newton_row  # noqa: E402  (the Newton step, as second_order.py times it)
 
 rng = np.random.default_rng(0)
@@ -365,13 +366,7 @@ def linear_vae(table, points=1024, dim=16, latent=2, noise=0.1):
 def hessian_row(table, name, expr, x, values, jax_f):
     """The Hessian of scalar ``expr`` with respect to ``x``, against ``jax.hessian(jax_f)`` (a
     function of ``x``'s array and the others by keyword)."""
-    start = time.perf_counter()
-    sizes = {size: dim for v in expr.variables() for (_, size), dim in zip(v.decl, values[v.name].shape)}
-    fn = tg.lower(expr.grad(x).grad(x), sizes=sizes)
-    jax.block_until_ready(fn(values))
-    compile_s = time.perf_counter() - start
-    others = {k: v for k, v in values.items() if k != x.name}
-    hess = jax.jit(jax.hessian(lambda a: jax_f(a, **others)))
+    fn, compile_s, hess = lowered_hessian(expr, x, values, jax_f)
     ratio = _compiled_flops(fn, values) / max(flops(hess.lower(values[x.name]).compile()), 1.0)
     err = max_rel_error(fn(values), hess(values[x.name]))
     table.add(name, *paired_times(lambda: hess(values[x.name]), lambda: fn(values)), compile_s, err, ratio)

@@ -123,7 +123,6 @@ def grads(t: Expr, xs, names: list) -> list:
     base = written_form(t)
     with stage("derivative", f"{len(wanted)} variable(s) of an expression of {t._depth} levels"):
         swept = gradients(base, [d.x for d in wanted], [d.new_names for d in wanted])
-    out = []
     return [Product([g], edges=d.edges, stands_for=d) for d, g in zip(wanted, swept)]
 
 

@@ -78,16 +78,17 @@ def gathered(operands: list, deltas: list, free: set, lookups: list, sizes: dict
             table, edges = operands[holders[0]]
             axis = edges.index(edge)
             out = edges[:axis] + index_edges + edges[axis + 1:]
-            elements = 1
-            for e in out:
-                elements *= sizes[e]
-            rows, picks = program.read(table), program.read(index.name)
+            rows = program.read(table)
             if lookup.window is not None:
                 # a pooling's windows: the table's entries, cut into windows, read in place
                 count = sizes[index_edges[0]]
                 code = f"windows({rows}, {axis}, {count}, {lookup.window})"
                 name = program.emit(code, "windows: the entries along an edge cut into windows")
             else:
+                elements = 1
+                for e in out:
+                    elements *= sizes[e]
+                picks = program.read(index.name)
                 code = f"jnp.take({rows}, {picks}.astype(jnp.int32), axis={axis}, mode='fill', fill_value=0)"
                 name = program.emit(code, "take: rows picked by an integer index", elements=elements)
             operands[holders[0]] = (name, out)
