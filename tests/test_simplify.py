@@ -453,6 +453,26 @@ def test_a_distributed_product_cancels_against_its_terms():
     assert isinstance(((x + y) @ w + z).simplify(), Sum)
 
 
+def test_two_distributed_products_cancel_against_each_other():
+    # distribute_where_terms_merge, two products at a time: no term merges until both distribute
+    x, y, z = (tg.Variable(name, i=i) for name in "xyz")
+    w = tg.Variable("w", i=i, j=j)
+    assert ((x + y) @ w - (x + z) @ w).simplify() == (y @ w - z @ w).simplify()
+    assert ((x + y) @ w - (y + x) @ w).simplify() == tg.Zero({"j": j})
+    # every product with a term that merges is distributed, so the normal form is one
+    u = tg.Variable("u", i=i)
+    three = ((x + y) @ w + (z + y) @ w + (u + y) @ w).simplify()
+    assert three == (x @ w + z @ w + u @ w + 3 * (y @ w)).simplify() == three.simplify()
+    # a layer norm removes what is constant along its axis: the loss no longer mentions K
+    K, V, c = tg.Variable("K", i=i, k=k), tg.Variable("V", k=k, j=j), tg.Variable("c", n=n)
+    u = (K + c) @ V
+    centred = u - F.mean(u, "n")
+    assert {v.name for v in F.sum(centred * centred).simplify().variables()} == {"V", "c"}
+    # nothing merges: both products stay factored
+    kept = ((x + y) @ w - (z + y * y) @ w).simplify()
+    assert isinstance(kept, Sum) and all(any(isinstance(f, Sum) for f in t.factors) for t in kept.terms)
+
+
 def test_a_tensor_contracted_with_itself_is_the_sum_of_its_square():
     # square_of_a_full_contraction
     x, Y = tg.Variable("x", i=i), tg.Variable("Y", i=i, j=j)
