@@ -33,6 +33,23 @@ def _chain(length: int) -> tg.Expr:
     return out
 
 
+def _transformer_block() -> tg.Expr:
+    """A post-layer-norm transformer block's loss, written as a user writes it."""
+    s, d, e, f = tg.symbols("s d e f")
+    X_, Y_ = tg.Variable("X", s=s, d=d), tg.Variable("Y", s=s, d=d)
+    Wq, Wk, Wv = (tg.Variable(name, d, e) for name in ("Wq", "Wk", "Wv"))
+    Wo, W1, W2 = tg.Variable("Wo", e, d), tg.Variable("W1", d, f), tg.Variable("W2", f, d)
+
+    def layer_norm(h):
+        centred = h - F.mean(h, "d")
+        return centred * F.pow(F.mean(centred ** 2, "d") + 1e-5, -0.5)
+
+    q, key, v = X_ @ Wq, X_.rename(s="t") @ Wk, X_.rename(s="t") @ Wv
+    h = layer_norm(X_ + (F.softmax(q @ key / 8, "t") @ v) @ Wo)
+    h = layer_norm(h + F.gelu(h @ W1) @ W2)
+    return F.mean((h - Y_) ** 2)
+
+
 CASES = {
     "variable": x,
     "matrix": A,
@@ -55,6 +72,7 @@ CASES = {
     "the scalar 1": (F.sum(x) / F.sum(x)).simplify(),
     "a long chain": _chain(50),
     "a wide sum": sum((tg.Variable(f"v{q}", i=n) for q in range(30)), tg.Zero({"i": n})),
+    "a transformer block, in parts": _transformer_block(),
 }
 
 
@@ -180,6 +198,50 @@ def test_a_deep_expression_still_draws():
         t = F.tanh(t)
     root = _tree(tg.draw(t))
     assert _texts(root).count("tanh") == 300
+
+
+def _parts(root) -> list:
+    return [el.text for el in root.iter() if el.get("class") == "caption" and el.text.endswith(" =")]
+
+
+def test_a_transformer_block_and_its_gradient_fit_the_width_in_parts():
+    # issue 28: the block's loss was 11,695 px wide, every repeated subexpression drawn again
+    loss = _transformer_block()
+    for expr in (loss, loss.grad(tg.Variable("W1", tg.symbols("d"), tg.symbols("f")))):
+        root = _tree(tg.draw(expr))
+        _, _, w, _ = _view_box(root)
+        assert w <= 1800, w
+        texts = _texts(root)
+        parts = _parts(root)
+        assert parts == [f"[{q}] =" for q in range(1, len(parts) + 1)] and parts
+        for q in range(1, len(parts) + 1):  # each part is referred to by a box
+            assert any(t == f"[{q}]" or t.startswith(f"[{q}] ") for t in texts), q
+        # the softmax, read by the residual and by both layer norms' means, is drawn once
+        assert sum(t.startswith("softmax[") for t in texts if not t.startswith("[")) == 1
+        for user_edge in ("s", "d"):
+            assert user_edge in texts
+
+
+def test_a_deep_network_is_folded_to_the_width():
+    h = tg.Variable("x", b=b, i=i)
+    for q in range(200):
+        h = F.tanh((h @ tg.Variable(f"W{q}", i=i, o=i)).rename(o="i"))
+    root = _tree(tg.draw(F.sum(h ** 2)))
+    _, _, w, _ = _view_box(root)
+    assert w <= 1800, w
+    assert _texts(root).count("W199") == 1 and _texts(root).count("W0") == 1
+
+
+def test_max_width_inf_draws_everything_in_place_and_a_bad_width_is_a_clear_error():
+    import math
+
+    root = _tree(tg.draw(_chain(3) @ tg.Variable("v", e3=n), max_width=math.inf))
+    assert _parts(root) == []
+    wide = _tree(tg.draw(CASES["functions"], max_width=math.inf))
+    assert _parts(wide) == []
+    for bad in (0, -5, "wide", True):
+        with pytest.raises(ValueError, match="max_width must be a positive number"):
+            tg.draw(x, max_width=bad)
 
 
 def test_a_list_draws_one_below_the_other_with_titles():

@@ -26,6 +26,18 @@ def test_a_sum_over_an_edge_shows_the_sum_not_the_ones_vector():
     assert tg.to_latex(F.sum(X), einstein=True) == r"X_{b j} \delta_{b} \delta_{j}"
 
 
+def test_a_cross_entropy_reads_as_written_not_as_a_mass_of_deltas():
+    # issue 28: the Deltas that join indices are the equalities they say, and a term's
+    # all-ones Delta is the broadcast index notation leaves implicit
+    z = tg.Variable("z", b, k)
+    assert tg.to_latex(F.cross_entropy(z, T, "k")) == (
+        r"-\sum_{k} T_{b k} \left(z_{b k} - \operatorname{logsumexp}_{k}\left(z_{b k}\right)\right)")
+    assert tg.to_latex(X + tg.Variable("y", b)) == r"X_{b j} + y_{b}"
+    # a diagonal (two free edges) and an outer product with ones keep their Deltas
+    assert tg.to_latex(tg.Delta(n, "i", "j")) == r"\delta_{i j}"
+    assert r"\delta_{k}" in tg.to_latex(tg.Variable("y", b) @ tg.Delta(k, "k"))
+
+
 @pytest.mark.parametrize("expr, symbol", [
     (F.tanh(x), r"\tanh\left(x_{i}\right)"),
     (F.exp(x), r"\exp\left(x_{i}\right)"),

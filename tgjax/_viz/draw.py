@@ -17,6 +17,13 @@ and where its edges leave it ("ports"):
   the left margin), so no line passes through a node. Parallel edges leave a
   side at different ports, so a Hadamard product shows them apart.
 
+A large diagram is drawn in parts. A framed subexpression that occurs more
+than once (the same structure, the same user-named edges) is drawn once, as
+a numbered part ``[n]`` listed below the diagram, and every occurrence is a
+box labelled ``[n]``; and where a network would be wider than ``max_width``,
+its widest frames become parts too, so a transformer block's diagram stays
+within a screen's width.
+
 Everything is computed from the expression alone (networkx's walk over
 integer nodes, edges in the order of the expression), so the same expression
 always draws the same bytes. Text is set in a monospace font, whose width is
@@ -34,6 +41,7 @@ from xml.sax.saxutils import escape
 
 from .._ir.deep import deep
 from .._ir.elementwise import Power
+from .._ir.identity import signature
 from .._ir.nodes import (
     AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero,
     register_pass,
@@ -56,6 +64,9 @@ _MAX_ROW = 8  # factors in one row of a network
 _MAX_WIDTH = 960.0  # a frame's items wrap into lines past this width
 _MARGIN = 12.0  # around the whole picture
 _PORT_FONT = 10.0  # the names of lines where they enter a frame
+_MAX_DRAW_WIDTH = 1600.0  # past this, a network's widest frames are drawn as parts of their own
+_PART_TITLE = 14  # a part's box shows the frame's title up to this many characters
+_PART_NODES = 5  # a repeated frame of fewer nodes is drawn in place each time: a box would say less
 
 _SIDES = ("left", "right", "top", "bottom")
 
@@ -70,13 +81,14 @@ _STYLE = {
     "derivative": 'fill="#fdf6ec" stroke="#b5651d" stroke-width="1.2"',
     "expectation": 'fill="#f1f8ef" stroke="#3c8d2f" stroke-width="1.2"',
     "edge": 'fill="none" stroke="#1f2937" stroke-width="1.2"',
+    "part": 'fill="#f3f6fb" stroke="#4a6fa5" stroke-width="1.2" stroke-dasharray="3 2"',
 }
 _TEXT_COLOUR = {
     "name": "#111827", "label": "#374151", "port": "#6b7280", "title": "#1f2937", "weight": "#111827", "caption": "#111827",
 }
 
 
-def draw(expr_or_list, path: str | None = None) -> str:
+def draw(expr_or_list, path: str | None = None, *, max_width: float = _MAX_DRAW_WIDTH) -> str:
     """The tensor diagram of an expression, or of a list of them, as an SVG document.
 
     Args:
@@ -84,6 +96,9 @@ def draw(expr_or_list, path: str | None = None) -> str:
             ``(title, expression)`` pairs, drawn one below the other
             (``tg.explain``'s list draws the derivation step by step).
         path: also write the SVG to this file (its name must end in ``.svg``).
+        max_width: about how wide, in pixels, a diagram may grow: past it, a
+            network's widest frames are drawn as numbered parts below it
+            (default 1600; ``math.inf`` draws everything in place).
 
     Returns:
         The SVG document as a string. Every factor is a node labelled with its
@@ -91,6 +106,8 @@ def draw(expr_or_list, path: str | None = None) -> str:
         edge a dangling line labelled with its name; a function is a box around
         its argument's diagram, a sum a dashed frame around its weighted terms,
         a derivative and an expectation a frame titled with their variable.
+        A framed subexpression that occurs more than once is drawn once, as a
+        part ``[n]`` below the diagram, and each occurrence as a box ``[n]``.
 
     Examples:
         >>> i, j = tg.symbols("i j")
@@ -102,7 +119,9 @@ def draw(expr_or_list, path: str | None = None) -> str:
     items = _items(expr_or_list)
     if path is not None and not (isinstance(path, str) and path.endswith(".svg")):
         raise ValueError(f"tg.draw: path must be a file name ending in '.svg'; got {path!r}.")
-    svg = _rendered([title for title, _ in items], [expr for _, expr in items])
+    if isinstance(max_width, bool) or not isinstance(max_width, (int, float)) or not max_width > 0:
+        raise ValueError(f"tg.draw: max_width must be a positive number of pixels (or math.inf); got {max_width!r}.")
+    svg = _rendered([title for title, _ in items], [expr for _, expr in items], float(max_width))
     if path is not None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(svg)
@@ -170,7 +189,7 @@ class _Svg:
 
 
 def _class_of(style: str) -> str:
-    return "node" if style in ("variable", "convolution", "scalar") else f"frame {style}"
+    return "node" if style in ("variable", "convolution", "scalar") else ("node part" if style == "part" else f"frame {style}")
 
 
 def _n(v: float) -> str:
@@ -215,6 +234,7 @@ class _Block:
     h: float
     ports: dict = field(default_factory=dict)  # edge -> (x, y), relative to the top left corner
     paint: Callable = lambda svg, x, y: None
+    part: bool = False  # the box of a part drawn below the diagram
 
     def emit(self, svg: _Svg, x: float, y: float):
         self.paint(svg, x, y)
@@ -227,19 +247,44 @@ class _Context:
     get the next free letters when first shown (the layout asks in a fixed order).
     """
 
-    def __init__(self, expr: Expr):
+    def __init__(self, expr: Expr, max_width: float = math.inf):
         self.names, self._letters = short_names_and_letters(expr)
+        self.max_width = max_width
+        self.repeated = _repeated_parts(expr)  # the keys of frames that occur more than once
+        self.numbers: dict = {}  # part key -> its number
+        self.parts: dict = {}  # number -> the part's own diagram
+        self.firsts: dict = {}  # number -> the occurrence the part draws
+        self.in_place = None  # the frame whose part is being drawn: drawn itself, not as its box
 
     def label(self, edge: str) -> str:
         if edge not in self.names:
             self.names[edge] = next(self._letters) if is_fresh(edge) else edge
         return self.names[edge]
 
+    def part(self, t: Expr) -> int:
+        """The number of the part that draws the frame ``t``, its diagram drawn the first time."""
+        key = _part_key(t)
+        if key not in self.numbers:
+            self.numbers[key] = n = len(self.numbers) + 1
+            self.firsts[n] = t
+            outer, self.in_place = self.in_place, t
+            try:
+                self.parts[n] = _network(t, self)
+            finally:
+                self.in_place = outer
+        return self.numbers[key]
+
 
 @deep
-def _rendered(titles: list, exprs: list) -> str:
-    """The SVG document (layout and painting both recurse through the expression: see ``deep``)."""
-    return _document([(title, _network(expr, _Context(expr))) for title, expr in zip(titles, exprs)])
+def _rendered(titles: list, exprs: list, max_width: float = math.inf) -> str:
+    """The SVG document (layout and painting both recurse through the expression: see ``deep``):
+    each diagram followed by its parts."""
+    diagrams = []
+    for title, expr in zip(titles, exprs):
+        ctx = _Context(expr, max_width)
+        diagrams.append((title, _network(expr, ctx)))
+        diagrams.extend((f"[{n}] =", ctx.parts[n]) for n in sorted(ctx.parts))
+    return _document(diagrams)
 
 
 def _spacing(side: str, edges: list, labelled: set, ctx: _Context) -> float:
@@ -379,6 +424,19 @@ def _frame(title: str | None, items: list, style: str, sides: dict, labelled: se
 _FRAMED = (Function, AlongEdge, Sum, Derivative, Expectation)
 
 
+def _frame_title(t: Expr, ctx: _Context) -> str | None:
+    """The title a frame is drawn with (a sum has none)."""
+    if isinstance(t, Function):
+        return f"** {t.spec.k}" if isinstance(t.spec, Power) else t.spec.name
+    if isinstance(t, AlongEdge):
+        return f"{t.spec.name}[{','.join(ctx.label(a) for a in t.axes)}]"
+    if isinstance(t, Derivative):
+        return f"∂/∂{t.x.name}"
+    if isinstance(t, Expectation):
+        return f"E over {t.wrt.name}"
+    return None
+
+
 def _port_label_width(s: str) -> float:
     return len(s) * 0.6 * _PORT_FONT
 
@@ -438,14 +496,12 @@ def _(t: Function, sides, labelled, ctx):
         if k:
             items.append(_text(","))
         items.append(_network(u, ctx, sides))
-    title = f"** {t.spec.k}" if isinstance(t.spec, Power) else t.spec.name
-    return _frame(title, items, "function", sides, labelled, ctx)
+    return _frame(_frame_title(t, ctx), items, "function", sides, labelled, ctx)
 
 
 @_block.register
 def _(t: AlongEdge, sides, labelled, ctx):
-    title = f"{t.spec.name}[{','.join(ctx.label(a) for a in t.axes)}]"
-    return _frame(title, [_network(t.input, ctx, sides)], "function", sides, labelled, ctx)
+    return _frame(_frame_title(t, ctx), [_network(t.input, ctx, sides)], "function", sides, labelled, ctx)
 
 
 @_block.register
@@ -476,7 +532,7 @@ def _flat_terms(t: Sum, scale=1) -> list:
 
 @_block.register
 def _(t: Derivative, sides, labelled, ctx):
-    return _frame(f"∂/∂{t.x.name}", [_network(t.expr, ctx, sides)], "derivative", sides, labelled, ctx)
+    return _frame(_frame_title(t, ctx), [_network(t.expr, ctx, sides)], "derivative", sides, labelled, ctx)
 
 
 @_block.register
@@ -484,7 +540,118 @@ def _(t: Expectation, sides, labelled, ctx):
     items = [_network(t.expr, ctx, sides)]
     if not t.has_default_law():
         items += [_text("μ ="), _network(t.mu, ctx), _text("Σ ="), _network(t.covar, ctx)]
-    return _frame(f"E over {t.wrt.name}", items, "expectation", sides, labelled, ctx)
+    return _frame(_frame_title(t, ctx), items, "expectation", sides, labelled, ctx)
+
+
+# ---------------------------------------------------------------------------
+# Parts: a frame drawn once, below the diagram, and referred to by its number
+
+
+def _part_key(t: Expr) -> tuple:
+    """What makes two frames one part: the same structure, whatever their edges are named
+    (each occurrence's box names its lines as the part does, where they differ)."""
+    sig = signature(t)
+    return sig.shape, tuple(sorted(sig.ports.values()))
+
+
+def _as_in_part(t: Expr, first: Expr) -> dict:
+    """Each edge of the frame ``t`` -> the edge of ``first`` (the occurrence its part draws)
+    in the same role."""
+    roles = defaultdict(list)
+    for e in first.edges:
+        roles[signature(first).ports[e]].append(e)
+    return {e: roles[signature(t).ports[e]].pop(0) for e in t.edges}
+
+
+def _frame_children(t: Expr) -> list:
+    """The expressions a frame draws inside it."""
+    if isinstance(t, Function):
+        return list(t.inputs)
+    if isinstance(t, AlongEdge):
+        return [t.input]
+    if isinstance(t, Sum):
+        return [u for _, u in _flat_terms(t)]
+    if isinstance(t, Expectation) and not t.has_default_law():
+        return [t.expr, t.mu, t.covar]
+    return [t.expr]  # a derivative, an expectation
+
+
+def _repeated_parts(expr: Expr) -> set:
+    """The part keys of the frames that the diagram of ``expr`` would draw more than once, of
+    at least ``_PART_NODES`` nodes; a frame met again is not entered again, so this walks each
+    distinct part once."""
+    counts: Counter = Counter()
+    large = set()  # the keys of frames large enough to be parts
+    stack = [expr]
+    while stack:
+        for f in _flat_factors(stack.pop()):
+            if isinstance(f, _FRAMED):
+                key = _part_key(f)
+                counts[key] += 1
+                if counts[key] == 1:
+                    stack.extend(_frame_children(f))
+                    if _has_nodes(f, _PART_NODES):
+                        large.add(key)
+    return {key for key, n in counts.items() if n > 1 and key in large}
+
+
+def _has_nodes(t: Expr, n: int) -> bool:
+    """Whether ``t`` has at least ``n`` distinct nodes (a walk that stops there)."""
+    seen, stack = set(), [t]
+    while stack:
+        u = stack.pop()
+        if id(u) not in seen:
+            seen.add(id(u))
+            if len(seen) >= n:
+                return True
+            stack.extend(u.args)
+    return False
+
+
+def _part_box(t: Expr, number: int, sides: dict, labelled: set, ctx: _Context) -> _Block:
+    """The box that stands for part ``number`` (the frame ``t``): a line whose name differs
+    from the part's name for it is named, as the part names it, where it enters the box."""
+    title = _frame_title(t, ctx)
+    label = f"[{number}] {title}" if title and len(title) <= _PART_TITLE else f"[{number}]"
+    renamed = {e: ctx.label(p) for e, p in _as_in_part(t, ctx.firsts[number]).items() if ctx.label(p) != ctx.label(e)}
+    box = _boxed(label, "part", sides, labelled | set(renamed), ctx)
+    inner = box.paint
+
+    def paint(svg, x, y):
+        inner(svg, x, y)
+        for e, name in renamed.items():
+            (px, py), (at, anchor) = box.ports[e], _PORT_LABEL_AT[sides[e]]
+            svg.text(x + px + at[0], y + py + at[1], name, "port", anchor)
+
+    return _Block(box.w, box.h, box.ports, paint, part=True)
+
+
+def _factor_block(f: Expr, sides: dict, labelled: set, ctx: _Context) -> _Block:
+    """A factor's block: a repeated frame as its part's box, anything else drawn in place."""
+    if isinstance(f, _FRAMED) and f is not ctx.in_place and _part_key(f) in ctx.repeated:
+        return _part_box(f, ctx.part(f), sides, labelled, ctx)
+    return _block(f, sides, labelled, ctx)
+
+
+def _folded(factors: list, blocks: list, plan, labelled: set, ctx: _Context) -> list:
+    """``blocks`` with the widest frames replaced by their parts' boxes until the network's
+    columns fit in ``ctx.max_width`` (or no frame is left drawn in place)."""
+    blocks = list(blocks)
+    cells = [plan.cell(k) for k in range(len(factors))]
+
+    def width() -> float:
+        cols = defaultdict(float)
+        for b, (_, c) in zip(blocks, cells):
+            cols[c] = max(cols[c], b.w)
+        return sum(cols.values()) + _GAP * (len(cols) - 1)
+
+    while width() > ctx.max_width:
+        framed = [k for k, f in enumerate(factors) if isinstance(f, _FRAMED) and not blocks[k].part]
+        if not framed:
+            break
+        k = max(framed, key=lambda j: (blocks[j].w, -j))
+        blocks[k] = _part_box(factors[k], ctx.part(factors[k]), plan.sides[k], labelled & set(factors[k].edges), ctx)
+    return blocks
 
 
 # ---------------------------------------------------------------------------
@@ -648,7 +815,9 @@ def _network(t: Expr, ctx: _Context, prefer: dict | None = None) -> _Block:
     one_row = rows == 1
 
     free_set = set(free)
-    blocks = [_block(f, sides[k], free_set & set(f.edges), ctx) for k, f in enumerate(factors)]
+    blocks = [_factor_block(f, sides[k], free_set & set(f.edges), ctx) for k, f in enumerate(factors)]
+    if n > 1:
+        blocks = _folded(factors, blocks, plan, free_set, ctx)
     cells = [plan.cell(k) for k in range(n)]
     # Inside a frame, a free edge is named where it crosses the frame's border (outside it);
     # one that leaves by the same side as there, alone on that side, is not named again here.

@@ -19,6 +19,7 @@ from .._ir.nodes import (
     AlongEdge, Convolution, Delta, Derivative, Expectation, Expr, Function, Product, Sum, Variable, Zero,
     register_pass,
 )
+from .._ir.rename import rename
 from .notation import short_names
 
 
@@ -95,14 +96,23 @@ def _(t: Convolution, ctx):
 
 @_tex.register
 def _(t: Product, ctx):
+    return _product(t, ctx)
+
+
+def _product(t: Product, ctx, broadcast=frozenset()) -> str:
+    """``t`` in index notation; an all-ones Delta on a free edge in ``broadcast`` (a term of a sum
+    whose other terms carry that edge) is left out, as index notation broadcasts."""
     if not t.factors:
         return "1"
-    counts = Counter(e for f in t.factors for e in f.edges)
-    summed = [e for e in dict.fromkeys(e for f in t.factors for e in f.edges) if counts[e] == 2]
+    factors = list(t.factors) if ctx.einstein else _without_joints(t.factors, set(t.edges))
+    counts = Counter(e for f in factors for e in f.edges)
+    summed = [e for e in dict.fromkeys(e for f in factors for e in f.edges) if counts[e] >= 2 and e not in t.edges]
     parts = []
-    for f in t.factors:
+    for f in factors:
         if not ctx.einstein and isinstance(f, Delta) and len(f.edges) == 1 and f.edges[0] in summed:
             continue  # an all-ones vector that only sums its index: the sum shows it
+        if isinstance(f, Delta) and len(f.edges) == 1 and f.edges[0] in broadcast and len(factors) > 1:
+            continue  # an all-ones vector that broadcasts a term of a sum: the other terms show it
         body = _tex(f, ctx)
         grouped = isinstance(f, Sum) and (len(f.terms) > 1 or f.weights[0] != 1)
         parts.append(rf"\left({body}\right)" if grouped else body)
@@ -112,11 +122,36 @@ def _(t: Product, ctx):
     return rf"\sum_{{{ctx.indices(summed)}}} {body}"
 
 
+def _without_joints(factors, free: set) -> list:
+    """``factors`` with each Delta of two or more edges that only says indices are equal
+    written as that equality: its edges renamed to one index in the factors that hold them
+    (``T_{a d} z_{e f} δ_{a e b} δ_{d f c}`` is ``T_{b c} z_{b c}``). A Delta with two free
+    edges (a diagonal) or two edges on one factor (a trace) stays."""
+    factors = list(factors)
+    k = 0
+    while k < len(factors):
+        f = factors[k]
+        others = [j for j in range(len(factors)) if j != k]
+        loose = [e for e in f.edges if e in free and not any(e in factors[j].edges for j in others)] \
+            if isinstance(f, Delta) else []
+        if not isinstance(f, Delta) or len(f.edges) < 2 or len(loose) > 1 or any(
+                sum(e in factors[j].edges for e in f.edges) > 1 for j in others):
+            k += 1
+            continue
+        name = loose[0] if loose else f.edges[0]
+        for j in others:
+            mapping = {e: name for e in f.edges if e != name and e in factors[j].edges}
+            if mapping:
+                factors[j] = rename(factors[j], mapping)
+        del factors[k]
+    return factors
+
+
 @_tex.register
 def _(t: Sum, ctx):
     out = []
     for k, (w, u) in enumerate(zip(t.weights, t.terms)):
-        body = _tex(u, ctx)
+        body = _product(u, ctx, _carried_by_others(t, k)) if isinstance(u, Product) else _tex(u, ctx)
         if isinstance(u, Sum) and len(u.terms) > 1 and w != 1:
             body = rf"\left({body}\right)"
         negative = w.is_number and w.is_real and w < 0
@@ -132,6 +167,14 @@ def _(t: Sum, ctx):
         sign = "-" if negative else "+"
         out.append((f"-{term}" if negative else term) if k == 0 else f" {sign} {term}")
     return "".join(out)
+
+
+def _carried_by_others(t: Sum, k: int) -> set:
+    """The edges of the sum ``t`` that some other term holds as more than an all-ones Delta."""
+    def ones(u, e) -> bool:
+        return isinstance(u, Product) and any(isinstance(f, Delta) and f.edges == (e,) for f in u.factors)
+
+    return {e for e in t.edges if any(j != k and not ones(u, e) for j, u in enumerate(t.terms))}
 
 
 @_tex.register
