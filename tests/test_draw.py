@@ -237,8 +237,8 @@ def test_max_width_inf_draws_everything_in_place_and_a_bad_width_is_a_clear_erro
 
     root = _tree(tg.draw(_chain(3) @ tg.Variable("v", e3=n), max_width=math.inf))
     assert _parts(root) == []
-    wide = _tree(tg.draw(CASES["functions"], max_width=math.inf))
-    assert _parts(wide) == []
+    block = CASES["a transformer block, in parts"]
+    assert _parts(_tree(tg.draw(block))) and _parts(_tree(tg.draw(block, max_width=math.inf))) == []
     for bad in (0, -5, "wide", True):
         with pytest.raises(ValueError, match="max_width must be a positive number"):
             tg.draw(x, max_width=bad)

@@ -107,7 +107,7 @@ def distribute_where_terms_merge(pairs: list) -> list:
     def merges_with_a_term(split: list, k: int) -> bool:
         return any(j != k and out[j][1] is not None and c == out[j][1] for _, c in split for j in by_hash.get(hash(c), ()))
 
-    pending = {}  # the products no term merged with: their options, for a pairwise try
+    pending = {}  # the products no term merged with: their options, to be tried together
     for k, found in options.items():
         w, core = pairs[k]
         for s, term_keys in found:

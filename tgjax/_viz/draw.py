@@ -17,12 +17,13 @@ and where its edges leave it ("ports"):
   the left margin), so no line passes through a node. Parallel edges leave a
   side at different ports, so a Hadamard product shows them apart.
 
-A large diagram is drawn in parts. A framed subexpression that occurs more
-than once (the same structure, the same user-named edges) is drawn once, as
-a numbered part ``[n]`` listed below the diagram, and every occurrence is a
-box labelled ``[n]``; and where a network would be wider than ``max_width``,
-its widest frames become parts too, so a transformer block's diagram stays
-within a screen's width.
+A large diagram is drawn in parts. A framed subexpression of a few nodes or
+more that occurs more than once (the same structure, whatever its edges are
+named) is drawn once, as a numbered part ``[n]`` listed below the diagram,
+and every occurrence is a box labelled ``[n]`` that names its lines as the
+part does; and where a network would be wider than ``max_width``, its widest
+frames become parts too, so a transformer block's diagram stays within a
+screen's width.
 
 Everything is computed from the expression alone (networkx's walk over
 integer nodes, edges in the order of the expression), so the same expression
@@ -106,8 +107,9 @@ def draw(expr_or_list, path: str | None = None, *, max_width: float = _MAX_DRAW_
         edge a dangling line labelled with its name; a function is a box around
         its argument's diagram, a sum a dashed frame around its weighted terms,
         a derivative and an expectation a frame titled with their variable.
-        A framed subexpression that occurs more than once is drawn once, as a
-        part ``[n]`` below the diagram, and each occurrence as a box ``[n]``.
+        A framed subexpression of five nodes or more that occurs more than once
+        is drawn once, as a part ``[n]`` below the diagram, and each occurrence
+        as a box ``[n]`` (unless ``max_width`` is ``math.inf``).
 
     Examples:
         >>> i, j = tg.symbols("i j")
@@ -250,7 +252,8 @@ class _Context:
     def __init__(self, expr: Expr, max_width: float = math.inf):
         self.names, self._letters = short_names_and_letters(expr)
         self.max_width = max_width
-        self.repeated = _repeated_parts(expr)  # the keys of frames that occur more than once
+        # the keys of frames that occur more than once (none where everything is drawn in place)
+        self.repeated = _repeated_parts(expr) if max_width < math.inf else set()
         self.numbers: dict = {}  # part key -> its number
         self.parts: dict = {}  # number -> the part's own diagram
         self.firsts: dict = {}  # number -> the occurrence the part draws
