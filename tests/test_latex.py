@@ -10,6 +10,7 @@ import pytest
 
 import tgjax as tg
 import tgjax.functions as F
+from tgjax._ir.nodes import Product
 
 b, j, k, n = tg.symbols("b j k n")
 X, W, T = tg.Variable("X", b, j), tg.Variable("W", j, k), tg.Variable("T", b, k)
@@ -33,6 +34,10 @@ def test_a_cross_entropy_reads_as_written_not_as_a_mass_of_deltas():
     assert tg.to_latex(F.cross_entropy(z, T, "k")) == (
         r"-\sum_{k} T_{b k} \left(z_{b k} - \operatorname{logsumexp}_{k}\left(z_{b k}\right)\right)")
     assert tg.to_latex(X + tg.Variable("y", b)) == r"X_{b j} + y_{b}"
+    # a chain of joins keeps the free edge's name, though several factors hold it by then
+    A, C, D = tg.Variable("A", a=n), tg.Variable("C", c=n), tg.Variable("D", d=n)
+    joined = Product([A, tg.Delta(n, "a", "e", "b"), tg.Delta(n, "e", "c", "d"), C, D], edges=("b",))
+    assert tg.to_latex(joined) == r"A_{b} C_{b} D_{b}"
     # a diagonal (two free edges) and an outer product with ones keep their Deltas
     assert tg.to_latex(tg.Delta(n, "i", "j")) == r"\delta_{i j}"
     assert r"\delta_{k}" in tg.to_latex(tg.Variable("y", b) @ tg.Delta(k, "k"))

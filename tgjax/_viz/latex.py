@@ -132,13 +132,13 @@ def _without_joints(factors, free: set) -> list:
     while k < len(factors):
         f = factors[k]
         others = [j for j in range(len(factors)) if j != k]
-        loose = [e for e in f.edges if e in free and not any(e in factors[j].edges for j in others)] \
-            if isinstance(f, Delta) else []
-        if not isinstance(f, Delta) or len(f.edges) < 2 or len(loose) > 1 or any(
+        # a free edge keeps its name (a joined one may be held by several factors already)
+        kept = [e for e in f.edges if e in free] if isinstance(f, Delta) else []
+        if not isinstance(f, Delta) or len(f.edges) < 2 or len(kept) > 1 or any(
                 sum(e in factors[j].edges for e in f.edges) > 1 for j in others):
             k += 1
             continue
-        name = loose[0] if loose else f.edges[0]
+        name = kept[0] if kept else f.edges[0]
         for j in others:
             mapping = {e: name for e in f.edges if e != name and e in factors[j].edges}
             if mapping:
